@@ -1,0 +1,60 @@
+//! The jobattach engine component. This file only binds the WIT exports to the domain modules;
+//! the rules live in those modules, which also compile natively so `cargo test` can run them.
+
+pub mod error;
+pub mod hash;
+pub mod relpath;
+pub mod roots;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "engine",
+        path: "../wit",
+        with: {
+            "wasi:filesystem/types@0.2.12": wasip2::filesystem::types,
+            "wasi:filesystem/preopens@0.2.12": wasip2::filesystem::preopens,
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+            "wasi:clocks/wall-clock@0.2.12": wasip2::clocks::wall_clock,
+        },
+    });
+
+    use exports::jobattach::engine::{hashing, info, types};
+
+    use crate::error::{Error, ErrorKind};
+
+    struct Engine;
+
+    impl info::Guest for Engine {
+        fn version() -> String {
+            env!("CARGO_PKG_VERSION").to_string()
+        }
+    }
+
+    impl hashing::Guest for Engine {
+        fn hash_file(root: String, path: String) -> Result<String, types::Error> {
+            crate::roots::hash_file(&root, &path).map_err(Into::into)
+        }
+
+        fn hash_files(root: String, paths: String) -> Result<String, types::Error> {
+            crate::roots::hash_files(&root, &paths).map_err(Into::into)
+        }
+    }
+
+    impl From<Error> for types::Error {
+        fn from(e: Error) -> Self {
+            let kind = match e.kind {
+                ErrorKind::InvalidInput => types::ErrorKind::InvalidInput,
+                ErrorKind::NotFound => types::ErrorKind::NotFound,
+                ErrorKind::PermissionDenied => types::ErrorKind::PermissionDenied,
+                ErrorKind::WrongType => types::ErrorKind::WrongType,
+                ErrorKind::Io => types::ErrorKind::Io,
+            };
+            types::Error { kind, message: e.message, path: e.path }
+        }
+    }
+
+    export!(Engine);
+}

@@ -1,0 +1,30 @@
+"""The jobattach host: runs the engine component under wasmtime and grants it capabilities.
+
+It knows nothing of manifest rules; those live in the component (``wit/``, ``component/``).
+"""
+
+from .component import WASM_PATH, Engine, default_engine, wasmtime_version
+from .errors import AttachmentError, FileAccessError, StorageError, ValidationError
+from .hashing import hash_file, hash_files
+from .sandbox import Grant, Session, session_for
+
+__all__ = [
+    "WASM_PATH",
+    "AttachmentError",
+    "Engine",
+    "FileAccessError",
+    "Grant",
+    "Session",
+    "StorageError",
+    "ValidationError",
+    "default_engine",
+    "hash_file",
+    "hash_files",
+    "session_for",
+    "wasmtime_version",
+]
+
+
+def engine_version() -> str:
+    """The component's own version, as it reports it."""
+    return str(session_for().call("info", "version"))

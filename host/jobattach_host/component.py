@@ -1,0 +1,103 @@
+"""Loading the engine component: locate the ``.wasm``, compile it once per process, cache it.
+
+Compiling takes seconds, so the compiled artifact is kept on disk keyed by the ``.wasm``'s hash,
+the wasmtime version and the engine settings; a stale or damaged cache entry is recompiled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from importlib import metadata
+from pathlib import Path
+
+import wasmtime
+from wasmtime import component as wc
+
+from .errors import AttachmentError
+
+#: The component shipped inside this package (built by ``just build``).
+WASM_PATH = Path(__file__).with_name("jobattach.wasm")
+
+# Inside a DCC application the host process owns the signal handlers; explicit bounds checks
+# cost little for this workload and keep wasmtime from installing its own.
+_SETTINGS = "signals_based_traps=0"
+
+
+def wasmtime_version() -> str:
+    return metadata.version("wasmtime")
+
+
+def cache_dir() -> Path:
+    """Where compiled components are kept: ``$JOBATTACH_CACHE_DIR``, else the user cache dir."""
+    env = os.environ.get("JOBATTACH_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jobattach"
+
+
+class Engine:
+    """The compiled engine component and a linker that grants it WASI.
+
+    Thread-safe to share: every operation makes its own ``wasmtime.Store``. Make one with
+    :func:`default_engine` rather than directly, so the component is compiled once per process.
+    """
+
+    def __init__(self, wasm_path: Path = WASM_PATH, *, cache: Path | None = None) -> None:
+        try:
+            wasm = wasm_path.read_bytes()
+        except FileNotFoundError:
+            raise AttachmentError(
+                f"the engine component is missing at {wasm_path}; build it with `just build`"
+            ) from None
+        config = wasmtime.Config()
+        config.signals_based_traps = False
+        self.wasm_engine = wasmtime.Engine(config)
+        self.wasm_sha256 = hashlib.sha256(wasm).hexdigest()
+        self.cache_path: Path | None = None
+        self.component = self._load(wasm, cache if cache is not None else cache_dir())
+        self.linker = wc.Linker(self.wasm_engine)
+        self.linker.add_wasip2()
+
+    def _load(self, wasm: bytes, directory: Path) -> wc.Component:
+        key = hashlib.sha256(
+            f"{self.wasm_sha256}|wasmtime-{wasmtime_version()}|{_SETTINGS}".encode()
+        ).hexdigest()[:32]
+        path = directory / f"engine-{key}.cwasm"
+        self.cache_path = path
+        if path.is_file():
+            try:
+                return wc.Component.deserialize_file(self.wasm_engine, str(path))
+            except wasmtime.WasmtimeError:
+                pass  # damaged or from an incompatible build: compile afresh below
+        compiled = wc.Component(self.wasm_engine, wasm)
+        _write_atomically(path, bytes(compiled.serialize()))
+        return compiled
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``data`` so that readers see the old file or the whole new one, never a part."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next process a compile
+
+
+_default: Engine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> Engine:
+    """The process-wide engine, compiled (or loaded from the cache) on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Engine()
+        return _default

@@ -1,0 +1,50 @@
+"""The exceptions every jobattach operation raises, and the mapping from component errors."""
+
+from __future__ import annotations
+
+import os
+
+
+class AttachmentError(Exception):
+    """Base of every error jobattach raises on purpose.
+
+    ``kind`` is the component's error category (``invalid-input``, ``not-found``, ...) when the
+    error came from the component; ``path`` is the file concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, kind: str = "", path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.reason = message
+        self.kind = kind
+        self.path = path
+
+    def below(self, root: str) -> AttachmentError:
+        """The same error with its root-relative path spelled from ``root``."""
+        path = os.path.join(root, self.path) if self.path else root
+        return type(self)(self.reason, kind=self.kind, path=path)
+
+
+class ValidationError(AttachmentError):
+    """Input that breaks a rule: a path escaping its root, a malformed manifest or argument."""
+
+
+class FileAccessError(AttachmentError):
+    """A local file or directory could not be read or written: missing, refused, wrong type."""
+
+
+class StorageError(AttachmentError):
+    """The object store failed or refused an operation."""
+
+
+_BY_KIND: dict[str, type[AttachmentError]] = {
+    "invalid-input": ValidationError,
+    "not-found": FileAccessError,
+    "permission-denied": FileAccessError,
+    "wrong-type": FileAccessError,
+    "io": FileAccessError,
+}
+
+
+def from_component(kind: str, message: str, path: str | None) -> AttachmentError:
+    """Builds the exception for a component ``error`` record."""
+    return _BY_KIND.get(kind, AttachmentError)(message, kind=kind, path=path)

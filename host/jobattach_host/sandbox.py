@@ -1,0 +1,116 @@
+"""Granting the component its roots and calling it: one ``Store`` per operation.
+
+The component sees only the directories granted here, each under a guest name (``/r0``,
+``/r1``, ...), read-only unless the operation writes. A Store always gets a WASI context, even
+with no roots: a component that calls WASI on a Store without one aborts the whole process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import wasmtime
+from wasmtime import component as wc
+
+from .component import Engine, default_engine
+from .errors import AttachmentError, FileAccessError, ValidationError, from_component
+
+#: The WIT package whose interfaces the engine exports.
+PACKAGE = "jobattach:engine"
+PACKAGE_VERSION = "0.1.0"
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A host directory the component may use during one operation."""
+
+    path: Path
+    writable: bool = False
+
+
+class Session:
+    """One instance of the component with a fixed set of granted roots.
+
+    Not thread-safe (a Store must not be used by two threads at once); cheap to create, so make
+    one per operation or per thread.
+    """
+
+    def __init__(
+        self,
+        grants: Sequence[Grant] = (),
+        *,
+        engine: Engine | None = None,
+        memory_limit: int | None = None,
+    ) -> None:
+        self.engine = engine or default_engine()
+        self.store = wasmtime.Store(self.engine.wasm_engine)
+        if memory_limit is not None:
+            self.store.set_limits(memory_size=memory_limit)
+        self.roots: list[str] = []
+        wasi = wasmtime.WasiConfig()
+        for i, grant in enumerate(grants):
+            guest = f"/r{i}"
+            _preopen(wasi, grant, guest)
+            self.roots.append(guest)
+        self.store.set_wasi(wasi)
+        try:
+            self.instance = self.engine.linker.instantiate(self.store, self.engine.component)
+        except wasmtime.WasmtimeError as e:
+            raise AttachmentError(f"the engine could not start: {e}") from e
+        self._funcs: dict[tuple[str, str], wc.Func] = {}
+
+    def call(self, interface: str, name: str, *args: Any) -> Any:
+        """Calls ``name`` of the exported ``interface`` and returns its ok value.
+
+        An ``err`` result becomes the matching :class:`AttachmentError`; a trap (a bug in the
+        component, or a resource limit) becomes a plain :class:`AttachmentError`.
+        """
+        try:
+            result = self._func(interface, name)(self.store, *args)
+        except wasmtime.WasmtimeError as trap:
+            raise AttachmentError(f"the engine failed in {interface}.{name}: {trap}") from trap
+        return _unwrap(result)
+
+    def _func(self, interface: str, name: str) -> wc.Func:
+        key = (interface, name)
+        func = self._funcs.get(key)
+        if func is None:
+            iface = self.instance.get_export_index(
+                self.store, f"{PACKAGE}/{interface}@{PACKAGE_VERSION}"
+            )
+            index = iface and self.instance.get_export_index(self.store, name, instance=iface)
+            found = index and self.instance.get_func(self.store, index)
+            if not isinstance(found, wc.Func):
+                raise AttachmentError(f"the engine component has no export {interface}.{name}")
+            self._funcs[key] = func = found
+        return func
+
+
+def _preopen(wasi: wasmtime.WasiConfig, grant: Grant, guest: str) -> None:
+    path = grant.path
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise FileAccessError(f"root {path} {what}", kind="not-found", path=str(path))
+    try:
+        wasi.preopen_dir(os.fspath(path), guest, fs_mutable=grant.writable)
+    except UnicodeEncodeError:
+        raise ValidationError(f"root {path!r} is not valid UTF-8", path=str(path)) from None
+
+
+def _unwrap(result: Any) -> Any:
+    # Exports return result<T, error> where T is never a record, so a record with the error's
+    # fields is the err case (wasmtime-py returns either payload untagged).
+    if isinstance(result, wc.Record) and hasattr(result, "kind") and hasattr(result, "message"):
+        raise from_component(result.kind, result.message, getattr(result, "path", None))
+    return result
+
+
+def session_for(*roots: StrPath, writable: bool = False, **kwargs: Any) -> Session:
+    """A session granting each of ``roots`` (resolved to absolute paths), in order."""
+    return Session([Grant(Path(r).resolve(), writable) for r in roots], **kwargs)

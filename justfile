@@ -1,0 +1,55 @@
+# Every routine command of jobattach. On a fresh machine run them through ./just, which
+# installs just itself first.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+py := venv / "bin/python"
+wasm_target := "--target wasm32-unknown-unknown -Z build-std=std,panic_abort"
+
+# List the recipes.
+default:
+    @just --list
+
+# Create .venv with jobattach (editable) and the development tools.
+setup:
+    scripts/setup-venv.sh
+
+# Build the engine component (installs the toolchain first when it is missing).
+build:
+    scripts/build-component.sh
+
+# The main job: hash a sample tree through the component, upload it to a local S3 server.
+demo *ARGS: setup build
+    {{ venv }}/bin/jobattach demo {{ ARGS }}
+
+# Every test: the component's native unit tests, then the Python suite against real servers.
+test *ARGS: setup build
+    scripts/cargo.sh test --quiet --locked --manifest-path component/Cargo.toml
+    {{ py }} -m pytest {{ ARGS }}
+
+# Benchmarks, printed as ratios against peers run side by side.
+bench *ARGS: setup build
+    {{ py }} bench/hash_bench.py {{ ARGS }}
+
+# ruff, mypy (strict) and clippy (native and wasm), all clean.
+lint: setup
+    {{ venv }}/bin/ruff check .
+    {{ venv }}/bin/ruff format --check .
+    {{ venv }}/bin/mypy
+    {{ venv }}/bin/mypy tests bench
+    scripts/toolchain.sh
+    scripts/cargo.sh fmt --check --manifest-path component/Cargo.toml
+    scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --all-targets -- -D warnings
+    RUSTC_BOOTSTRAP=1 scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --release {{ wasm_target }} -- -D warnings
+
+# A pure-Python wheel with the component inside, in dist/.
+wheel: setup build
+    rm -rf dist
+    {{ py }} -m hatchling build -t wheel
+
+# Format Python and Rust sources.
+fmt: setup
+    {{ venv }}/bin/ruff format .
+    {{ venv }}/bin/ruff check --fix .
+    scripts/cargo.sh fmt --manifest-path component/Cargo.toml

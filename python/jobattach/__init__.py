@@ -1,0 +1,37 @@
+"""jobattach: job attachments for AWS Deadline Cloud, from one WebAssembly component.
+
+The rules of the format (manifests, hashing, diffing, transfer plans) live in the engine
+component; this package is the API around it. Files are read by the component inside its
+sandbox or by boto3 by path: their bytes never pass through Python.
+"""
+
+from __future__ import annotations
+
+from jobattach_host import (
+    AttachmentError,
+    FileAccessError,
+    StorageError,
+    ValidationError,
+    engine_version,
+    hash_file,
+    hash_files,
+    wasmtime_version,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttachmentError",
+    "FileAccessError",
+    "StorageError",
+    "ValidationError",
+    "__version__",
+    "hash_file",
+    "hash_files",
+    "versions",
+]
+
+
+def versions() -> dict[str, str]:
+    """The versions of this package, of the engine component it carries, and of wasmtime."""
+    return {"jobattach": __version__, "engine": engine_version(), "wasmtime": wasmtime_version()}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds component/ into one WebAssembly component and places it where the host loads it
+# (host/jobattach_host/jobattach.wasm). Uses Debian's rustc throughout: rustup's toolchain has
+# no wasm target here and cannot use Debian's std sources.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/toolchain.sh
+
+host_triple=$(/usr/bin/rustc -vV | sed -n 's/^host: //p')
+llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+sysroot=$(/usr/bin/rustc --print sysroot)
+
+export RUSTC_BOOTSTRAP=1 # for -Z build-std on a stable compiler
+# wasm-component-ld links with wasm-ld and then turns the module into a component; the component
+# imports WASI 0.2 directly, so no preview-1 adapter is needed.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$sysroot/lib/rustlib/$host_triple/bin/wasm-component-ld"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128 -C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-$llvm_major -C link-arg=--wasi-adapter=none"
+
+scripts/cargo.sh build --quiet --release --locked \
+  --manifest-path component/Cargo.toml \
+  --target wasm32-unknown-unknown -Z build-std=std,panic_abort
+
+out=component/target/wasm32-unknown-unknown/release/jobattach_engine.wasm
+dest=host/jobattach_host/jobattach.wasm
+cmp -s "$out" "$dest" 2>/dev/null || cp "$out" "$dest"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv with jobattach installed in editable mode and the development tools.
+# Idempotent and quick: reinstalls only when pyproject.toml changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+stamp=.venv/.jobattach-setup
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing jobattach (editable) and its development tools into .venv" >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  echo "$want" >"$stamp"
+fi
