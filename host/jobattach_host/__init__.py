@@ -18,6 +18,7 @@ __all__ = [
     "StorageError",
     "ValidationError",
     "default_engine",
+    "engine_version",
     "hash_file",
     "hash_files",
     "session_for",

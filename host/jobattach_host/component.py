@@ -6,6 +6,7 @@ the wasmtime version and the engine settings; a stale or damaged cache entry is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -83,11 +84,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError:
+        return  # a cache that cannot be written only costs the next process a compile
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except OSError:
-        pass  # a cache that cannot be written only costs the next process a compile
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 _default: Engine | None = None

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import AttachmentError, __version__, hash_file, versions
+from . import AttachmentError, hash_file, versions
 
 
 def _version_text() -> str:
@@ -83,5 +83,3 @@ def _demo(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["__version__", "main"]
