@@ -29,6 +29,12 @@ impl Error {
         Error::new(ErrorKind::InvalidInput, message)
     }
 
+    /// Prefixes the message with where in a document the error is (`paths[3].size`).
+    pub fn within(mut self, at: &str) -> Self {
+        self.message = format!("{at}: {}", self.message);
+        self
+    }
+
     /// Attaches the root-relative path the error concerns.
     pub fn at(mut self, path: &str) -> Self {
         self.path = Some(path.to_string());

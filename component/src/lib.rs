@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod hash;
+pub mod json;
+pub mod manifest;
 pub mod relpath;
 pub mod roots;
 
@@ -21,7 +23,7 @@ mod bindings {
         },
     });
 
-    use exports::jobattach::engine::{hashing, info, types};
+    use exports::jobattach::engine::{hashing, info, manifest, types};
 
     use crate::error::{Error, ErrorKind};
 
@@ -40,6 +42,14 @@ mod bindings {
 
         fn hash_files(root: String, paths: String) -> Result<String, types::Error> {
             crate::roots::hash_files(&root, &paths).map_err(Into::into)
+        }
+    }
+
+    impl manifest::Guest for Engine {
+        fn canonicalize(data: String) -> Result<(String, String), types::Error> {
+            let encoded = crate::manifest::decode(&data)?.encode();
+            let hash = crate::manifest::hash_encoded(&encoded);
+            Ok((encoded, hash))
         }
     }
 

@@ -7,35 +7,42 @@ use crate::error::{Error, Result};
 
 /// Checks that `path` is a relative, `/`-separated path that stays below its root.
 pub fn check(path: &str) -> Result<()> {
-    let refuse = |why: &str| Err(Error::invalid(format!("path {why}")).at(path));
+    check_units(&path.encode_utf16().collect::<Vec<_>>())
+}
+
+/// [`check`] for a path held as UTF-16 code units, as manifests hold them.
+pub fn check_units(path: &[u16]) -> Result<()> {
+    const SLASH: u16 = b'/' as u16;
+    let refuse =
+        |why: &str| Err(Error::invalid(format!("path {why}")).at(&String::from_utf16_lossy(path)));
     if path.is_empty() {
         return refuse("is empty");
     }
-    if path.starts_with('/') {
+    if path[0] == SLASH {
         return refuse("is absolute; paths must be relative to their root");
     }
-    if path.contains('\\') {
+    if path.contains(&(b'\\' as u16)) {
         return refuse("contains a backslash; separators must be '/'");
     }
-    if path.contains('\0') {
+    if path.contains(&0) {
         return refuse("contains a NUL character");
     }
-    if has_drive_letter(path) {
+    if path.len() >= 2
+        && path[1] == b':' as u16
+        && (path[0] as u8 as char).is_ascii_alphabetic()
+        && path[0] < 0x80
+    {
         return refuse("starts with a drive letter");
     }
-    for segment in path.split('/') {
+    for segment in path.split(|&u| u == SLASH) {
         match segment {
-            "" => return refuse("has an empty segment"),
-            "." | ".." => return refuse(&format!("has a '{segment}' segment")),
+            [] => return refuse("has an empty segment"),
+            [0x2e] => return refuse("has a '.' segment"),
+            [0x2e, 0x2e] => return refuse("has a '..' segment"),
             _ => {}
         }
     }
     Ok(())
-}
-
-fn has_drive_letter(path: &str) -> bool {
-    let b = path.as_bytes();
-    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
 }
 
 #[cfg(test)]

@@ -18,14 +18,19 @@ from jobattach_host import (
     wasmtime_version,
 )
 
+from .manifest import Manifest, ManifestPath, decode_manifest
+
 __version__ = "0.1.0"
 
 __all__ = [
     "AttachmentError",
     "FileAccessError",
+    "Manifest",
+    "ManifestPath",
     "StorageError",
     "ValidationError",
     "__version__",
+    "decode_manifest",
     "hash_file",
     "hash_files",
     "versions",
