@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from jobattach import Manifest, ManifestPath, ValidationError, decode_manifest
+from jobattach import Manifest, ManifestEntry, ValidationError, decode_manifest
 
 VECTORS = ROOT.parent / "shared" / "vectors"
 NAMES = ["basic", "unicode", "invalid-utf8"]
@@ -31,15 +31,15 @@ def test_golden_vectors_decode_and_encode_byte_for_byte(name: str) -> None:
     assert m.total_size == expected["totalSize"]
     assert len(m) == expected["path_count"]
     if "path_order" in expected:
-        assert [p.path for p in m.paths] == expected["path_order"]
+        assert [p.path for p in m.entries] == expected["path_order"]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_golden_vectors_rebuilt_from_entries_in_any_order(name: str) -> None:
     data, digest, _ = _vector(name)
-    paths = list(decode_manifest(data).paths)
+    paths = list(decode_manifest(data).entries)
     random.Random(7).shuffle(paths)
-    rebuilt = Manifest.from_paths(paths)
+    rebuilt = Manifest.from_entries(paths)
     assert rebuilt.encode() == data
     assert rebuilt.hash() == digest
     assert rebuilt == decode_manifest(data)
@@ -118,9 +118,9 @@ _paths = (
 )
 def test_encoding_is_the_official_json_dumps(entries: list[tuple[str, int, int]]) -> None:
     paths = [
-        ManifestPath(p, f"{i:032x}", size, mtime) for i, (p, size, mtime) in enumerate(entries)
+        ManifestEntry(p, f"{i:032x}", size, mtime) for i, (p, size, mtime) in enumerate(entries)
     ]
-    m = Manifest.from_paths(paths)
+    m = Manifest.from_entries(paths)
     # The official encoder: json.dumps(sort_keys, compact, ensure_ascii) over UTF-16-sorted paths.
     official = json.dumps(
         {
@@ -174,4 +174,4 @@ def test_manifest_is_immutable_and_compares_by_content() -> None:
     assert a.version == "2023-03-03"
     assert a.hash_alg == "xxh128"
     with pytest.raises(AttributeError):
-        a.paths = ()  # type: ignore[misc]
+        a.entries = ()  # type: ignore[misc]

@@ -218,10 +218,15 @@ impl Parser<'_> {
                     out.push(unit);
                 }
                 0x00..=0x1f => return Err(self.err("control character in string")),
+                0x20..=0x7f => {
+                    out.push(u16::from(b));
+                    self.i += 1;
+                }
                 _ => {
-                    // One UTF-8 character, as UTF-16 units. The input is a Rust &str, so valid.
-                    let rest = std::str::from_utf8(&self.s[self.i..]).unwrap_or_default();
-                    let c = rest.chars().next().ok_or_else(|| self.err("invalid UTF-8"))?;
+                    // One multi-byte UTF-8 character (the input is a &str, so it is valid).
+                    let end = (self.i + 4).min(self.s.len());
+                    let c =
+                        utf8_char(&self.s[self.i..end]).ok_or_else(|| self.err("invalid UTF-8"))?;
                     let mut buf = [0u16; 2];
                     out.extend_from_slice(c.encode_utf16(&mut buf));
                     self.i += c.len_utf8();
@@ -240,6 +245,11 @@ impl Parser<'_> {
         self.i += 4;
         Ok(v)
     }
+}
+
+/// The first character of `bytes`, which hold at most one UTF-8 sequence and what follows it.
+fn utf8_char(bytes: &[u8]) -> Option<char> {
+    (1..=bytes.len()).find_map(|n| std::str::from_utf8(&bytes[..n]).ok()?.chars().next())
 }
 
 /// Writes `units` as a JSON string the way Python's `json.dumps(ensure_ascii=True)` does:

@@ -2,11 +2,13 @@
 //! the rules live in those modules, which also compile natively so `cargo test` can run them.
 
 pub mod error;
+pub mod glob;
 pub mod hash;
 pub mod json;
 pub mod manifest;
 pub mod relpath;
 pub mod roots;
+pub mod snapshot;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings {
@@ -23,7 +25,8 @@ mod bindings {
         },
     });
 
-    use exports::jobattach::engine::{hashing, info, manifest, types};
+    use exports::jobattach::engine::{hashing, info, manifest, snapshot, types};
+    use jobattach::engine::host_files;
 
     use crate::error::{Error, ErrorKind};
 
@@ -41,7 +44,22 @@ mod bindings {
         }
 
         fn hash_files(root: String, paths: String) -> Result<String, types::Error> {
-            crate::roots::hash_files(&root, &paths).map_err(Into::into)
+            crate::roots::hash_files(&root, &paths, &|path, offset, length| {
+                host_files::read_raw(&root, path, offset, length)
+                    .map_err(|e| Error::new(ErrorKind::Io, e).at(path))
+            })
+            .map_err(Into::into)
+        }
+    }
+
+    impl snapshot::Guest for Engine {
+        fn plan(root: String, options: String) -> Result<String, types::Error> {
+            let options = crate::snapshot::Options::from_json(&options)?;
+            let listing = host_files::list_tree(&root).map_err(|e| Error::new(ErrorKind::Io, e))?;
+            let listing = crate::snapshot::parse_listing(&listing)?;
+            let dir = crate::roots::open_root(&root)?;
+            let plan = crate::snapshot::plan(listing, &options, |p| crate::roots::resolve(&dir, p));
+            Ok(plan.to_json())
         }
     }
 

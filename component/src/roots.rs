@@ -4,6 +4,9 @@
 //! to it, so the host's sandbox (which refuses `..` and symlinks that lead out) applies to every
 //! open. Paths are checked by `relpath` first for a precise error.
 
+use std::fmt::Write;
+
+use wasip2::clocks::wall_clock::Datetime;
 use wasip2::filesystem::preopens;
 use wasip2::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
@@ -11,7 +14,13 @@ use wasip2::filesystem::types::{
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hash::{Hasher, CHUNK};
+use crate::json::{self, Value};
 use crate::relpath;
+use crate::snapshot::Target;
+
+/// Reads up to `length` bytes at `offset` of a file WASI cannot name (its name is not UTF-8);
+/// the path is given as a JSON string. The host supplies it; an empty result is the end.
+pub type RawRead<'a> = &'a dyn Fn(&str, u64, u32) -> Result<Vec<u8>>;
 
 /// Opens the granted root whose guest name is `name`.
 pub fn open_root(name: &str) -> Result<Descriptor> {
@@ -28,12 +37,65 @@ pub fn hash_file(root: &str, path: &str) -> Result<String> {
 }
 
 /// Hashes each file of a JSON array of paths below `root`; returns a JSON array of digests.
-pub fn hash_files(root: &str, paths_json: &str) -> Result<String> {
-    let paths: Vec<String> = serde_json::from_str(paths_json)
-        .map_err(|e| Error::invalid(format!("paths must be a JSON array of strings: {e}")))?;
+/// A path that is not valid Unicode (a lone surrogate stands for a name byte that is not
+/// UTF-8) is read through `raw`, since WASI can only name files by Unicode strings.
+pub fn hash_files(root: &str, paths_json: &str, raw: RawRead) -> Result<String> {
+    let not_a_list = || Error::invalid("paths must be a JSON array of strings");
+    let Value::Array(items) = json::parse(paths_json).map_err(|_| not_a_list())? else {
+        return Err(not_a_list());
+    };
     let dir = open_root(root)?;
-    let digests = paths.iter().map(|p| hash_in(&dir, p)).collect::<Result<Vec<_>>>()?;
-    Ok(serde_json::to_string(&digests).expect("a list of strings always serializes"))
+    let mut out = String::with_capacity(2 + items.len() * 35);
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::String(units) = item else { return Err(not_a_list()) };
+        let digest = match String::from_utf16(&units) {
+            Ok(path) => hash_in(&dir, &path)?,
+            Err(_) => hash_raw(&units, raw)?,
+        };
+        let _ = write!(out, "{}\"{digest}\"", if i > 0 { "," } else { "" });
+    }
+    out.push(']');
+    Ok(out)
+}
+
+fn hash_raw(path: &[u16], raw: RawRead) -> Result<String> {
+    relpath::check_units(path)?;
+    let mut name = String::new();
+    json::write_string(&mut name, path);
+    let mut hasher = Hasher::new();
+    let mut offset = 0u64;
+    loop {
+        let bytes = raw(&name, offset, CHUNK as u32)?;
+        if bytes.is_empty() {
+            return Ok(hasher.finish_hex());
+        }
+        hasher.update(&bytes);
+        offset += bytes.len() as u64;
+    }
+}
+
+/// Follows the symlink `path` inside the sandbox and says what it leads to.
+pub fn resolve(dir: &Descriptor, path: &[u16]) -> Target {
+    let Ok(path) = String::from_utf16(path) else { return Target::Other };
+    match dir.stat_at(PathFlags::SYMLINK_FOLLOW, &path) {
+        Ok(st) => match st.type_ {
+            DescriptorType::RegularFile => Target::File {
+                size: st.size,
+                mtime_ns: nanos(st.data_modification_timestamp),
+                ctime_ns: nanos(st.status_change_timestamp),
+            },
+            DescriptorType::Directory => Target::Dir,
+            _ => Target::Other,
+        },
+        // The sandbox refuses links that lead out of the root, absolute ones included.
+        Err(ErrorCode::NotPermitted | ErrorCode::Access) => Target::Outside,
+        Err(_) => Target::Missing,
+    }
+}
+
+fn nanos(t: Option<Datetime>) -> i64 {
+    t.map_or(0, |d| d.seconds as i64 * 1_000_000_000 + i64::from(d.nanoseconds))
 }
 
 fn hash_in(dir: &Descriptor, path: &str) -> Result<String> {

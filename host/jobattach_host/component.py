@@ -17,6 +17,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime import component as wc
 
+from . import host_files
 from .errors import AttachmentError
 
 #: The component shipped inside this package (built by ``just build``).
@@ -62,6 +63,7 @@ class Engine:
         self.component = self._load(wasm, cache if cache is not None else cache_dir())
         self.linker = wc.Linker(self.wasm_engine)
         self.linker.add_wasip2()
+        host_files.define(self.linker)
 
     def _load(self, wasm: bytes, directory: Path) -> wc.Component:
         key = hashlib.sha256(

@@ -16,6 +16,7 @@ from typing import Any, Union
 import wasmtime
 from wasmtime import component as wc
 
+from . import host_files
 from .component import Engine, default_engine
 from .errors import AttachmentError, FileAccessError, ValidationError, from_component
 
@@ -53,11 +54,13 @@ class Session:
         if memory_limit is not None:
             self.store.set_limits(memory_size=memory_limit)
         self.roots: list[str] = []
+        self.host_dirs: dict[str, Path] = {}
         wasi = wasmtime.WasiConfig()
         for i, grant in enumerate(grants):
             guest = f"/r{i}"
             _preopen(wasi, grant, guest)
             self.roots.append(guest)
+            self.host_dirs[guest] = grant.path
         self.store.set_wasi(wasi)
         try:
             self.instance = self.engine.linker.instantiate(self.store, self.engine.component)
@@ -72,7 +75,8 @@ class Session:
         component, or a resource limit) becomes a plain :class:`AttachmentError`.
         """
         try:
-            result = self._func(interface, name)(self.store, *args)
+            with host_files.serving(self.host_dirs):
+                result = self._func(interface, name)(self.store, *args)
         except wasmtime.WasmtimeError as trap:
             raise AttachmentError(f"the engine failed in {interface}.{name}: {trap}") from trap
         return _unwrap(result)

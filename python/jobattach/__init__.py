@@ -18,7 +18,8 @@ from jobattach_host import (
     wasmtime_version,
 )
 
-from .manifest import Manifest, ManifestPath, decode_manifest
+from .manifest import Manifest, ManifestEntry, decode_manifest
+from .snapshot import SnapshotResult, create_manifest
 
 __version__ = "0.1.0"
 
@@ -26,10 +27,12 @@ __all__ = [
     "AttachmentError",
     "FileAccessError",
     "Manifest",
-    "ManifestPath",
+    "ManifestEntry",
+    "SnapshotResult",
     "StorageError",
     "ValidationError",
     "__version__",
+    "create_manifest",
     "decode_manifest",
     "hash_file",
     "hash_files",

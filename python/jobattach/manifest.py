@@ -17,7 +17,7 @@ HASH_ALG = "xxh128"
 
 
 @dataclass(frozen=True)
-class ManifestPath:
+class ManifestEntry:
     """One file: its root-relative ``/``-separated path, xxh128, size and mtime (µs)."""
 
     path: str
@@ -28,9 +28,10 @@ class ManifestPath:
 
 @dataclass(frozen=True, eq=False)
 class Manifest:
-    """A validated manifest. Build one with :meth:`decode` or :meth:`from_paths`."""
+    """A validated manifest. Build one with :meth:`decode`, :meth:`from_entries` or
+    :func:`jobattach.create_manifest`."""
 
-    paths: tuple[ManifestPath, ...]
+    entries: tuple[ManifestEntry, ...]
     _encoded: str = field(repr=False)
     _hash: str = field(repr=False)
 
@@ -39,7 +40,7 @@ class Manifest:
 
     @property
     def total_size(self) -> int:
-        return sum(p.size for p in self.paths)
+        return sum(e.size for e in self.entries)
 
     @classmethod
     def decode(cls, data: bytes | str) -> Manifest:
@@ -48,14 +49,14 @@ class Manifest:
         return cls._from_component(text)
 
     @classmethod
-    def from_paths(cls, paths: Iterable[ManifestPath]) -> Manifest:
+    def from_entries(cls, entries: Iterable[ManifestEntry]) -> Manifest:
         """A manifest of these entries (in any order), validated by the component."""
-        entries = list(paths)
+        items = list(entries)
         doc = {
             "hashAlg": HASH_ALG,
             "manifestVersion": VERSION,
-            "paths": [vars(p) for p in entries],
-            "totalSize": sum(p.size for p in entries),
+            "paths": [vars(e) for e in items],
+            "totalSize": sum(e.size for e in items),
         }
         # ensure_ascii keeps lone surrogates (names that are not UTF-8) transportable.
         return cls._from_component(json.dumps(doc, ensure_ascii=True))
@@ -63,9 +64,9 @@ class Manifest:
     @classmethod
     def _from_component(cls, text: str) -> Manifest:
         encoded, digest = session_for().call("manifest", "canonicalize", text)
-        entries = json.loads(encoded)["paths"]
-        paths = tuple(ManifestPath(e["path"], e["hash"], e["size"], e["mtime"]) for e in entries)
-        return cls(paths, str(encoded), str(digest))
+        rows = json.loads(encoded)["paths"]
+        entries = tuple(ManifestEntry(e["path"], e["hash"], e["size"], e["mtime"]) for e in rows)
+        return cls(entries, str(encoded), str(digest))
 
     def encode(self) -> bytes:
         """The exact bytes the official encoder writes (ASCII, no trailing newline)."""
@@ -82,7 +83,7 @@ class Manifest:
         return hash(self._encoded)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.entries)
 
 
 def decode_manifest(data: bytes | str) -> Manifest:

@@ -1,0 +1,84 @@
+"""A persistent cache of file digests, so snapshots of unchanged trees skip hashing.
+
+An entry is valid only for the exact size, ``mtime_ns`` and ``ctime_ns`` it was recorded
+with: a rewrite changes ``ctime`` even when the writer restores the mtime, so a changed file
+is never served a stale digest. SQLite in WAL mode lets several processes share the cache;
+each snapshot reads once and writes its new digests in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .component import cache_dir
+
+#: (path relative to the root, size, mtime_ns, ctime_ns)
+Key = tuple[str, int, int, int]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    root BLOB NOT NULL,
+    path BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    xxh128 TEXT NOT NULL,
+    PRIMARY KEY (root, path)
+) WITHOUT ROWID
+"""
+
+
+def _blob(text: str) -> bytes:
+    # Names that are not UTF-8 arrive as lone surrogates; keep them exactly.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class HashCache:
+    """Digests keyed by root, path, size, mtime_ns and ctime_ns. One per thread."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else cache_dir() / "digests.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._set_up(deadline=time.monotonic() + 60)
+
+    def _set_up(self, deadline: float) -> None:
+        # Switching to WAL takes an exclusive lock without waiting on the busy timeout, so a
+        # process that creates the cache while another does retries for a moment.
+        while True:
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def lookup(self, root: str | os.PathLike[str], keys: Sequence[Key]) -> list[str | None]:
+        """The cached digest of each key, or None where there is none or it is stale."""
+        rows = self._db.execute(
+            "SELECT path, size, mtime_ns, ctime_ns, xxh128 FROM digests WHERE root = ?",
+            (_blob(os.fspath(root)),),
+        )
+        known = {(bytes(p), s, m, c): h for p, s, m, c, h in rows}
+        return [known.get((_blob(p), s, m, c)) for p, s, m, c in keys]
+
+    def store(self, root: str | os.PathLike[str], entries: Sequence[tuple[Key, str]]) -> None:
+        """Records digests, all in one transaction."""
+        if not entries:
+            return
+        r = _blob(os.fspath(root))
+        rows = [(r, _blob(p), s, m, c, h) for (p, s, m, c), h in entries]
+        with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,97 @@
+"""The ``host-files`` imports: a native listing of a root, and reads of files WASI cannot name.
+
+The component calls these during a Session call; they act on the roots granted to the
+Session making that call (set per thread by :func:`serving`), and on nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from wasmtime import component as wc
+
+INTERFACE = "jobattach:engine/host-files@0.1.0"
+
+_serving = threading.local()
+
+
+@contextmanager
+def serving(roots: Mapping[str, Path]) -> Iterator[None]:
+    """Makes ``roots`` (guest name to host directory) the ones the imports act on, on this
+    thread, for the duration of one component call."""
+    previous = getattr(_serving, "roots", None)
+    _serving.roots = roots
+    try:
+        yield
+    finally:
+        _serving.roots = previous
+
+
+def define(linker: wc.Linker) -> None:
+    """Adds the imports to ``linker``."""
+    with linker.root() as root, root.add_instance(INTERFACE) as iface:
+        iface.add_func("list-tree", _list_tree_import)
+        iface.add_func("read-raw", _read_raw_import)
+
+
+def _granted(guest: str) -> Path:
+    roots: Mapping[str, Path] | None = getattr(_serving, "roots", None)
+    if not roots or guest not in roots:
+        raise PermissionError(f"root {guest!r} was not granted")
+    return roots[guest]
+
+
+def _list_tree_import(_store: Any, guest: str) -> wc.Variant:
+    try:
+        return wc.Variant("ok", list_tree(_granted(guest)))
+    except OSError as e:
+        return wc.Variant("err", f"cannot list {e.filename or guest}: {e.strerror or e}")
+
+
+def _read_raw_import(_store: Any, guest: str, path_json: str, offset: int, length: int) -> Any:
+    try:
+        return read_raw(_granted(guest), json.loads(path_json), offset, length)
+    except (OSError, ValueError) as e:
+        return f"cannot read: {e}"
+
+
+_KINDS = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l"}
+
+
+def list_tree(top: Path) -> str:
+    """Every entry below ``top``, without following symlinks, as the JSON ``list-tree`` returns."""
+    rows: list[list[object]] = []
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(os.path.join(top, rel)) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
+                rows.append([path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+                if kind == "d":
+                    pending.append(path)
+    # ensure_ascii turns names that are not UTF-8 (surrogate escapes) into \udcXX escapes.
+    return json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
+
+
+def read_raw(top: Path, path: str, offset: int, length: int) -> bytes:
+    """Up to ``length`` bytes at ``offset`` of ``top/path``, refusing anything outside ``top``."""
+    full = os.path.join(os.fsencode(top), os.fsencode(path))
+    real_top = os.path.realpath(os.fsencode(top))
+    parent = os.path.realpath(os.path.dirname(full))
+    if os.path.commonpath([real_top, parent]) != real_top:
+        raise PermissionError(f"{path!r} leads out of the root")
+    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)

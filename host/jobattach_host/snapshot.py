@@ -1,0 +1,47 @@
+"""The snapshot plan: which files of a root go into a manifest, as the component decides."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .sandbox import StrPath, session_for
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str
+    size: int
+    #: The manifest's mtime: integer microseconds, rounded down.
+    mtime: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: list[PlannedFile]
+    #: Paths left out, by reason (``symlink-outside-root``, ``empty-directory``, ...).
+    skipped: dict[str, list[str]]
+    #: Files dropped by the include and exclude patterns.
+    excluded: int
+
+
+def plan(
+    root: StrPath,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    **session: Any,
+) -> Plan:
+    """Lists ``root`` and applies the engine's snapshot rules, in one component call."""
+    s = session_for(root, **session)
+    options = json.dumps({"include": list(include), "exclude": list(exclude)})
+    doc = json.loads(s.call("snapshot", "plan", s.roots[0], options))
+    return Plan(
+        files=[PlannedFile(*row) for row in doc["files"]],
+        skipped=doc["skipped"],
+        excluded=doc["excluded"],
+    )

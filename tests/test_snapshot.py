@@ -1,0 +1,189 @@
+"""Snapshots: the golden vectors byte for byte, every kind of entry, and the hash cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xxhash
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT
+from jobattach import create_manifest
+from jobattach_host.hash_cache import HashCache
+
+VECTORS = ROOT.parent / "shared" / "vectors"
+
+
+@pytest.fixture
+def cache(tmp_path_factory: pytest.TempPathFactory) -> HashCache:
+    # Kept outside the trees under test, so its own files are not snapshotted.
+    return HashCache(tmp_path_factory.mktemp("cache") / "digests.sqlite3")
+
+
+@pytest.mark.parametrize("name", ["basic", "unicode", "invalid-utf8"])
+def test_snapshot_of_a_vector_tree_is_the_official_manifest(
+    tmp_path: Path, cache: HashCache, name: str
+) -> None:
+    tree = tmp_path / name
+    subprocess.run([sys.executable, str(VECTORS / name / "gen_tree.py"), str(tree)], check=True)
+    expected = (VECTORS / name / "manifest.json").read_bytes()
+    cold = create_manifest(tree, cache=cache)
+    assert cold.manifest.encode() == expected
+    assert cold.manifest.hash() == (VECTORS / name / "manifest.xxh128").read_text().strip()
+    assert (cold.hashed, cold.from_cache) == (len(cold.manifest), 0)
+    warm = create_manifest(tree, cache=cache)
+    assert warm.manifest.encode() == expected
+    assert (warm.hashed, warm.from_cache) == (0, len(cold.manifest))
+
+
+def test_every_kind_of_entry_has_a_documented_outcome(tmp_path: Path, cache: HashCache) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / ".dotdir").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (root / "plain.txt").write_text("plain")
+    (root / ".dotfile").write_text("dot")
+    (root / ".dotdir" / "inner").write_text("inner")
+    (root / "empty-dir").mkdir()
+    (root / "link-in").symlink_to("plain.txt")
+    (root / "link-out").symlink_to(outside / "secret.txt")
+    (root / "link-up").symlink_to("../outside/secret.txt")
+    (root / "link-dir").symlink_to(".dotdir")
+    (root / "link-broken").symlink_to("nowhere")
+    os.mkfifo(root / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "sock"))
+        result = create_manifest(root, cache=cache)
+    entries = {e.path: e for e in result.manifest.entries}
+    assert sorted(entries) == [".dotdir/inner", ".dotfile", "link-in", "plain.txt"]
+    assert entries["link-in"].hash == entries["plain.txt"].hash
+    assert entries["link-in"].size == 5
+    assert {why: sorted(paths) for why, paths in result.skipped.items()} == {
+        "broken-symlink": ["link-broken"],
+        "empty-directory": ["empty-dir"],
+        "special-file": ["fifo", "sock"],
+        "symlink-outside-root": ["link-out", "link-up"],
+        "symlink-to-directory": ["link-dir"],
+    }
+
+
+def test_include_and_exclude_patterns(tmp_path: Path, cache: HashCache) -> None:
+    for rel in ["a/x.exr", "a/y.txt", "b/z.exr", "b/cache/w.exr"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    r = create_manifest(tmp_path, include=["*.exr"], exclude=["b/cache/**"], cache=cache)
+    assert [e.path for e in r.manifest.entries] == ["a/x.exr", "b/z.exr"]
+    assert r.excluded == 2
+
+
+def test_a_rewritten_file_is_rehashed_even_with_its_mtime_restored(
+    tmp_path: Path, cache: HashCache
+) -> None:
+    f = tmp_path / "shot.exr"
+    f.write_bytes(b"version 1")
+    first = create_manifest(tmp_path, cache=cache)
+    before = f.stat()
+    f.write_bytes(b"version 2")  # same size
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert f.stat().st_mtime_ns == before.st_mtime_ns
+    second = create_manifest(tmp_path, cache=cache)
+    assert second.hashed == 1
+    assert second.manifest.entries[0].hash == xxhash.xxh3_128_hexdigest(b"version 2")
+    assert second.manifest.entries[0].hash != first.manifest.entries[0].hash
+
+
+def test_cache_survives_two_processes_snapshotting_at_once(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    for i in range(300):
+        (tree / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{i % 5}" / f"f{i}").write_bytes(os.urandom(i))
+    script = (
+        "import sys, jobattach; from pathlib import Path;"
+        "from jobattach_host.hash_cache import HashCache;"
+        "r = jobattach.create_manifest(sys.argv[1], cache=HashCache(Path(sys.argv[2])));"
+        "print(r.manifest.hash())"
+    )
+    db = tmp_path / "shared.sqlite3"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tree), str(db)], stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outputs[0] == outputs[1]
+    warm = create_manifest(tree, cache=HashCache(db))
+    assert (warm.hashed, warm.manifest.hash()) == (0, outputs[0])
+
+
+def _names() -> st.SearchStrategy[str]:
+    # Any Unicode but '/' and NUL, plus lone surrogates standing for bytes that are not UTF-8.
+    chars = st.characters(exclude_characters="/\x00", exclude_categories=["Cs"])
+    raw = st.sampled_from(["\udcff", "\udc80", "\udcfe"])
+    text = st.lists(st.one_of(chars, raw), min_size=1, max_size=10).map("".join)
+    return text.filter(lambda s: s not in (".", ".."))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.lists(_names(), min_size=1, max_size=3).map(tuple), st.binary(max_size=64), max_size=8
+    )
+)
+def test_snapshot_of_generated_trees_matches_the_official_rules(
+    tmp_path_factory: pytest.TempPathFactory, files: dict[tuple[str, ...], bytes]
+) -> None:
+    root = tmp_path_factory.mktemp("tree")
+
+    def on_disk(p: str) -> bytes:
+        return os.path.join(os.fsencode(root), os.fsencode(p))
+
+    written: dict[str, bytes] = {}
+    for parts, data in files.items():
+        target = on_disk("/".join(parts))
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as fh:
+                fh.write(data)
+        except OSError:
+            continue  # a name used both as a file and as a directory, or too long
+        written["/".join(parts)] = data
+    written = {p: d for p, d in written.items() if os.path.isfile(on_disk(p))}
+    result = create_manifest(root, cache=False)
+    # Names a manifest cannot hold portably are skipped, and said to be.
+    unportable = {
+        p for p in written if "\\" in p or (p[1:2] == ":" and p[:1].isascii() and p[:1].isalpha())
+    }
+    assert set(result.skipped.get("unsupported-name", [])) == unportable
+    written = {p: d for p, d in written.items() if p not in unportable}
+    official = json.dumps(
+        {
+            "hashAlg": "xxh128",
+            "manifestVersion": "2023-03-03",
+            "paths": sorted(
+                (
+                    {
+                        "hash": xxhash.xxh3_128_hexdigest(data),
+                        "mtime": os.stat(on_disk(p)).st_mtime_ns // 1000,
+                        "path": p,
+                        "size": len(data),
+                    }
+                    for p, data in written.items()
+                ),
+                key=lambda e: e["path"].encode("utf-16-be", "surrogatepass"),
+            ),
+            "totalSize": sum(map(len, written.values())),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    assert result.manifest.encode() == official.encode()
