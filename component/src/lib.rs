@@ -1,6 +1,7 @@
 //! The jobattach engine component. This file only binds the WIT exports to the domain modules;
 //! the rules live in those modules, which also compile natively so `cargo test` can run them.
 
+pub mod diff;
 pub mod error;
 pub mod glob;
 pub mod hash;
@@ -44,28 +45,68 @@ mod bindings {
         }
 
         fn hash_files(root: String, paths: String) -> Result<String, types::Error> {
-            crate::roots::hash_files(&root, &paths, &|path, offset, length| {
-                host_files::read_raw(&root, path, offset, length)
-                    .map_err(|e| Error::new(ErrorKind::Io, e).at(path))
-            })
-            .map_err(Into::into)
+            Ok(crate::roots::hash_files(&root, &paths, &raw_reader(&root))?)
         }
+    }
+
+    /// Reads files WASI cannot name through the host (see `host-files.read-raw`).
+    fn raw_reader(root: &str) -> impl Fn(&str, u64, u32) -> crate::error::Result<Vec<u8>> + '_ {
+        move |path, offset, length| {
+            host_files::read_raw(root, path, offset, length)
+                .map_err(|e| Error::new(ErrorKind::Io, e).at(path))
+        }
+    }
+
+    fn plan_root(root: &str, options: &str) -> crate::error::Result<crate::snapshot::Plan> {
+        let options = crate::snapshot::Options::from_json(options)?;
+        let listing = host_files::list_tree(root).map_err(|e| Error::new(ErrorKind::Io, e))?;
+        let listing = crate::snapshot::parse_listing(&listing)?;
+        let dir = crate::roots::open_root(root)?;
+        Ok(crate::snapshot::plan(listing, &options, |p| crate::roots::resolve(&dir, p)))
     }
 
     impl snapshot::Guest for Engine {
         fn plan(root: String, options: String) -> Result<String, types::Error> {
-            let options = crate::snapshot::Options::from_json(&options)?;
-            let listing = host_files::list_tree(&root).map_err(|e| Error::new(ErrorKind::Io, e))?;
-            let listing = crate::snapshot::parse_listing(&listing)?;
+            Ok(plan_root(&root, &options)?.to_json())
+        }
+
+        fn diff(
+            root: String,
+            manifest: String,
+            options: String,
+            by_hash: bool,
+        ) -> Result<String, types::Error> {
+            let base = crate::manifest::decode(&manifest)?;
+            let plan = plan_root(&root, &options)?;
             let dir = crate::roots::open_root(&root)?;
-            let plan = crate::snapshot::plan(listing, &options, |p| crate::roots::resolve(&dir, p));
-            Ok(plan.to_json())
+            let raw = raw_reader(&root);
+            let hash = |p: &[u16]| crate::roots::hash_path(&dir, p, &raw);
+            Ok(crate::diff::diff_tree(&base, &plan, by_hash, hash)?.to_json())
         }
     }
 
     impl manifest::Guest for Engine {
         fn canonicalize(data: String) -> Result<(String, String), types::Error> {
             let encoded = crate::manifest::decode(&data)?.encode();
+            let hash = crate::manifest::hash_encoded(&encoded);
+            Ok((encoded, hash))
+        }
+
+        fn diff(old: String, new: String) -> Result<String, types::Error> {
+            let (old, new) = (crate::manifest::decode(&old)?, crate::manifest::decode(&new)?);
+            let d = crate::diff::diff(old.entries(), new.entries(), crate::diff::same_content)?;
+            Ok(d.to_json())
+        }
+
+        fn merge(manifests: Vec<String>) -> Result<(String, String), types::Error> {
+            let decoded = manifests
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    crate::manifest::decode(m).map_err(|e| e.within(&format!("manifests[{i}]")))
+                })
+                .collect::<crate::error::Result<Vec<_>>>()?;
+            let encoded = crate::diff::merge(decoded)?.encode();
             let hash = crate::manifest::hash_encoded(&encoded);
             Ok((encoded, hash))
         }

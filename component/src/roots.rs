@@ -49,14 +49,20 @@ pub fn hash_files(root: &str, paths_json: &str, raw: RawRead) -> Result<String> 
     out.push('[');
     for (i, item) in items.into_iter().enumerate() {
         let Value::String(units) = item else { return Err(not_a_list()) };
-        let digest = match String::from_utf16(&units) {
-            Ok(path) => hash_in(&dir, &path)?,
-            Err(_) => hash_raw(&units, raw)?,
-        };
+        let digest = hash_path(&dir, &units, raw)?;
         let _ = write!(out, "{}\"{digest}\"", if i > 0 { "," } else { "" });
     }
     out.push(']');
     Ok(out)
+}
+
+/// Hashes the file `path` (UTF-16 units) below `dir`, through WASI when its name is Unicode
+/// and through `raw` when it is not.
+pub fn hash_path(dir: &Descriptor, path: &[u16], raw: RawRead) -> Result<String> {
+    match String::from_utf16(path) {
+        Ok(p) => hash_in(dir, &p),
+        Err(_) => hash_raw(path, raw),
+    }
 }
 
 fn hash_raw(path: &[u16], raw: RawRead) -> Result<String> {

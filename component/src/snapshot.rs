@@ -74,6 +74,14 @@ pub struct Planned {
     pub ctime_ns: i64,
 }
 
+impl Planned {
+    /// The manifest's mtime: nanoseconds divided by 1000, rounded down (before 1970 too), as
+    /// the official `st_mtime_ns // 1000`.
+    pub fn mtime_us(&self) -> i64 {
+        self.mtime_ns.div_euclid(1000)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
     pub files: Vec<Planned>,
@@ -211,15 +219,13 @@ pub fn plan(
 
 impl Plan {
     /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns], ...], "skipped": {reason:
-    /// [path, ...]}, "excluded": n}`, pure ASCII. `mtime_us` is the manifest's mtime:
-    /// `mtime_ns` divided by 1000, rounded down (so before 1970 too).
+    /// [path, ...]}, "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`].
     pub fn to_json(&self) -> String {
         let mut out = String::from(r#"{"files":["#);
         for (i, f) in self.files.iter().enumerate() {
             out.push_str(if i > 0 { ",[" } else { "[" });
             json::write_string(&mut out, &f.path);
-            let us = f.mtime_ns.div_euclid(1000);
-            let _ = write!(out, ",{},{},{},{}]", f.size, us, f.mtime_ns, f.ctime_ns);
+            let _ = write!(out, ",{},{},{},{}]", f.size, f.mtime_us(), f.mtime_ns, f.ctime_ns);
         }
         out.push_str(r#"],"skipped":{"#);
         for (i, (why, paths)) in self.skipped.iter().enumerate() {

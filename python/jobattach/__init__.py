@@ -18,7 +18,15 @@ from jobattach_host import (
     wasmtime_version,
 )
 
-from .manifest import Manifest, ManifestEntry, decode_manifest
+from .manifest import (
+    Manifest,
+    ManifestDiff,
+    ManifestEntry,
+    decode_manifest,
+    diff_directory,
+    diff_manifests,
+    merge_manifests,
+)
 from .snapshot import SnapshotResult, create_manifest
 
 __version__ = "0.1.0"
@@ -27,6 +35,7 @@ __all__ = [
     "AttachmentError",
     "FileAccessError",
     "Manifest",
+    "ManifestDiff",
     "ManifestEntry",
     "SnapshotResult",
     "StorageError",
@@ -34,8 +43,11 @@ __all__ = [
     "__version__",
     "create_manifest",
     "decode_manifest",
+    "diff_directory",
+    "diff_manifests",
     "hash_file",
     "hash_files",
+    "merge_manifests",
     "versions",
 ]
 

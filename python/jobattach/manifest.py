@@ -7,8 +7,10 @@ component's ``canonicalize``, and the manifest crosses the boundary as one ASCII
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobattach_host import session_for
 
@@ -64,9 +66,13 @@ class Manifest:
     @classmethod
     def _from_component(cls, text: str) -> Manifest:
         encoded, digest = session_for().call("manifest", "canonicalize", text)
+        return cls._from_canonical(str(encoded), str(digest))
+
+    @classmethod
+    def _from_canonical(cls, encoded: str, digest: str) -> Manifest:
         rows = json.loads(encoded)["paths"]
         entries = tuple(ManifestEntry(e["path"], e["hash"], e["size"], e["mtime"]) for e in rows)
-        return cls(entries, str(encoded), str(digest))
+        return cls(entries, encoded, digest)
 
     def encode(self) -> bytes:
         """The exact bytes the official encoder writes (ASCII, no trailing newline)."""
@@ -89,3 +95,68 @@ class Manifest:
 def decode_manifest(data: bytes | str) -> Manifest:
     """Same as :meth:`Manifest.decode`."""
     return Manifest.decode(data)
+
+
+@dataclass(frozen=True)
+class ManifestDiff:
+    """What changed between two manifests, or between a manifest and a directory.
+
+    In a diff against a directory, ``hash`` of the new side is empty where nothing was hashed.
+    """
+
+    added: tuple[ManifestEntry, ...]
+    modified: tuple[tuple[ManifestEntry, ManifestEntry], ...]
+    deleted: tuple[ManifestEntry, ...]
+    unchanged: int
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "added": [vars(e) for e in self.added],
+            "modified": [{"old": vars(o), "new": vars(n)} for o, n in self.modified],
+            "deleted": [vars(e) for e in self.deleted],
+            "unchanged": self.unchanged,
+        }
+
+    @classmethod
+    def _from_json(cls, text: str) -> ManifestDiff:
+        doc = json.loads(text)
+
+        def entry(e: dict[str, Any]) -> ManifestEntry:
+            return ManifestEntry(e["path"], e["hash"] or "", e["size"], e["mtime"])
+
+        return cls(
+            added=tuple(map(entry, doc["added"])),
+            modified=tuple((entry(c["old"]), entry(c["new"])) for c in doc["modified"]),
+            deleted=tuple(map(entry, doc["deleted"])),
+            unchanged=doc["unchanged"],
+        )
+
+
+def diff_manifests(old: Manifest, new: Manifest) -> ManifestDiff:
+    """Added, modified (size or hash changed) and deleted entries from ``old`` to ``new``."""
+    text = session_for().call("manifest", "diff", old._encoded, new._encoded)
+    return ManifestDiff._from_json(text)
+
+
+def diff_directory(
+    manifest: Manifest,
+    root: str | os.PathLike[str],
+    *,
+    by_hash: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> ManifestDiff:
+    """What changed in ``root`` since ``manifest``: by size and mtime, or by hash on request."""
+    s = session_for(root)
+    options = json.dumps({"include": list(include), "exclude": list(exclude)})
+    text = s.call("snapshot", "diff", s.roots[0], manifest._encoded, options, by_hash)
+    return ManifestDiff._from_json(text)
+
+
+def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
+    """One manifest of a root from several, later ones winning for a shared path."""
+    encoded, digest = session_for().call("manifest", "merge", [m._encoded for m in manifests])
+    return Manifest._from_canonical(str(encoded), str(digest))
