@@ -29,8 +29,14 @@ test *ARGS: setup build
     {{ py }} -m pytest {{ ARGS }}
 
 # Benchmarks, printed as ratios against peers run side by side.
-bench *ARGS: setup build
-    {{ py }} bench/hash_bench.py {{ ARGS }}
+bench: setup build bench-env
+    {{ py }} bench/hash_bench.py
+    {{ py }} bench/snapshot_bench.py
+
+# The benchmark-only environment with the official implementation (deadline-job-attachments).
+bench-env:
+    [ -x .bench/venv-official/bin/python ] || {{ py }} -m venv .bench/venv-official
+    .bench/venv-official/bin/python -m pip install --quiet "deadline-job-attachments==0.1.5"
 
 # ruff, mypy (strict) and clippy (native and wasm), all clean.
 lint: setup

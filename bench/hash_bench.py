@@ -10,7 +10,6 @@ single-threaded, as the official code does. CPU seconds are printed beside each.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -19,34 +18,10 @@ from pathlib import Path
 import xxhash
 
 from jobattach import hash_files
-from jobattach.sample import SampleTree, make_tree
+from jobattach.sample import SampleTree
 from jobattach_host import default_engine
 from jobattach_host.parallel import default_workers
-
-BLOCK = 1 << 20
-TREES = {
-    "10k-small": {"count": 10_000, "min_size": 1 << 10, "max_size": 16 << 10},
-    "4x256MiB": {"count": 4, "min_size": 256 << 20, "max_size": 256 << 20},
-}
-
-
-def tree(base: Path, name: str) -> SampleTree:
-    """Makes the tree once; later runs reuse it (a stamp records how it was made)."""
-    spec = TREES[name]
-    root, stamp = base / name, base / f"{name}.json"
-    if stamp.is_file() and json.loads(stamp.read_text())["spec"] == spec:
-        meta = json.loads(stamp.read_text())
-        return SampleTree(root, meta["files"], meta["total_bytes"])
-    t = make_tree(root, **spec)
-    stamp.write_text(json.dumps({"spec": spec, "files": t.files, "total_bytes": t.total_bytes}))
-    return t
-
-
-def read_untimed(t: SampleTree) -> None:
-    for rel in t.files:
-        with open(t.root / rel, "rb") as f:
-            while f.read(BLOCK):
-                pass
+from trees import BLOCK, TREES, read_untimed, tree
 
 
 def peer_xxhash(t: SampleTree) -> list[str]:
@@ -93,7 +68,7 @@ def main() -> None:
         f"{'tree':<11} {'files':>6} {'MB':>6} {'component MB/s':>15} {'(cpu s)':>8} "
         f"{'xxhash MB/s':>12} {'(cpu s)':>8} {'ratio':>6}"
     )
-    for name in args.tree or list(TREES):
+    for name in args.tree or ["10k-small", "4x256MiB"]:
         t = tree(args.dir, name)
         read_untimed(t)
         ours, ours_cpu, ours_digests = best(component, t, args.repeat)

@@ -37,21 +37,109 @@ const MAX_DEPTH: usize = 64;
 
 /// Parses one JSON document; anything after it but white space is an error.
 pub fn parse(text: &str) -> Result<Value> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
-    let v = p.value(0)?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(p.err("unexpected data after the JSON document"));
-    }
+    let mut p = Parser::new(text);
+    let v = p.any()?;
+    p.finish()?;
     Ok(v)
 }
 
-struct Parser<'a> {
+/// A pull parser, for large documents read straight into their own types (manifests) without
+/// building a [`Value`] tree first.
+pub struct Parser<'a> {
     s: &'a [u8],
     i: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Parser { s: text.as_bytes(), i: 0 }
+    }
+
+    /// Checks that nothing but white space follows.
+    pub fn finish(mut self) -> Result<()> {
+        self.ws();
+        if self.i != self.s.len() {
+            return Err(self.err("unexpected data after the JSON document"));
+        }
+        Ok(())
+    }
+
+    /// The first byte of the next value, after white space.
+    pub fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.i).copied()
+    }
+
+    /// Reads any value.
+    pub fn any(&mut self) -> Result<Value> {
+        self.value(0)
+    }
+
+    /// Reads a string (the next value must be one).
+    pub fn string_units(&mut self) -> Result<Vec<u16>> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string"));
+        }
+        self.string()
+    }
+
+    /// Reads a number as written (the next value must be one).
+    pub fn number_text(&mut self) -> Result<&'a str> {
+        self.ws();
+        let start = self.i;
+        self.number_span()?;
+        Ok(std::str::from_utf8(&self.s[start..self.i]).expect("ASCII digits"))
+    }
+
+    /// Enters an object or array (`open` is `{` or `[`).
+    pub fn open(&mut self, open: u8) -> Result<()> {
+        if self.peek() != Some(open) {
+            return Err(self.err(if open == b'{' {
+                "expected an object"
+            } else {
+                "expected an array"
+            }));
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    /// Moves to the next item of an array entered with `open(b'[')`: false at its end.
+    pub fn next_item(&mut self, first: &mut bool) -> Result<bool> {
+        self.separator(first, b']')
+    }
+
+    /// The next member name of an object entered with `open(b'{')`, with its `:` read, or
+    /// None at the object's end.
+    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Vec<u16>>> {
+        if !self.separator(first, b'}')? {
+            return Ok(None);
+        }
+        let key = self.string_units()?;
+        self.ws();
+        self.eat(":")?;
+        Ok(Some(key))
+    }
+
+    fn separator(&mut self, first: &mut bool, close: u8) -> Result<bool> {
+        self.ws();
+        if self.s.get(self.i) == Some(&close) {
+            self.i += 1;
+            return Ok(false);
+        }
+        if !std::mem::take(first) {
+            if self.s.get(self.i) != Some(&b',') {
+                return Err(self.err(&format!("expected ',' or '{}'", close as char)));
+            }
+            self.i += 1;
+            self.ws();
+            if self.s.get(self.i) == Some(&close) {
+                return Err(self.err("trailing comma"));
+            }
+        }
+        Ok(true)
+    }
+
     fn err(&self, what: &str) -> Error {
         Error::invalid(format!("malformed JSON at byte {}: {what}", self.i))
     }
@@ -151,6 +239,12 @@ impl Parser<'_> {
 
     fn number(&mut self) -> Result<Value> {
         let start = self.i;
+        self.number_span()?;
+        let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII digits");
+        Ok(Value::Number(text.to_string()))
+    }
+
+    fn number_span(&mut self) -> Result<()> {
         if self.s.get(self.i) == Some(&b'-') {
             self.i += 1;
         }
@@ -181,8 +275,7 @@ impl Parser<'_> {
                 return Err(self.err("invalid number"));
             }
         }
-        let text = std::str::from_utf8(&self.s[start..self.i]).expect("ASCII digits");
-        Ok(Value::Number(text.to_string()))
+        Ok(())
     }
 
     fn string(&mut self) -> Result<Vec<u16>> {

@@ -82,47 +82,40 @@ pub fn hash_encoded(encoded: &str) -> String {
 
 /// Decodes and validates a v2023-03-03 manifest. Errors name the field that is wrong.
 pub fn decode(text: &str) -> Result<Manifest> {
-    let Value::Object(members) = json::parse(text)? else {
+    let mut p = json::Parser::new(text);
+    if p.peek() != Some(b'{') {
+        p.any()?; // a malformed document says so first
         return Err(Error::invalid("a manifest must be a JSON object"));
-    };
-    let mut fields = Fields::new(members, "manifest");
-    let version = fields.string("manifestVersion")?;
+    }
+    let (mut version, mut alg, mut total, mut entries) = (None, None, None, None);
+    let mut first = true;
+    p.open(b'{')?;
+    while let Some(key) = p.next_key(&mut first)? {
+        let name = format!("manifest.{}", String::from_utf16_lossy(&key));
+        let at = || name.clone();
+        match name.as_str() {
+            "manifest.manifestVersion" => once(&mut version, read_string(&mut p, at)?, at)?,
+            "manifest.hashAlg" => once(&mut alg, read_string(&mut p, at)?, at)?,
+            "manifest.totalSize" => once(&mut total, read_unsigned(&mut p, at)?, at)?,
+            "manifest.paths" => once(&mut entries, read_entries(&mut p)?, at)?,
+            _ => return Err(Error::invalid(format!("{name} is not a known field"))),
+        }
+    }
+    p.finish()?;
+    let version = required(version, || "manifest.manifestVersion".to_string())?;
     if version != VERSION {
         return Err(Error::invalid(format!(
             "manifestVersion {version:?} is not supported (expected {VERSION:?})"
         )));
     }
-    let alg = fields.string("hashAlg")?;
+    let alg = required(alg, || "manifest.hashAlg".to_string())?;
     if alg != HASH_ALG {
         return Err(Error::invalid(format!(
             "hashAlg {alg:?} is not supported (expected {HASH_ALG:?})"
         )));
     }
-    let total: u64 = fields.unsigned("totalSize")?;
-    let Value::Array(items) = fields.take("paths")? else {
-        return Err(Error::invalid("paths must be an array"));
-    };
-    fields.finish()?;
-    let mut entries = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let at = format!("paths[{i}]");
-        let Value::Object(members) = item else {
-            return Err(Error::invalid(format!("{at} must be an object")));
-        };
-        let mut f = Fields::new(members, &at);
-        let Value::String(path) = f.take("path")? else {
-            return Err(Error::invalid(format!("{at}.path must be a string")));
-        };
-        let entry = Entry {
-            path,
-            hash: f.string("hash")?,
-            size: f.unsigned("size")?,
-            mtime: f.signed("mtime")?,
-        };
-        f.finish()?;
-        entries.push(entry);
-    }
-    let manifest = Manifest::new(entries)?;
+    let total = required(total, || "manifest.totalSize".to_string())?;
+    let manifest = Manifest::new(required(entries, || "manifest.paths".to_string())?)?;
     let sum = manifest.entries.iter().try_fold(0u64, |acc, e| acc.checked_add(e.size));
     if sum != Some(total) {
         return Err(Error::invalid(format!(
@@ -133,84 +126,116 @@ pub fn decode(text: &str) -> Result<Manifest> {
     Ok(manifest)
 }
 
+fn read_entries(p: &mut json::Parser) -> Result<Vec<Entry>> {
+    if p.peek() != Some(b'[') {
+        return Err(wrong("manifest.paths", "an array", &p.any()?));
+    }
+    p.open(b'[')?;
+    let mut entries = Vec::new();
+    let mut first = true;
+    while p.next_item(&mut first)? {
+        let i = entries.len();
+        // Locations are spelled out only when there is an error to report.
+        let at = |field: &str| format!("paths[{i}]{field}");
+        if p.peek() != Some(b'{') {
+            return Err(wrong(&at(""), "an object", &p.any()?));
+        }
+        let (mut path, mut hash, mut size, mut mtime) = (None, None, None, None);
+        let mut first_key = true;
+        p.open(b'{')?;
+        while let Some(key) = p.next_key(&mut first_key)? {
+            match key.as_slice() {
+                [0x70, 0x61, 0x74, 0x68] => {
+                    once(&mut path, read_units(p, || at(".path"))?, || at(".path"))?
+                }
+                [0x68, 0x61, 0x73, 0x68] => {
+                    once(&mut hash, read_string(p, || at(".hash"))?, || at(".hash"))?
+                }
+                [0x73, 0x69, 0x7a, 0x65] => {
+                    once(&mut size, read_unsigned(p, || at(".size"))?, || at(".size"))?
+                }
+                [0x6d, 0x74, 0x69, 0x6d, 0x65] => {
+                    once(&mut mtime, read_signed(p, || at(".mtime"))?, || at(".mtime"))?
+                }
+                _ => {
+                    let field = at(&format!(".{}", String::from_utf16_lossy(&key)));
+                    return Err(Error::invalid(format!("{field} is not a known field")));
+                }
+            }
+        }
+        entries.push(Entry {
+            path: required(path, || at(".path"))?,
+            hash: required(hash, || at(".hash"))?,
+            size: required(size, || at(".size"))?,
+            mtime: required(mtime, || at(".mtime"))?,
+        });
+    }
+    Ok(entries)
+}
+
+fn once<T>(slot: &mut Option<T>, value: T, at: impl Fn() -> String) -> Result<()> {
+    if slot.replace(value).is_some() {
+        return Err(Error::invalid(format!("{} appears twice", at())));
+    }
+    Ok(())
+}
+
+fn required<T>(slot: Option<T>, at: impl Fn() -> String) -> Result<T> {
+    slot.ok_or_else(|| Error::invalid(format!("{} is missing", at())))
+}
+
+fn read_units(p: &mut json::Parser, at: impl Fn() -> String) -> Result<Vec<u16>> {
+    if p.peek() == Some(b'"') {
+        p.string_units()
+    } else {
+        Err(wrong(&at(), "a string", &p.any()?))
+    }
+}
+
+fn read_string(p: &mut json::Parser, at: impl Fn() -> String) -> Result<String> {
+    let units = read_units(p, &at)?;
+    String::from_utf16(&units).map_err(|_| Error::invalid(format!("{} is not valid Unicode", at())))
+}
+
+fn read_integer<'a>(
+    p: &mut json::Parser<'a>,
+    at: impl Fn() -> String,
+    signed: bool,
+) -> Result<&'a str> {
+    let want = if signed { "an integer" } else { "a non-negative integer" };
+    if !matches!(p.peek(), Some(b'-' | b'0'..=b'9')) {
+        return Err(wrong(&at(), want, &p.any()?));
+    }
+    let n = p.number_text()?;
+    let digits = n.strip_prefix('-').filter(|_| signed).unwrap_or(n);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid(format!("{} must be {want}, not {n}", at())));
+    }
+    Ok(n)
+}
+
+fn read_unsigned(p: &mut json::Parser, at: impl Fn() -> String) -> Result<u64> {
+    let n = read_integer(p, &at, false)?;
+    n.parse().map_err(|_| Error::invalid(format!("{} is out of range: {n}", at())))
+}
+
+fn read_signed(p: &mut json::Parser, at: impl Fn() -> String) -> Result<i64> {
+    let n = read_integer(p, &at, true)?;
+    n.parse().map_err(|_| Error::invalid(format!("{} is out of range: {n}", at())))
+}
+
+fn wrong(at: &str, want: &str, got: &Value) -> Error {
+    match got {
+        Value::Number(n) => Error::invalid(format!("{at} must be {want}, not {n}")),
+        _ => Error::invalid(format!("{at} must be {want}, not {}", got.type_name())),
+    }
+}
+
 fn check_hash(h: &str) -> Result<()> {
     if h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         Ok(())
     } else {
         Err(Error::invalid(format!("{h:?} is not 32 lowercase hex digits")))
-    }
-}
-
-/// The members of one JSON object, taken one by one; leftovers are an error.
-struct Fields {
-    members: Vec<(String, Value)>,
-    at: String,
-}
-
-impl Fields {
-    fn new(members: Vec<(String, Value)>, at: &str) -> Self {
-        Fields { members, at: at.to_string() }
-    }
-
-    fn take(&mut self, name: &str) -> Result<Value> {
-        match self.members.iter().position(|(k, _)| k == name) {
-            Some(i) => Ok(self.members.swap_remove(i).1),
-            None => Err(Error::invalid(format!("{}.{name} is missing", self.at))),
-        }
-    }
-
-    fn string(&mut self, name: &str) -> Result<String> {
-        match self.take(name)? {
-            Value::String(u) => String::from_utf16(&u)
-                .map_err(|_| Error::invalid(format!("{}.{name} is not valid Unicode", self.at))),
-            other => Err(self.wrong(name, "a string", &other)),
-        }
-    }
-
-    fn integer(&mut self, name: &str, signed: bool) -> Result<String> {
-        match self.take(name)? {
-            Value::Number(n)
-                if n.bytes()
-                    .enumerate()
-                    .all(|(i, b)| b.is_ascii_digit() || (signed && i == 0 && b == b'-')) =>
-            {
-                Ok(n)
-            }
-            other => {
-                let want = if signed { "an integer" } else { "a non-negative integer" };
-                Err(self.wrong(name, want, &other))
-            }
-        }
-    }
-
-    fn unsigned(&mut self, name: &str) -> Result<u64> {
-        let n = self.integer(name, false)?;
-        n.parse().map_err(|_| Error::invalid(format!("{}.{name} is out of range: {n}", self.at)))
-    }
-
-    fn signed(&mut self, name: &str) -> Result<i64> {
-        let n = self.integer(name, true)?;
-        n.parse().map_err(|_| Error::invalid(format!("{}.{name} is out of range: {n}", self.at)))
-    }
-
-    fn wrong(&self, name: &str, want: &str, got: &Value) -> Error {
-        match got {
-            Value::Number(n) => {
-                Error::invalid(format!("{}.{name} must be {want}, not {n}", self.at))
-            }
-            _ => Error::invalid(format!(
-                "{}.{name} must be {want}, not {}",
-                self.at,
-                got.type_name()
-            )),
-        }
-    }
-
-    fn finish(self) -> Result<()> {
-        match self.members.first() {
-            None => Ok(()),
-            Some((k, _)) => Err(Error::invalid(format!("{}.{k} is not a known field", self.at))),
-        }
     }
 }
 

@@ -33,51 +33,123 @@ pub fn open_root(name: &str) -> Result<Descriptor> {
 
 /// Hashes the regular file `path` below the root `root`.
 pub fn hash_file(root: &str, path: &str) -> Result<String> {
-    hash_in(&open_root(root)?, path)
+    let units: Vec<u16> = path.encode_utf16().collect();
+    hash_path(&open_root(root)?, &units, &|_, _, _| Ok(Vec::new()))
 }
 
-/// Hashes each file of a JSON array of paths below `root`; returns a JSON array of digests.
-/// A path that is not valid Unicode (a lone surrogate stands for a name byte that is not
-/// UTF-8) is read through `raw`, since WASI can only name files by Unicode strings.
-pub fn hash_files(root: &str, paths_json: &str, raw: RawRead) -> Result<String> {
-    let not_a_list = || Error::invalid("paths must be a JSON array of strings");
-    let Value::Array(items) = json::parse(paths_json).map_err(|_| not_a_list())? else {
-        return Err(not_a_list());
+/// Hashes many files below `root`. `files_json` is a JSON array whose items are a path, or
+/// `[path, size]` when the caller already knows the size from a listing: then no `stat` is
+/// needed, exactly `size` bytes are hashed, and a file found shorter is an error. A path that
+/// is not valid Unicode (a lone surrogate stands for a name byte that is not UTF-8) is read
+/// through `raw`, since WASI can only name files by Unicode strings. Returns a JSON array of
+/// digests in the same order.
+pub fn hash_files(root: &str, files_json: &str, raw: RawRead) -> Result<String> {
+    let bad = || Error::invalid("paths must be a JSON array of paths or [path, size] pairs");
+    let Value::Array(items) = json::parse(files_json).map_err(|_| bad())? else {
+        return Err(bad());
     };
     let dir = open_root(root)?;
     let mut out = String::with_capacity(2 + items.len() * 35);
     out.push('[');
     for (i, item) in items.into_iter().enumerate() {
-        let Value::String(units) = item else { return Err(not_a_list()) };
-        let digest = hash_path(&dir, &units, raw)?;
+        let (units, size) = match item {
+            Value::String(units) => (units, None),
+            Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
+                Ok([Value::String(units), Value::Number(n)]) => {
+                    (units, Some(n.parse::<u64>().map_err(|_| bad())?))
+                }
+                _ => return Err(bad()),
+            },
+            _ => return Err(bad()),
+        };
+        let shown = String::from_utf16_lossy(&units);
+        let digest = digest(&Source::open(&dir, &units, raw)?, &shown, size)?;
         let _ = write!(out, "{}\"{digest}\"", if i > 0 { "," } else { "" });
     }
     out.push(']');
     Ok(out)
 }
 
-/// Hashes the file `path` (UTF-16 units) below `dir`, through WASI when its name is Unicode
-/// and through `raw` when it is not.
+/// Hashes the file `path` (UTF-16 units) below `dir`, reading it to its end.
 pub fn hash_path(dir: &Descriptor, path: &[u16], raw: RawRead) -> Result<String> {
-    match String::from_utf16(path) {
-        Ok(p) => hash_in(dir, &p),
-        Err(_) => hash_raw(path, raw),
+    digest(&Source::open(dir, path, raw)?, &String::from_utf16_lossy(path), None)
+}
+
+/// Where a file's bytes come from: WASI, or the host for names WASI cannot carry.
+enum Source<'a> {
+    Wasi(Descriptor),
+    Raw { name: String, raw: RawRead<'a> },
+}
+
+impl<'a> Source<'a> {
+    fn open(dir: &Descriptor, path: &[u16], raw: RawRead<'a>) -> Result<Source<'a>> {
+        relpath::check_units(path)?;
+        let Ok(name) = String::from_utf16(path) else {
+            let mut name = String::new();
+            json::write_string(&mut name, path);
+            return Ok(Source::Raw { name, raw });
+        };
+        dir.open_at(PathFlags::SYMLINK_FOLLOW, &name, OpenFlags::empty(), DescriptorFlags::READ)
+            .map(Source::Wasi)
+            .map_err(|e| fs_error(e, "cannot open").at(&name))
+    }
+
+    /// Up to `want` bytes at `offset`, and whether the end was reached.
+    fn read(&self, want: u64, offset: u64, path: &str) -> Result<(Vec<u8>, bool)> {
+        match self {
+            Source::Wasi(file) => {
+                file.read(want, offset).map_err(|e| fs_error(e, "cannot read").at(path))
+            }
+            Source::Raw { name, raw } => {
+                let bytes = raw(name, offset, want.min(u64::from(u32::MAX)) as u32)?;
+                let eof = bytes.is_empty();
+                Ok((bytes, eof))
+            }
+        }
+    }
+
+    /// The size to expect, after checking that this is a regular file.
+    fn regular_size(&self, path: &str) -> Result<Option<u64>> {
+        let Source::Wasi(file) = self else { return Ok(None) };
+        let stat = file.stat().map_err(|e| fs_error(e, "cannot stat").at(path))?;
+        match stat.type_ {
+            DescriptorType::RegularFile => Ok(Some(stat.size)),
+            DescriptorType::Directory => {
+                Err(Error::new(ErrorKind::WrongType, "is a directory, not a regular file").at(path))
+            }
+            _ => Err(Error::new(ErrorKind::WrongType, "is not a regular file").at(path)),
+        }
     }
 }
 
-fn hash_raw(path: &[u16], raw: RawRead) -> Result<String> {
-    relpath::check_units(path)?;
-    let mut name = String::new();
-    json::write_string(&mut name, path);
+/// Streams a file through xxh3-128 in `CHUNK`-sized reads. With a known `size`, exactly that
+/// many bytes are hashed; otherwise the file is checked to be regular and read to its end.
+fn digest(src: &Source, path: &str, size: Option<u64>) -> Result<String> {
     let mut hasher = Hasher::new();
     let mut offset = 0u64;
-    loop {
-        let bytes = raw(&name, offset, CHUNK as u32)?;
-        if bytes.is_empty() {
-            return Ok(hasher.finish_hex());
+    if let Some(size) = size {
+        while offset < size {
+            let (bytes, _) = src.read(CHUNK.min(size - offset), offset, path)?;
+            if bytes.is_empty() {
+                let why = format!("is shorter than listed ({offset} of {size} bytes): it changed");
+                return Err(Error::new(ErrorKind::Io, why).at(path));
+            }
+            hasher.update(&bytes);
+            offset += bytes.len() as u64;
         }
+        return Ok(hasher.finish_hex());
+    }
+    let expected = src.regular_size(path)?;
+    loop {
+        // Asking one byte past the expected end lets a whole small file come back, with its
+        // end-of-file flag, in a single read. (Hosts may return fewer bytes than asked.)
+        let want = expected.map_or(CHUNK, |n| CHUNK.min(n.saturating_sub(offset) + 1));
+        let (bytes, eof) = src.read(want, offset, path)?;
         hasher.update(&bytes);
         offset += bytes.len() as u64;
+        if eof || bytes.is_empty() {
+            return Ok(hasher.finish_hex());
+        }
     }
 }
 
@@ -102,35 +174,6 @@ pub fn resolve(dir: &Descriptor, path: &[u16]) -> Target {
 
 fn nanos(t: Option<Datetime>) -> i64 {
     t.map_or(0, |d| d.seconds as i64 * 1_000_000_000 + i64::from(d.nanoseconds))
-}
-
-fn hash_in(dir: &Descriptor, path: &str) -> Result<String> {
-    relpath::check(path)?;
-    let file = dir
-        .open_at(PathFlags::SYMLINK_FOLLOW, path, OpenFlags::empty(), DescriptorFlags::READ)
-        .map_err(|e| fs_error(e, "cannot open").at(path))?;
-    let stat = file.stat().map_err(|e| fs_error(e, "cannot stat").at(path))?;
-    if stat.type_ != DescriptorType::RegularFile {
-        let what = match stat.type_ {
-            DescriptorType::Directory => "is a directory, not a regular file",
-            _ => "is not a regular file",
-        };
-        return Err(Error::new(ErrorKind::WrongType, what).at(path));
-    }
-    let mut hasher = Hasher::new();
-    let mut offset = 0u64;
-    loop {
-        // Asking one byte past the expected end lets a whole small file come back, with its
-        // end-of-file flag, in a single read. (Hosts may return fewer bytes than asked.)
-        let want = CHUNK.min(stat.size.saturating_sub(offset) + 1);
-        let (bytes, eof) =
-            file.read(want, offset).map_err(|e| fs_error(e, "cannot read").at(path))?;
-        hasher.update(&bytes);
-        offset += bytes.len() as u64;
-        if eof || bytes.is_empty() {
-            return Ok(hasher.finish_hex());
-        }
-    }
 }
 
 /// Maps a WASI filesystem error to the engine's categories, in words for people.

@@ -26,16 +26,23 @@ def hash_file(path: StrPath, **session: Any) -> str:
 
 
 def hash_files(
-    root: StrPath, paths: Sequence[str], *, workers: int | None = None, **session: Any
+    root: StrPath,
+    paths: Sequence[str | tuple[str, int]],
+    *,
+    workers: int | None = None,
+    **session: Any,
 ) -> list[str]:
     """Digests of many files below ``root``, in the order of ``paths`` (relative, ``/``-separated).
+
+    An item may be ``(path, size)`` when the size is known from a listing: exactly that many
+    bytes are hashed, without a ``stat``, and a file found shorter raises ``FileAccessError``.
 
     Only ``root`` is granted, read-only: a path that would leave it raises ``ValidationError``
     (or ``FileAccessError`` when the sandbox refuses it, as for a symlink leading out). The
     files are hashed in batches by ``workers`` Stores in parallel (default: a few per core).
     """
 
-    def call(s: Session, batch: list[str]) -> list[str]:
+    def call(s: Session, batch: list[str | tuple[str, int]]) -> list[str]:
         digests = json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch)))
         return [str(d) for d in digests]
 

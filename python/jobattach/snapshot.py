@@ -55,7 +55,9 @@ def create_manifest(
     try:
         digests: list[str | None] = store.lookup(top, keys) if store else [None] * len(keys)
         missing = [i for i, d in enumerate(digests) if d is None]
-        fresh = hash_files(top, [p.files[i].path for i in missing], workers=workers)
+        # Sizes from the listing spare a stat per file, and pin what the manifest records.
+        sized = [(p.files[i].path, p.files[i].size) for i in missing]
+        fresh = hash_files(top, sized, workers=workers)
         for i, digest in zip(missing, fresh):
             digests[i] = digest
         if store:
