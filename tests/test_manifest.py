@@ -127,7 +127,7 @@ def test_encoding_is_the_official_json_dumps(entries: list[tuple[str, int, int]]
             "hashAlg": "xxh128",
             "manifestVersion": "2023-03-03",
             "paths": sorted(
-                (vars(p) for p in paths),
+                ({"hash": p.hash, "mtime": p.mtime, "path": p.path, "size": p.size} for p in paths),
                 key=lambda e: e["path"].encode("utf-16-be", "surrogatepass"),
             ),
             "totalSize": sum(p.size for p in paths),
@@ -171,7 +171,7 @@ def test_manifest_is_immutable_and_compares_by_content() -> None:
     a, b = decode_manifest(data), decode_manifest(data.decode())
     assert a == b
     assert hash(a) == hash(b)
-    assert a.version == "2023-03-03"
+    assert a.version == a.format == "v2023-03-03"
     assert a.hash_alg == "xxh128"
     with pytest.raises(AttributeError):
-        a.entries = ()  # type: ignore[misc]
+        a.format = "v2025-12-snapshot"  # type: ignore[misc]

@@ -3,10 +3,12 @@
 
 pub mod diff;
 pub mod error;
+pub mod formats;
 pub mod glob;
 pub mod hash;
 pub mod json;
 pub mod manifest;
+pub mod manifest_v2025;
 pub mod relpath;
 pub mod roots;
 pub mod snapshot;
@@ -86,10 +88,16 @@ mod bindings {
     }
 
     impl manifest::Guest for Engine {
-        fn canonicalize(data: String) -> Result<(String, String), types::Error> {
-            let encoded = crate::manifest::decode(&data)?.encode();
-            let hash = crate::manifest::hash_encoded(&encoded);
-            Ok((encoded, hash))
+        fn canonicalize(data: String) -> Result<manifest::Canonical, types::Error> {
+            Ok(canonical(&crate::formats::decode(&data)?))
+        }
+
+        fn build(format: String, entries: String) -> Result<manifest::Canonical, types::Error> {
+            Ok(canonical(&crate::formats::build(&format, &entries)?))
+        }
+
+        fn convert(data: String, format: String) -> Result<manifest::Canonical, types::Error> {
+            Ok(canonical(&crate::formats::decode(&data)?.convert(&format)?))
         }
 
         fn diff(old: String, new: String) -> Result<String, types::Error> {
@@ -98,7 +106,7 @@ mod bindings {
             Ok(d.to_json())
         }
 
-        fn merge(manifests: Vec<String>) -> Result<(String, String), types::Error> {
+        fn merge(manifests: Vec<String>) -> Result<manifest::Canonical, types::Error> {
             let decoded = manifests
                 .iter()
                 .enumerate()
@@ -106,9 +114,22 @@ mod bindings {
                     crate::manifest::decode(m).map_err(|e| e.within(&format!("manifests[{i}]")))
                 })
                 .collect::<crate::error::Result<Vec<_>>>()?;
-            let encoded = crate::diff::merge(decoded)?.encode();
-            let hash = crate::manifest::hash_encoded(&encoded);
-            Ok((encoded, hash))
+            let merged = crate::formats::AnyManifest::V2023(crate::diff::merge(decoded)?);
+            Ok(canonical(&merged))
+        }
+    }
+
+    fn canonical(m: &crate::formats::AnyManifest) -> manifest::Canonical {
+        let encoded = m.encode();
+        manifest::Canonical {
+            format: m.format().to_string(),
+            hash: crate::manifest::hash_encoded(&encoded),
+            entries: match m {
+                // Its encoding already lists every entry, with its full path, under `paths`.
+                crate::formats::AnyManifest::V2023(_) => String::new(),
+                crate::formats::AnyManifest::V2025(_) => m.view(),
+            },
+            encoded,
         }
     }
 

@@ -108,11 +108,20 @@ def _preopen(wasi: wasmtime.WasiConfig, grant: Grant, guest: str) -> None:
 
 
 def _unwrap(result: Any) -> Any:
-    # Exports return result<T, error> where T is never a record, so a record with the error's
-    # fields is the err case (wasmtime-py returns either payload untagged).
-    if isinstance(result, wc.Record) and hasattr(result, "kind") and hasattr(result, "message"):
-        raise from_component(result.kind, result.message, getattr(result, "path", None))
-    return result
+    # Exports return result<T, error>. wasmtime-py returns the payload untagged when T and
+    # error map to different Python types (then a record with the error's fields is the
+    # error), and a tagged Variant when both are records.
+    if isinstance(result, wc.Variant) and result.tag in ("ok", "err"):
+        if result.tag == "ok":
+            return result.payload
+        result = result.payload
+    elif not _is_error(result):
+        return result
+    raise from_component(result.kind, result.message, getattr(result, "path", None))
+
+
+def _is_error(value: Any) -> bool:
+    return isinstance(value, wc.Record) and hasattr(value, "kind") and hasattr(value, "message")
 
 
 def session_for(*roots: StrPath, writable: bool = False, **kwargs: Any) -> Session:

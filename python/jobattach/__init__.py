@@ -21,6 +21,7 @@ from jobattach_host import (
 from .manifest import (
     Manifest,
     ManifestDiff,
+    ManifestDir,
     ManifestEntry,
     decode_manifest,
     diff_directory,
@@ -36,6 +37,7 @@ __all__ = [
     "FileAccessError",
     "Manifest",
     "ManifestDiff",
+    "ManifestDir",
     "ManifestEntry",
     "SnapshotResult",
     "StorageError",

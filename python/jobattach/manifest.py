@@ -1,11 +1,13 @@
-"""The ``Manifest`` type: an immutable v2023-03-03 manifest, encoded by the component.
+"""The ``Manifest`` type: an immutable manifest of either format, encoded by the component.
 
-Python never applies the format's rules: decoding and encoding both go through the
-component's ``canonicalize``, and the manifest crosses the boundary as one ASCII string.
+Python never applies the formats' rules: decoding, building and converting all go through
+the component, and a manifest crosses the boundary as one ASCII string plus a plain view of
+its entries.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -14,18 +16,65 @@ from typing import Any
 
 from jobattach_host import session_for
 
-VERSION = "2023-03-03"
+#: The formats: Deadline Cloud's, and the newer one's snapshot and diff manifests.
+V2023 = "v2023-03-03"
+V2025_SNAPSHOT = "v2025-12-snapshot"
+V2025_DIFF = "v2025-12-diff"
 HASH_ALG = "xxh128"
 
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One file: its root-relative ``/``-separated path, xxh128, size and mtime (µs)."""
+    """One file: its root-relative ``/``-separated path, xxh128, size and mtime (µs).
+
+    The newer format adds the rest: a file over 256 MiB has ``chunkhashes`` instead of a
+    ``hash``, a symlink has its root-relative target in ``symlink`` (and no hash, size or
+    mtime), ``runnable`` marks executables, and a diff manifest marks deletions.
+    """
 
     path: str
-    hash: str
-    size: int
-    mtime: int
+    hash: str | None
+    size: int | None
+    mtime: int | None
+    runnable: bool = False
+    chunkhashes: tuple[str, ...] | None = None
+    symlink: str | None = None
+    deleted: bool = False
+
+    def _view(self) -> dict[str, object]:
+        view: dict[str, object] = {"path": self.path}
+        for key in ("hash", "size", "mtime", "symlink"):
+            if getattr(self, key) is not None:
+                view[key] = getattr(self, key)
+        if self.chunkhashes is not None:
+            view["chunkhashes"] = list(self.chunkhashes)
+        if self.runnable:
+            view["runnable"] = True
+        if self.deleted:
+            view["deleted"] = True
+        return view
+
+    @classmethod
+    def _from_view(cls, v: dict[str, Any]) -> ManifestEntry:
+        chunks = v.get("chunkhashes")
+        return cls(
+            v["path"],
+            v.get("hash"),
+            v.get("size"),
+            v.get("mtime"),
+            runnable=v.get("runnable", False),
+            chunkhashes=tuple(chunks) if chunks is not None else None,
+            symlink=v.get("symlink"),
+            deleted=v.get("deleted", False),
+        )
+
+
+@dataclass(frozen=True)
+class ManifestDir:
+    """A directory of a newer-format manifest (deleted only in a diff manifest)."""
+
+    path: str
+    deleted: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,53 +82,88 @@ class Manifest:
     """A validated manifest. Build one with :meth:`decode`, :meth:`from_entries` or
     :func:`jobattach.create_manifest`."""
 
-    entries: tuple[ManifestEntry, ...]
-    _encoded: str = field(repr=False)
-    _hash: str = field(repr=False)
+    format: str
+    #: The entries as the component returned them; :attr:`entries` makes objects of them
+    #: on first use, so a large manifest decodes without building them unless asked.
+    _rows: list[dict[str, Any]] = field(repr=False)
+    dirs: tuple[ManifestDir, ...] = field(default=())
+    #: The hash of the manifest a diff manifest applies to.
+    parent_hash: str | None = None
+    _encoded: str = field(default="", repr=False)
+    _hash: str = field(default="", repr=False)
 
-    version: str = VERSION
     hash_alg: str = HASH_ALG
+
+    @functools.cached_property
+    def entries(self) -> tuple[ManifestEntry, ...]:
+        if self.format == V2023:
+            return tuple(
+                ManifestEntry(r["path"], r["hash"], r["size"], r["mtime"]) for r in self._rows
+            )
+        return tuple(ManifestEntry._from_view(r) for r in self._rows)
+
+    @property
+    def version(self) -> str:
+        """Same as :attr:`format`."""
+        return self.format
 
     @property
     def total_size(self) -> int:
-        return sum(e.size for e in self.entries)
+        return sum(r.get("size") or 0 for r in self._rows)
 
     @classmethod
     def decode(cls, data: bytes | str) -> Manifest:
-        """Decodes and validates manifest bytes; raises ``ValidationError`` naming the problem."""
+        """Decodes and validates manifest bytes of either format; raises ``ValidationError``
+        naming the problem."""
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return cls._from_component(text)
+        return cls._from_canonical(session_for().call("manifest", "canonicalize", text))
 
     @classmethod
-    def from_entries(cls, entries: Iterable[ManifestEntry]) -> Manifest:
+    def from_entries(
+        cls,
+        entries: Iterable[ManifestEntry],
+        *,
+        format: str = V2023,
+        dirs: Iterable[ManifestDir] = (),
+        parent_hash: str | None = None,
+    ) -> Manifest:
         """A manifest of these entries (in any order), validated by the component."""
-        items = list(entries)
-        doc = {
-            "hashAlg": HASH_ALG,
-            "manifestVersion": VERSION,
-            "paths": [vars(e) for e in items],
-            "totalSize": sum(e.size for e in items),
+        view = {
+            "parent": parent_hash,
+            "dirs": [[d.path, d.deleted] for d in dirs],
+            "files": [e._view() for e in entries],
         }
         # ensure_ascii keeps lone surrogates (names that are not UTF-8) transportable.
-        return cls._from_component(json.dumps(doc, ensure_ascii=True))
+        text = json.dumps(view, ensure_ascii=True)
+        return cls._from_canonical(session_for().call("manifest", "build", format, text))
 
     @classmethod
-    def _from_component(cls, text: str) -> Manifest:
-        encoded, digest = session_for().call("manifest", "canonicalize", text)
-        return cls._from_canonical(str(encoded), str(digest))
+    def _from_canonical(cls, c: Any) -> Manifest:
+        if not c.entries:  # v2023-03-03: the encoding itself lists the entries
+            rows = json.loads(c.encoded)["paths"]
+            return cls(str(c.format), rows, _encoded=str(c.encoded), _hash=str(c.hash))
+        view = json.loads(c.entries)
+        return cls(
+            format=str(c.format),
+            _rows=view["files"],
+            dirs=tuple(ManifestDir(p, deleted) for p, deleted in view["dirs"]),
+            parent_hash=view["parent"],
+            _encoded=str(c.encoded),
+            _hash=str(c.hash),
+        )
 
-    @classmethod
-    def _from_canonical(cls, encoded: str, digest: str) -> Manifest:
-        rows = json.loads(encoded)["paths"]
-        entries = tuple(ManifestEntry(e["path"], e["hash"], e["size"], e["mtime"]) for e in rows)
-        return cls(entries, encoded, digest)
+    def convert(self, format: str) -> Manifest:
+        """This manifest in another format; ``ValidationError`` if anything would be lost."""
+        return Manifest._from_canonical(
+            session_for().call("manifest", "convert", self._encoded, format)
+        )
 
     def encode(self) -> bytes:
-        """The exact bytes the official encoder writes (ASCII, no trailing newline)."""
+        """The exact bytes the reference encoder writes (ASCII, no trailing newline)."""
         return self._encoded.encode("ascii")
 
     def hash(self) -> str:
-        """xxh3-128 of :meth:`encode`: the ``inputManifestHash``."""
+        """xxh3-128 of :meth:`encode` (for v2023-03-03, the ``inputManifestHash``)."""
         return self._hash
 
     def __eq__(self, other: object) -> bool:
@@ -89,7 +173,7 @@ class Manifest:
         return hash(self._encoded)
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._rows)
 
 
 def decode_manifest(data: bytes | str) -> Manifest:
@@ -101,7 +185,7 @@ def decode_manifest(data: bytes | str) -> Manifest:
 class ManifestDiff:
     """What changed between two manifests, or between a manifest and a directory.
 
-    In a diff against a directory, ``hash`` of the new side is empty where nothing was hashed.
+    In a diff against a directory, ``hash`` of the new side is None where nothing was hashed.
     """
 
     added: tuple[ManifestEntry, ...]
@@ -114,9 +198,9 @@ class ManifestDiff:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "added": [vars(e) for e in self.added],
-            "modified": [{"old": vars(o), "new": vars(n)} for o, n in self.modified],
-            "deleted": [vars(e) for e in self.deleted],
+            "added": [e._view() for e in self.added],
+            "modified": [{"old": o._view(), "new": n._view()} for o, n in self.modified],
+            "deleted": [e._view() for e in self.deleted],
             "unchanged": self.unchanged,
         }
 
@@ -125,7 +209,7 @@ class ManifestDiff:
         doc = json.loads(text)
 
         def entry(e: dict[str, Any]) -> ManifestEntry:
-            return ManifestEntry(e["path"], e["hash"] or "", e["size"], e["mtime"])
+            return ManifestEntry(e["path"], e["hash"], e["size"], e["mtime"])
 
         return cls(
             added=tuple(map(entry, doc["added"])),
@@ -158,5 +242,6 @@ def diff_directory(
 
 def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
     """One manifest of a root from several, later ones winning for a shared path."""
-    encoded, digest = session_for().call("manifest", "merge", [m._encoded for m in manifests])
-    return Manifest._from_canonical(str(encoded), str(digest))
+    return Manifest._from_canonical(
+        session_for().call("manifest", "merge", [m._encoded for m in manifests])
+    )
