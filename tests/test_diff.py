@@ -132,3 +132,22 @@ def test_cli_reports_bad_manifests_by_file(tmp_path: Path) -> None:
     missing = _cli("manifest", "diff", str(tmp_path / "nope.json"), str(bad))
     assert missing.returncode == 1
     assert b"cannot read manifest" in missing.stderr
+
+
+def test_cli_convert_and_snapshot_format(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.json"
+    vector = VECTORS / "basic" / "manifest.json"
+    out = _cli(
+        "manifest", "convert", str(vector), "--format", "v2025-12-snapshot", "-o", str(newer)
+    )
+    assert out.returncode == 0, out.stderr
+    assert b"relative-manifest-snapshot-beta-2025-12" in newer.read_bytes()
+    back = _cli("manifest", "convert", str(newer), "--format", "v2023-03-03")
+    assert back.stdout == vector.read_bytes()
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "empty").mkdir()
+    snap = _cli("manifest", "snapshot", str(tmp_path / "tree"), "--format", "v2025-12-snapshot")
+    assert snap.returncode == 0, snap.stderr
+    assert decode_manifest(snap.stdout).dirs[0].path == "empty"
+    refused = _cli("manifest", "convert", str(tmp_path / "missing.json"), "--format", "v2023-03-03")
+    assert refused.returncode == 1

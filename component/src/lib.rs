@@ -64,7 +64,7 @@ mod bindings {
         let listing = host_files::list_tree(root).map_err(|e| Error::new(ErrorKind::Io, e))?;
         let listing = crate::snapshot::parse_listing(&listing)?;
         let dir = crate::roots::open_root(root)?;
-        Ok(crate::snapshot::plan(listing, &options, |p| crate::roots::resolve(&dir, p)))
+        Ok(crate::snapshot::plan(listing, &options, &mut crate::roots::RootLinks(&dir)))
     }
 
     impl snapshot::Guest for Engine {

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::hash::{Hasher, CHUNK};
 use crate::json::{self, Value};
 use crate::relpath;
-use crate::snapshot::Target;
+use crate::snapshot::{Links, Target};
 
 /// Reads up to `length` bytes at `offset` of a file WASI cannot name (its name is not UTF-8);
 /// the path is given as a JSON string. The host supplies it; an empty result is the end.
@@ -38,33 +38,56 @@ pub fn hash_file(root: &str, path: &str) -> Result<String> {
 }
 
 /// Hashes many files below `root`. `files_json` is a JSON array whose items are a path, or
-/// `[path, size]` when the caller already knows the size from a listing: then no `stat` is
-/// needed, exactly `size` bytes are hashed, and a file found shorter is an error. A path that
-/// is not valid Unicode (a lone surrogate stands for a name byte that is not UTF-8) is read
-/// through `raw`, since WASI can only name files by Unicode strings. Returns a JSON array of
-/// digests in the same order.
+/// `[path, size]` when the caller already knows the size from a listing (then no `stat` is
+/// needed, exactly `size` bytes are hashed, and a file found shorter is an error), or
+/// `[path, size, chunk]` for the digests of each `chunk` bytes (the newer format's
+/// `chunkhashes`). A path that is not valid Unicode (a lone surrogate stands for a name byte
+/// that is not UTF-8) is read through `raw`, since WASI names files by Unicode strings only.
+/// Returns a JSON array, in order, of digests (or lists of chunk digests).
 pub fn hash_files(root: &str, files_json: &str, raw: RawRead) -> Result<String> {
-    let bad = || Error::invalid("paths must be a JSON array of paths or [path, size] pairs");
+    let bad = || {
+        Error::invalid("paths must be a JSON array of paths, [path, size] or [path, size, chunk]")
+    };
     let Value::Array(items) = json::parse(files_json).map_err(|_| bad())? else {
         return Err(bad());
     };
     let dir = open_root(root)?;
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.parse::<u64>().map_err(|_| bad()),
+        _ => Err(bad()),
+    };
     let mut out = String::with_capacity(2 + items.len() * 35);
     out.push('[');
     for (i, item) in items.into_iter().enumerate() {
-        let (units, size) = match item {
-            Value::String(units) => (units, None),
-            Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
-                Ok([Value::String(units), Value::Number(n)]) => {
-                    (units, Some(n.parse::<u64>().map_err(|_| bad())?))
-                }
-                _ => return Err(bad()),
-            },
+        let (units, size, chunk) = match item {
+            Value::String(units) => (units, None, 0),
+            Value::Array(mut parts) if (2..=3).contains(&parts.len()) => {
+                let chunk = if parts.len() == 3 { number(&parts[2])? } else { 0 };
+                let size = number(&parts[1])?;
+                let Value::String(units) = parts.swap_remove(0) else { return Err(bad()) };
+                (units, Some(size), chunk)
+            }
             _ => return Err(bad()),
         };
         let shown = String::from_utf16_lossy(&units);
-        let digest = digest(&Source::open(&dir, &units, raw)?, &shown, size)?;
-        let _ = write!(out, "{}\"{digest}\"", if i > 0 { "," } else { "" });
+        let src = Source::open(&dir, &units, raw)?;
+        out.push_str(if i > 0 { "," } else { "" });
+        match (size, chunk) {
+            (Some(size), chunk) if chunk > 0 => {
+                out.push('[');
+                let mut offset = 0;
+                while offset < size {
+                    let n = chunk.min(size - offset);
+                    let digest = digest_range(&src, &shown, offset, n)?;
+                    let _ = write!(out, "{}\"{digest}\"", if offset > 0 { "," } else { "" });
+                    offset += n;
+                }
+                out.push(']');
+            }
+            (size, _) => {
+                let _ = write!(out, "\"{}\"", digest(&src, &shown, size)?);
+            }
+        }
     }
     out.push(']');
     Ok(out)
@@ -125,21 +148,12 @@ impl<'a> Source<'a> {
 /// Streams a file through xxh3-128 in `CHUNK`-sized reads. With a known `size`, exactly that
 /// many bytes are hashed; otherwise the file is checked to be regular and read to its end.
 fn digest(src: &Source, path: &str, size: Option<u64>) -> Result<String> {
-    let mut hasher = Hasher::new();
-    let mut offset = 0u64;
     if let Some(size) = size {
-        while offset < size {
-            let (bytes, _) = src.read(CHUNK.min(size - offset), offset, path)?;
-            if bytes.is_empty() {
-                let why = format!("is shorter than listed ({offset} of {size} bytes): it changed");
-                return Err(Error::new(ErrorKind::Io, why).at(path));
-            }
-            hasher.update(&bytes);
-            offset += bytes.len() as u64;
-        }
-        return Ok(hasher.finish_hex());
+        return digest_range(src, path, 0, size);
     }
     let expected = src.regular_size(path)?;
+    let mut hasher = Hasher::new();
+    let mut offset = 0u64;
     loop {
         // Asking one byte past the expected end lets a whole small file come back, with its
         // end-of-file flag, in a single read. (Hosts may return fewer bytes than asked.)
@@ -150,6 +164,37 @@ fn digest(src: &Source, path: &str, size: Option<u64>) -> Result<String> {
         if eof || bytes.is_empty() {
             return Ok(hasher.finish_hex());
         }
+    }
+}
+
+/// The digest of exactly `len` bytes at `start`; a file found shorter is an error.
+fn digest_range(src: &Source, path: &str, start: u64, len: u64) -> Result<String> {
+    let mut hasher = Hasher::new();
+    let (mut offset, end) = (start, start + len);
+    while offset < end {
+        let (bytes, _) = src.read(CHUNK.min(end - offset), offset, path)?;
+        if bytes.is_empty() {
+            let why = format!("is shorter than listed ({offset} of {end} bytes): it changed");
+            return Err(Error::new(ErrorKind::Io, why).at(path));
+        }
+        hasher.update(&bytes);
+        offset += bytes.len() as u64;
+    }
+    Ok(hasher.finish_hex())
+}
+
+/// Symlinks below a granted root, as the sandbox shows them.
+pub struct RootLinks<'a>(pub &'a Descriptor);
+
+impl Links for RootLinks<'_> {
+    fn resolve(&mut self, path: &[u16]) -> Target {
+        resolve(self.0, path)
+    }
+
+    fn read_link(&mut self, path: &[u16]) -> Option<Vec<u16>> {
+        let path = String::from_utf16(path).ok()?;
+        let target = self.0.readlink_at(&path).ok()?;
+        Some(target.encode_utf16().collect())
     }
 }
 

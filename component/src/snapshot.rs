@@ -20,6 +20,7 @@ use std::fmt::Write;
 use crate::error::{Error, Result};
 use crate::glob::Glob;
 use crate::json::{self, Value};
+use crate::manifest_v2025 as v2025;
 use crate::relpath;
 
 /// What the host's listing says an entry is.
@@ -39,6 +40,16 @@ pub struct Listed {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
+    /// An execute permission bit is set.
+    pub executable: bool,
+}
+
+/// How the plan looks at symlinks, inside the sandbox.
+pub trait Links {
+    /// Follows the symlink `path` and says what it leads to.
+    fn resolve(&mut self, path: &[u16]) -> Target;
+    /// The symlink's target as written, if it can be read.
+    fn read_link(&mut self, path: &[u16]) -> Option<Vec<u16>>;
 }
 
 /// What a symlink leads to, as the sandbox resolves it.
@@ -55,6 +66,8 @@ pub enum Target {
 pub struct Options {
     include: Vec<Glob>,
     exclude: Vec<Glob>,
+    /// Plan for the newer manifest format (symlinks, directories, runnable, chunks).
+    v2025: bool,
 }
 
 /// Why an entry is not in the manifest; the names appear in the plan's `skipped` object.
@@ -72,6 +85,10 @@ pub struct Planned {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
+    /// Recorded as runnable (newer format only).
+    pub runnable: bool,
+    /// Hash in chunks of this many bytes (newer format, large files), or 0 for one digest.
+    pub chunk: u64,
 }
 
 impl Planned {
@@ -85,6 +102,10 @@ impl Planned {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub files: Vec<Planned>,
+    /// Symlinks kept as symlinks (newer format): path and root-relative target.
+    pub symlinks: Vec<(Vec<u16>, Vec<u16>)>,
+    /// Directories listed (newer format).
+    pub dirs: Vec<Vec<u16>>,
     pub skipped: BTreeMap<&'static str, Vec<Vec<u16>>>,
     pub excluded: usize,
 }
@@ -97,6 +118,24 @@ impl Options {
         };
         let mut options = Options::default();
         for (name, value) in members {
+            if name == "format" {
+                options.v2025 = match value {
+                    Value::String(f) if f == "v2023-03-03".encode_utf16().collect::<Vec<_>>() => {
+                        false
+                    }
+                    Value::String(f)
+                        if f == "v2025-12-snapshot".encode_utf16().collect::<Vec<_>>() =>
+                    {
+                        true
+                    }
+                    _ => {
+                        return Err(Error::invalid(
+                            "format must be v2023-03-03 or v2025-12-snapshot",
+                        ))
+                    }
+                };
+                continue;
+            }
             let globs = match name.as_str() {
                 "include" => &mut options.include,
                 "exclude" => &mut options.exclude,
@@ -127,16 +166,16 @@ impl Options {
     }
 }
 
-/// Reads the host's listing: `[[path, kind, size, mtime_ns, ctime_ns], ...]`, kind one of
-/// `"f"`, `"d"`, `"l"` (symlink) or `"o"` (anything else).
+/// Reads the host's listing: `[[path, kind, size, mtime_ns, ctime_ns, executable], ...]`,
+/// kind one of `"f"`, `"d"`, `"l"` (symlink) or `"o"` (anything else).
 pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
     let bad = || Error::invalid("the host's listing is malformed");
     let Value::Array(rows) = json::parse(text)? else { return Err(bad()) };
     rows.into_iter()
         .map(|row| {
             let Value::Array(cols) = row else { return Err(bad()) };
-            let [Value::String(path), Value::String(kind), Value::Number(size), Value::Number(m), Value::Number(c)] =
-                <[Value; 5]>::try_from(cols).map_err(|_| bad())?
+            let [Value::String(path), Value::String(kind), Value::Number(size), Value::Number(m), Value::Number(c), Value::Bool(executable)] =
+                <[Value; 6]>::try_from(cols).map_err(|_| bad())?
             else {
                 return Err(bad());
             };
@@ -152,28 +191,27 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
                 size: size.parse().map_err(|_| bad())?,
                 mtime_ns: m.parse().map_err(|_| bad())?,
                 ctime_ns: c.parse().map_err(|_| bad())?,
+                executable,
             })
         })
         .collect()
 }
 
-/// Decides every listed entry; `resolve` follows a symlink inside the sandbox.
-pub fn plan(
-    listing: Vec<Listed>,
-    options: &Options,
-    mut resolve: impl FnMut(&[u16]) -> Target,
-) -> Plan {
+/// Decides every listed entry; `links` looks at symlinks inside the sandbox.
+pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> Plan {
     let mut plan = Plan::default();
     let parents: HashSet<&[u16]> = listing
         .iter()
-        .filter_map(|e| e.path.iter().rposition(|&u| u == b'/' as u16).map(|i| &e.path[..i]))
+        .filter_map(|e| e.path.iter().rposition(|&u| u == SLASH).map(|i| &e.path[..i]))
         .collect();
     let skip = |plan: &mut Plan, why: &'static str, path: &[u16]| {
         plan.skipped.entry(why).or_default().push(path.to_vec());
     };
     for e in &listing {
         if e.kind == Kind::Dir {
-            if !parents.contains(e.path.as_slice()) {
+            if options.v2025 && options.keeps(&e.path) && relpath::check_units(&e.path).is_ok() {
+                plan.dirs.push(e.path.clone());
+            } else if !options.v2025 && !parents.contains(e.path.as_slice()) {
                 skip(&mut plan, EMPTY_DIR, &e.path);
             }
             continue;
@@ -188,7 +226,14 @@ pub fn plan(
         }
         let (size, mtime_ns, ctime_ns) = match e.kind {
             Kind::File => (e.size, e.mtime_ns, e.ctime_ns),
-            Kind::Symlink => match resolve(&e.path) {
+            Kind::Symlink if options.v2025 => {
+                match links.read_link(&e.path).and_then(|t| inside_root(&e.path, &t)) {
+                    Some(target) => plan.symlinks.push((e.path.clone(), target)),
+                    None => skip(&mut plan, SYMLINK_OUTSIDE, &e.path),
+                }
+                continue;
+            }
+            Kind::Symlink => match links.resolve(&e.path) {
                 Target::File { size, mtime_ns, ctime_ns } => (size, mtime_ns, ctime_ns),
                 Target::Dir => {
                     skip(&mut plan, SYMLINK_TO_DIR, &e.path);
@@ -212,20 +257,76 @@ pub fn plan(
                 continue;
             }
         };
-        plan.files.push(Planned { path: e.path.clone(), size, mtime_ns, ctime_ns });
+        let big = options.v2025 && size > v2025::CHUNK_SIZE;
+        plan.files.push(Planned {
+            path: e.path.clone(),
+            size,
+            mtime_ns,
+            ctime_ns,
+            runnable: options.v2025 && e.executable && e.kind == Kind::File,
+            chunk: if big { v2025::CHUNK_SIZE } else { 0 },
+        });
     }
     plan
 }
 
+const SLASH: u16 = b'/' as u16;
+
+/// The root-relative path a symlink at `link` with target `target` names, if it stays in
+/// the root (resolved by its text: `.` and `..` segments, relative to the link's directory).
+fn inside_root(link: &[u16], target: &[u16]) -> Option<Vec<u16>> {
+    if target.first() == Some(&SLASH) {
+        return None; // absolute: the component does not know where the root is on the host
+    }
+    let mut parts: Vec<&[u16]> = link.split(|&u| u == SLASH).collect();
+    parts.pop(); // the link's own name
+    for segment in target.split(|&u| u == SLASH) {
+        match segment {
+            [] | [0x2e] => {}
+            [0x2e, 0x2e] => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join(&SLASH);
+    relpath::check_units(&joined).ok().map(|()| joined)
+}
+
 impl Plan {
-    /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns], ...], "skipped": {reason:
-    /// [path, ...]}, "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`].
+    /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns, runnable, chunk], ...],
+    /// "symlinks": [[path, target]], "dirs": [path], "skipped": {reason: [path, ...]},
+    /// "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`].
     pub fn to_json(&self) -> String {
         let mut out = String::from(r#"{"files":["#);
         for (i, f) in self.files.iter().enumerate() {
             out.push_str(if i > 0 { ",[" } else { "[" });
             json::write_string(&mut out, &f.path);
-            let _ = write!(out, ",{},{},{},{}]", f.size, f.mtime_us(), f.mtime_ns, f.ctime_ns);
+            let _ = write!(
+                out,
+                ",{},{},{},{},{},{}]",
+                f.size,
+                f.mtime_us(),
+                f.mtime_ns,
+                f.ctime_ns,
+                f.runnable,
+                f.chunk
+            );
+        }
+        out.push_str(r#"],"symlinks":["#);
+        for (i, (path, target)) in self.symlinks.iter().enumerate() {
+            out.push_str(if i > 0 { ",[" } else { "[" });
+            json::write_string(&mut out, path);
+            out.push(',');
+            json::write_string(&mut out, target);
+            out.push(']');
+        }
+        out.push_str(r#"],"dirs":["#);
+        for (i, d) in self.dirs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json::write_string(&mut out, d);
         }
         out.push_str(r#"],"skipped":{"#);
         for (i, (why, paths)) in self.skipped.iter().enumerate() {
@@ -252,12 +353,36 @@ mod tests {
     }
 
     fn listed(path: &str, kind: Kind) -> Listed {
-        Listed { path: u(path), kind, size: 3, mtime_ns: -1_500, ctime_ns: 7 }
+        Listed { path: u(path), kind, size: 3, mtime_ns: -1_500, ctime_ns: 7, executable: true }
     }
 
-    #[test]
-    fn decides_every_kind_of_entry() {
-        let listing = vec![
+    /// Symlinks as a test tree has them: name -> (what it resolves to, its text).
+    struct FakeLinks;
+
+    impl Links for FakeLinks {
+        fn resolve(&mut self, path: &[u16]) -> Target {
+            match String::from_utf16_lossy(path).as_str() {
+                "in" => Target::File { size: 9, mtime_ns: 5_000, ctime_ns: 6 },
+                "out" => Target::Outside,
+                "gone" => Target::Missing,
+                _ => Target::Dir,
+            }
+        }
+
+        fn read_link(&mut self, path: &[u16]) -> Option<Vec<u16>> {
+            let target = match String::from_utf16_lossy(path).as_str() {
+                "in" => "a.txt",
+                "out" => "../../etc/passwd",
+                "gone" => "nowhere",
+                "sub/up" => "../a.txt",
+                _ => "/abs",
+            };
+            Some(u(target))
+        }
+    }
+
+    fn sample() -> Vec<Listed> {
+        vec![
             listed("a.txt", Kind::File),
             listed(".hidden", Kind::Dir),
             listed(".hidden/x", Kind::File),
@@ -269,18 +394,20 @@ mod tests {
             listed("dirlink", Kind::Symlink),
             listed("skip.tmp", Kind::File),
             listed("back\\slash", Kind::File),
-        ];
+        ]
+    }
+
+    fn names(paths: impl Iterator<Item = Vec<u16>>) -> Vec<String> {
+        paths.map(|p| String::from_utf16_lossy(&p)).collect()
+    }
+
+    #[test]
+    fn decides_every_kind_of_entry() {
         let options = Options::from_json(r#"{"exclude": ["*.tmp"]}"#).unwrap();
-        let plan = plan(listing, &options, |p| match String::from_utf16_lossy(p).as_str() {
-            "in" => Target::File { size: 9, mtime_ns: 5_000, ctime_ns: 6 },
-            "out" => Target::Outside,
-            "gone" => Target::Missing,
-            _ => Target::Dir,
-        });
-        let names: Vec<String> =
-            plan.files.iter().map(|f| String::from_utf16_lossy(&f.path)).collect();
-        assert_eq!(names, ["a.txt", ".hidden/x", "in"]);
+        let plan = plan(sample(), &options, &mut FakeLinks);
+        assert_eq!(names(plan.files.iter().map(|f| f.path.clone())), ["a.txt", ".hidden/x", "in"]);
         assert_eq!(plan.files[2].size, 9);
+        assert!(plan.files.iter().all(|f| !f.runnable && f.chunk == 0));
         assert_eq!(plan.excluded, 1);
         let skipped: Vec<(&str, usize)> = plan.skipped.iter().map(|(k, v)| (*k, v.len())).collect();
         assert_eq!(
@@ -294,7 +421,31 @@ mod tests {
                 (UNSUPPORTED_NAME, 1)
             ]
         );
-        assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7],"#));
+        assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7,false,0],"#));
+    }
+
+    #[test]
+    fn the_newer_format_keeps_symlinks_directories_and_runnable_bits() {
+        let mut listing = sample();
+        listing.push(listed("sub", Kind::Dir));
+        listing.push(listed("sub/up", Kind::Symlink));
+        let mut big = listed("huge.bin", Kind::File);
+        big.size = v2025::CHUNK_SIZE + 1;
+        listing.push(big);
+        let options = Options::from_json(r#"{"format": "v2025-12-snapshot"}"#).unwrap();
+        let plan = plan(listing, &options, &mut FakeLinks);
+        let links: Vec<(String, String)> = plan
+            .symlinks
+            .iter()
+            .map(|(p, t)| (String::from_utf16_lossy(p), String::from_utf16_lossy(t)))
+            .collect();
+        let expected = [("in", "a.txt"), ("gone", "nowhere"), ("sub/up", "a.txt")];
+        assert_eq!(links, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+        assert_eq!(names(plan.skipped[SYMLINK_OUTSIDE].iter().cloned()), ["out", "dirlink"]);
+        assert_eq!(names(plan.dirs.iter().cloned()), [".hidden", "empty", "sub"]);
+        assert!(plan.files.iter().all(|f| f.runnable));
+        let huge = plan.files.iter().find(|f| f.size > v2025::CHUNK_SIZE).unwrap();
+        assert_eq!(huge.chunk, v2025::CHUNK_SIZE);
     }
 
     #[test]
@@ -305,17 +456,18 @@ mod tests {
             listed("b/z.exr", Kind::File),
         ];
         let options = Options::from_json(r#"{"include": ["*.exr"], "exclude": ["b/**"]}"#).unwrap();
-        let plan = plan(listing, &options, |_| Target::Missing);
+        let plan = plan(listing, &options, &mut FakeLinks);
         assert_eq!(plan.files.len(), 1);
         assert_eq!(plan.excluded, 2);
     }
 
     #[test]
     fn listing_and_options_are_validated() {
-        assert!(parse_listing(r#"[["a","f",1,2,3]]"#).is_ok());
-        assert!(parse_listing(r#"[["a","f",1,2]]"#).is_err());
-        assert!(parse_listing(r#"[["a","f",-1,2,3]]"#).is_err());
+        assert!(parse_listing(r#"[["a","f",1,2,3,false]]"#).is_ok());
+        assert!(parse_listing(r#"[["a","f",1,2,3]]"#).is_err());
+        assert!(parse_listing(r#"[["a","f",-1,2,3,true]]"#).is_err());
         assert!(Options::from_json(r#"{"inclde": []}"#).is_err());
         assert!(Options::from_json(r#"{"include": [""]}"#).is_err());
+        assert!(Options::from_json(r#"{"format": "v1"}"#).is_err());
     }
 }

@@ -13,21 +13,25 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Union
 
 from .component import cache_dir
 
-#: (path relative to the root, size, mtime_ns, ctime_ns)
-Key = tuple[str, int, int, int]
+#: (path relative to the root, size, mtime_ns, ctime_ns, chunk size or 0 for one digest)
+Key = tuple[str, int, int, int, int]
+#: One digest, or the digests of each chunk.
+Digest = Union[str, list[str]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
     root BLOB NOT NULL,
     path BLOB NOT NULL,
+    chunk INTEGER NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
     xxh128 TEXT NOT NULL,
-    PRIMARY KEY (root, path)
+    PRIMARY KEY (root, path, chunk)
 ) WITHOUT ROWID
 """
 
@@ -41,7 +45,7 @@ class HashCache:
     """Digests keyed by root, path, size, mtime_ns and ctime_ns. One per thread."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path if path is not None else cache_dir() / "digests.sqlite3"
+        self.path = path if path is not None else cache_dir() / "digests-v1.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -61,24 +65,30 @@ class HashCache:
                     raise
                 time.sleep(0.01)
 
-    def lookup(self, root: str | os.PathLike[str], keys: Sequence[Key]) -> list[str | None]:
+    def lookup(self, root: str | os.PathLike[str], keys: Sequence[Key]) -> list[Digest | None]:
         """The cached digest of each key, or None where there is none or it is stale."""
         rows = self._db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, xxh128 FROM digests WHERE root = ?",
+            "SELECT path, size, mtime_ns, ctime_ns, chunk, xxh128 FROM digests WHERE root = ?",
             (_blob(os.fspath(root)),),
         )
-        known = {(bytes(p), s, m, c): h for p, s, m, c, h in rows}
-        return [known.get((_blob(p), s, m, c)) for p, s, m, c in keys]
+        known = {(bytes(p), s, m, c, k): h for p, s, m, c, k, h in rows}
+        found = [known.get((_blob(p), s, m, c, k)) for p, s, m, c, k in keys]
+        return [h.split(",") if h and k else h for h, (*_, k) in zip(found, keys)]
 
-    def store(self, root: str | os.PathLike[str], entries: Sequence[tuple[Key, str]]) -> None:
+    def store(self, root: str | os.PathLike[str], entries: Sequence[tuple[Key, Digest]]) -> None:
         """Records digests, all in one transaction."""
         if not entries:
             return
         r = _blob(os.fspath(root))
-        rows = [(r, _blob(p), s, m, c, h) for (p, s, m, c), h in entries]
+        rows = [
+            (r, _blob(p), k, s, m, c, h if isinstance(h, str) else ",".join(h))
+            for (p, s, m, c, k), h in entries
+        ]
         with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
 
     def close(self) -> None:
         self._db.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .errors import AttachmentError
 from .parallel import default_workers, map_batches
@@ -25,26 +25,32 @@ def hash_file(path: StrPath, **session: Any) -> str:
         raise e.below(str(p.parent)) from None
 
 
+#: One digest, or the digests of each chunk of a file.
+Digest = Union[str, list[str]]
+#: A path; ``(path, size)`` with the size from a listing; or ``(path, size, chunk)``.
+Item = Union[str, tuple[str, int], tuple[str, int, int]]
+
+
 def hash_files(
-    root: StrPath,
-    paths: Sequence[str | tuple[str, int]],
-    *,
-    workers: int | None = None,
-    **session: Any,
+    root: StrPath, paths: Sequence[str | tuple[str, int]], *, workers: int | None = None
 ) -> list[str]:
     """Digests of many files below ``root``, in the order of ``paths`` (relative, ``/``-separated).
 
     An item may be ``(path, size)`` when the size is known from a listing: exactly that many
     bytes are hashed, without a ``stat``, and a file found shorter raises ``FileAccessError``.
-
     Only ``root`` is granted, read-only: a path that would leave it raises ``ValidationError``
     (or ``FileAccessError`` when the sandbox refuses it, as for a symlink leading out). The
     files are hashed in batches by ``workers`` Stores in parallel (default: a few per core).
     """
+    return [str(d) for d in digests(root, paths, workers=workers)]
 
-    def call(s: Session, batch: list[str | tuple[str, int]]) -> list[str]:
-        digests = json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch)))
-        return [str(d) for d in digests]
+
+def digests(root: StrPath, items: Sequence[Item], *, workers: int | None = None) -> list[Digest]:
+    """:func:`hash_files` for any :data:`Item`; ``(path, size, chunk)`` gives the list of
+    digests of each ``chunk`` bytes (the newer format's ``chunkhashes``)."""
+
+    def call(s: Session, batch: list[Item]) -> list[Digest]:
+        return list(json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch))))
 
     n = default_workers() if workers is None else workers
-    return map_batches(lambda: session_for(root, **session), call, paths, n)
+    return map_batches(lambda: session_for(root), call, items, n)

@@ -76,7 +76,8 @@ def list_tree(top: Path) -> str:
                 path = f"{rel}/{entry.name}" if rel else entry.name
                 st = entry.stat(follow_symlinks=False)
                 kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
-                rows.append([path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+                executable = bool(st.st_mode & 0o111)
+                rows.append([path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable])
                 if kind == "d":
                     pending.append(path)
     # ensure_ascii turns names that are not UTF-8 (surrogate escapes) into \udcXX escapes.

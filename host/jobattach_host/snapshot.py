@@ -18,11 +18,19 @@ class PlannedFile:
     mtime: int
     mtime_ns: int
     ctime_ns: int
+    #: Recorded as runnable (newer format only).
+    runnable: bool
+    #: Hash in chunks of this many bytes (newer format, large files), or 0 for one digest.
+    chunk: int
 
 
 @dataclass(frozen=True)
 class Plan:
     files: list[PlannedFile]
+    #: Symlinks kept as such (newer format): path and root-relative target.
+    symlinks: list[tuple[str, str]]
+    #: Directories to list (newer format).
+    dirs: list[str]
     #: Paths left out, by reason (``symlink-outside-root``, ``empty-directory``, ...).
     skipped: dict[str, list[str]]
     #: Files dropped by the include and exclude patterns.
@@ -34,14 +42,17 @@ def plan(
     *,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    format: str = "v2023-03-03",
     **session: Any,
 ) -> Plan:
-    """Lists ``root`` and applies the engine's snapshot rules, in one component call."""
+    """Lists ``root`` and applies the engine's snapshot rules for ``format``, in one call."""
     s = session_for(root, **session)
-    options = json.dumps({"include": list(include), "exclude": list(exclude)})
+    options = json.dumps({"include": list(include), "exclude": list(exclude), "format": format})
     doc = json.loads(s.call("snapshot", "plan", s.roots[0], options))
     return Plan(
         files=[PlannedFile(*row) for row in doc["files"]],
+        symlinks=[(path, target) for path, target in doc["symlinks"]],
+        dirs=doc["dirs"],
         skipped=doc["skipped"],
         excluded=doc["excluded"],
     )

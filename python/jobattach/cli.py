@@ -20,6 +20,7 @@ from . import (
     merge_manifests,
     versions,
 )
+from .manifest import V2023, V2025_SNAPSHOT
 
 
 def _version_text() -> str:
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help="leave out matching files (repeatable)",
     )
     snap.add_argument("--no-cache", action="store_true", help="hash every file afresh")
+    snap.add_argument(
+        "--format",
+        choices=[V2023, V2025_SNAPSHOT],
+        default=V2023,
+        help="manifest format (default %(default)s)",
+    )
     diff = msub.add_parser("diff", help="compare a manifest with another or with a directory")
     diff.add_argument("old", type=Path, metavar="A")
     diff.add_argument("new", type=Path, nargs="?", metavar="B")
@@ -79,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         help="with --root, compare files by hash instead of size and mtime",
     )
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    conv = msub.add_parser("convert", help="convert a manifest to another format, losslessly")
+    conv.add_argument("manifest", type=Path, metavar="MANIFEST")
+    conv.add_argument("--format", required=True, choices=[V2023, V2025_SNAPSHOT])
+    conv.add_argument("-o", "--output", type=Path, help="write here instead of to stdout")
     merge = msub.add_parser("merge", help="merge manifests of one root, later ones winning")
     merge.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     merge.add_argument("-o", "--output", type=Path, help="write here instead of to stdout")
@@ -135,7 +146,11 @@ def _read_manifest(path: Path) -> Manifest:
 
 def _snapshot(args: argparse.Namespace) -> int:
     r = create_manifest(
-        args.root, include=args.include, exclude=args.exclude, cache=not args.no_cache
+        args.root,
+        include=args.include,
+        exclude=args.exclude,
+        format=args.format,
+        cache=not args.no_cache,
     )
     _write(r.manifest.encode(), args.output)
     skipped = ", ".join(f"{len(paths)} {why}" for why, paths in sorted(r.skipped.items()))
@@ -177,7 +192,12 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
-_MANIFEST_COMMANDS = {"snapshot": _snapshot, "diff": _diff, "merge": _merge}
+def _convert(args: argparse.Namespace) -> int:
+    _write(_read_manifest(args.manifest).convert(args.format).encode(), args.output)
+    return 0
+
+
+_MANIFEST_COMMANDS = {"snapshot": _snapshot, "diff": _diff, "merge": _merge, "convert": _convert}
 
 
 def _demo(args: argparse.Namespace) -> int:

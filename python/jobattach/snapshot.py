@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobattach_host import hash_files
 from jobattach_host.hash_cache import HashCache
-from jobattach_host.snapshot import plan
+from jobattach_host.hashing import Digest, Item, digests
+from jobattach_host.snapshot import PlannedFile, plan
 
-from .manifest import Manifest, ManifestEntry
+from .manifest import V2023, Manifest, ManifestDir, ManifestEntry
 
 
 @dataclass(frozen=True)
@@ -38,36 +38,42 @@ def create_manifest(
     *,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    format: str = V2023,
     cache: HashCache | bool = True,
     workers: int | None = None,
 ) -> SnapshotResult:
-    """A v2023-03-03 manifest of every regular file below ``root``, dotfiles included.
+    """A manifest of every regular file below ``root``, dotfiles included.
 
-    ``include`` and ``exclude`` are glob patterns (``*``, ``?``, ``**``, ``[...]``; without
-    a ``/`` they match file names anywhere). ``cache`` is a :class:`HashCache`, True for the
-    default one, or False to hash everything.
+    ``format`` is ``v2023-03-03`` (symlinks to files inside the root are followed) or
+    ``v2025-12-snapshot`` (symlinks kept as symlinks, directories listed, executables marked
+    runnable, files over 256 MiB hashed in chunks). ``include`` and ``exclude`` are glob
+    patterns (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file names
+    anywhere). ``cache`` is a :class:`HashCache`, True for the default one, or False to hash
+    everything.
     """
     t0 = time.perf_counter()
     top = Path(root).resolve()
-    p = plan(top, include=include, exclude=exclude)
-    keys = [(f.path, f.size, f.mtime_ns, f.ctime_ns) for f in p.files]
+    p = plan(top, include=include, exclude=exclude, format=format)
+    keys = [(f.path, f.size, f.mtime_ns, f.ctime_ns, f.chunk) for f in p.files]
     store = HashCache() if cache is True else (cache or None)
     try:
-        digests: list[str | None] = store.lookup(top, keys) if store else [None] * len(keys)
-        missing = [i for i, d in enumerate(digests) if d is None]
+        found: list[Digest | None] = store.lookup(top, keys) if store else [None] * len(keys)
+        missing = [i for i, d in enumerate(found) if d is None]
         # Sizes from the listing spare a stat per file, and pin what the manifest records.
-        sized = [(p.files[i].path, p.files[i].size) for i in missing]
-        fresh = hash_files(top, sized, workers=workers)
+        items: list[Item] = [(f.path, f.size, f.chunk) for f in (p.files[i] for i in missing)]
+        fresh = digests(top, items, workers=workers)
         for i, digest in zip(missing, fresh):
-            digests[i] = digest
+            found[i] = digest
         if store:
             store.store(top, [(keys[i], d) for i, d in zip(missing, fresh)])
     finally:
         if cache is True and store:
             store.close()
-    manifest = Manifest.from_entries(
-        ManifestEntry(f.path, str(d), f.size, f.mtime) for f, d in zip(p.files, digests)
-    )
+    entries = [_entry(f, d) for f, d in zip(p.files, found) if d is not None]
+    entries += [
+        ManifestEntry(path, None, None, None, symlink=target) for path, target in p.symlinks
+    ]
+    manifest = Manifest.from_entries(entries, format=format, dirs=[ManifestDir(d) for d in p.dirs])
     return SnapshotResult(
         manifest=manifest,
         skipped=p.skipped,
@@ -76,3 +82,9 @@ def create_manifest(
         from_cache=len(keys) - len(missing),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _entry(f: PlannedFile, digest: Digest) -> ManifestEntry:
+    if isinstance(digest, list):
+        return ManifestEntry(f.path, None, f.size, f.mtime, f.runnable, tuple(digest))
+    return ManifestEntry(f.path, digest, f.size, f.mtime, f.runnable)
