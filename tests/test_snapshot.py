@@ -187,3 +187,49 @@ def test_snapshot_of_generated_trees_matches_the_official_rules(
         ensure_ascii=True,
     )
     assert result.manifest.encode() == official.encode()
+
+
+def _without_read_override(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs a Python snippet for which file permissions apply, even when tests run as root
+    (root's capabilities to bypass them are dropped from the child's bounding set)."""
+    cmd = [sys.executable, "-c", script, *args]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+
+
+_SNAPSHOT_REPORTING_ERRORS = """
+import json, sys, jobattach
+try:
+    jobattach.create_manifest(sys.argv[1], cache=False)
+    print(json.dumps({"ok": True}))
+except jobattach.AttachmentError as e:
+    print(json.dumps({"type": type(e).__name__, "kind": e.kind, "path": e.path, "text": str(e)}))
+"""
+
+
+def test_an_unreadable_file_fails_the_snapshot_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "ok.txt").write_text("fine")
+    locked = tmp_path / "locked.exr"
+    locked.write_text("secret")
+    locked.chmod(0)
+    out = _without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["type"] == "FileAccessError"
+    assert (report["kind"], report["path"]) == ("permission-denied", "locked.exr")
+
+
+def test_an_unreadable_directory_fails_the_snapshot_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "closed").mkdir()
+    (tmp_path / "closed" / "x.txt").write_text("x")
+    (tmp_path / "closed").chmod(0)
+    try:
+        out = _without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
+    finally:
+        (tmp_path / "closed").chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["type"] == "FileAccessError"
+    assert "closed" in report["text"]
+    assert "Permission denied" in report["text"]
