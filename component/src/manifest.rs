@@ -231,7 +231,8 @@ fn wrong(at: &str, want: &str, got: &Value) -> Error {
     }
 }
 
-fn check_hash(h: &str) -> Result<()> {
+/// Checks that `h` is spelled as manifests spell a digest: 32 lowercase hex digits.
+pub(crate) fn check_hash(h: &str) -> Result<()> {
     if h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         Ok(())
     } else {

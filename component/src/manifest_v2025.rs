@@ -169,11 +169,7 @@ fn invalid(path: &[u16], why: &str) -> Error {
 }
 
 fn check_hash(h: &str, at: &str) -> Result<()> {
-    if h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!("{at}: {h:?} is not 32 lowercase hex digits")))
-    }
+    crate::manifest::check_hash(h).map_err(|e| e.within(at))
 }
 
 fn check_file(f: &File, diff: bool) -> Result<()> {
