@@ -73,6 +73,6 @@ def test_s3_errors_name_the_operation_and_key(s3_endpoint: str, tmp_path: Path) 
             secret_access_key=SECRET_KEY,
         ),
     )
-    with pytest.raises(StorageError, match=r"upload failed for Data/x\.xxh128") as err:
+    with pytest.raises(StorageError, match=r"Data/x\.xxh128: S3 upload failed") as err:
         bucket.upload_file("Data/x.xxh128", f)
     assert err.value.path == "Data/x.xxh128"

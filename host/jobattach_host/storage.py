@@ -1,19 +1,22 @@
 """S3 through boto3: the transport half of the host, kept apart from the engine's rules.
 
 Files move by path (boto3 reads and writes them itself), so their bytes never pass through the
-component boundary. Every failure becomes a ``StorageError`` naming the operation and the key.
+component boundary. Every failure becomes a ``StorageError`` naming the operation and the key;
+throttling and server errors are retried with backoff by botocore's retry modes first.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.exceptions import Boto3Error
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -21,6 +24,49 @@ from .errors import StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How the S3 client behaves: connections, timeouts, retries and transfer sizes."""
+
+    #: Connections kept open; also bounds the transfers and checks run at once.
+    max_pool_connections: int = 32
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    #: botocore's retry mode (``standard`` or ``adaptive``), and attempts per request, the
+    #: first one included.
+    retry_mode: str = "standard"
+    max_attempts: int = 8
+    #: Files at least this large are uploaded in parts, that many bytes each, in parallel.
+    multipart_threshold: int = 16 * MiB
+    multipart_chunksize: int = 16 * MiB
+
+    @classmethod
+    def high_throughput(cls) -> ClientOptions:
+        """Many connections and large parts, for big transfers on a fast network."""
+        return cls(
+            max_pool_connections=64,
+            read_timeout=120.0,
+            retry_mode="adaptive",
+            max_attempts=10,
+            multipart_threshold=64 * MiB,
+            multipart_chunksize=64 * MiB,
+        )
+
+    @classmethod
+    def low_latency(cls) -> ClientOptions:
+        """Few connections, short timeouts and few retries, for interactive use."""
+        return cls(
+            max_pool_connections=8,
+            connect_timeout=3.0,
+            read_timeout=20.0,
+            max_attempts=3,
+            multipart_threshold=8 * MiB,
+            multipart_chunksize=8 * MiB,
+        )
 
 
 @dataclass(frozen=True)
@@ -34,8 +80,11 @@ class S3Config:
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
+    options: ClientOptions = field(default_factory=ClientOptions)
 
     def client(self) -> S3Client:
+        o = self.options
+        retries: Any = {"mode": o.retry_mode, "total_max_attempts": o.max_attempts}
         session = boto3.session.Session(profile_name=self.profile)
         return session.client(
             "s3",
@@ -44,16 +93,31 @@ class S3Config:
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
             aws_session_token=self.session_token,
-            config=Config(retries={"mode": "standard", "max_attempts": 5}),
+            config=Config(
+                max_pool_connections=o.max_pool_connections,
+                connect_timeout=o.connect_timeout,
+                read_timeout=o.read_timeout,
+                retries=retries,
+            ),
+        )
+
+    def transfer_config(self) -> TransferConfig:
+        o = self.options
+        return TransferConfig(
+            multipart_threshold=o.multipart_threshold,
+            multipart_chunksize=o.multipart_chunksize,
+            max_concurrency=max(1, o.max_pool_connections // 4),
         )
 
 
 class Bucket:
-    """One bucket, and the few operations the host performs on it."""
+    """One bucket, and the operations the host performs on it. Thread-safe."""
 
-    def __init__(self, name: str, config: S3Config = S3Config()) -> None:
+    def __init__(self, name: str, config: S3Config | None = None) -> None:
         self.name = name
-        self.client = config.client()
+        self.config = config or S3Config()
+        self.client = self.config.client()
+        self._transfer = self.config.transfer_config()
 
     def create(self) -> None:
         """Creates the bucket if it does not exist yet."""
@@ -81,10 +145,56 @@ class Bucket:
                 found.update(obj["Key"] for obj in page.get("Contents", []))
         return found
 
-    def upload_file(self, key: str, path: os.PathLike[str] | str) -> None:
-        """Uploads a local file by path (boto3 switches to multipart for large ones)."""
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists (one HEAD request)."""
+        with _storage_errors("check", key):
+            try:
+                self.client.head_object(Bucket=self.name, Key=key)
+                return True
+            except ClientError as e:
+                if _status(e) == 404:
+                    return False
+                raise
+
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` exist, checked by concurrent HEAD requests (never one by one)."""
+        todo = list(dict.fromkeys(keys))
+        with ThreadPoolExecutor(self._workers(len(todo)), thread_name_prefix="s3-check") as pool:
+            return {k for k, there in zip(todo, pool.map(self.exists, todo)) if there}
+
+    def upload_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        """Uploads a local file by path, in parallel parts above the multipart threshold."""
         with _storage_errors("upload", key):
-            self.client.upload_file(os.fspath(path), self.name, key)
+            self.client.upload_file(os.fspath(path), self.name, key, Config=self._transfer)
+
+    def download_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        """Downloads an object to a local path, in parallel ranges when it is large."""
+        with _storage_errors("download", key):
+            self.client.download_file(self.name, key, os.fspath(path), Config=self._transfer)
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Writes a small object (a manifest) with optional user metadata."""
+        extra: dict[str, Any] = {"Metadata": dict(metadata or {})}
+        if content_type:
+            extra["ContentType"] = content_type
+        with _storage_errors("put", key):
+            self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)
+
+    def get_bytes(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """Reads a small object and its user metadata."""
+        with _storage_errors("get", key):
+            reply = self.client.get_object(Bucket=self.name, Key=key)
+            return reply["Body"].read(), dict(reply.get("Metadata", {}))
+
+    def _workers(self, jobs: int) -> int:
+        return max(1, min(jobs, self.config.options.max_pool_connections))
 
 
 def _status(e: ClientError) -> int:
@@ -96,5 +206,8 @@ def _storage_errors(operation: str, key: str) -> Iterator[None]:
     """Turns boto3's exceptions inside the block into ``StorageError``."""
     try:
         yield
-    except (ClientError, BotoCoreError, Boto3Error) as e:
-        raise StorageError(f"S3 {operation} failed for {key}: {e}", path=key) from e
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        raise StorageError(f"S3 {operation} failed ({code or _status(e)}): {e}", path=key) from e
+    except (BotoCoreError, Boto3Error) as e:
+        raise StorageError(f"S3 {operation} failed: {e}", path=key) from e
