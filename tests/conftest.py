@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WASM = ROOT / "host" / "jobattach_host" / "jobattach.wasm"
 VENV_BIN = Path(sys.executable).parent
+#: The golden vectors of the official implementation, in ../shared beside the repository
+#: (CI puts it there) unless JOBATTACH_SHARED_DIR says otherwise.
+VECTORS = Path(os.environ.get("JOBATTACH_SHARED_DIR", ROOT.parent / "shared")) / "vectors"
+if not VECTORS.is_dir():
+    raise RuntimeError(f"the golden vectors are missing: {VECTORS} (set JOBATTACH_SHARED_DIR)")
 
 
 @pytest.fixture(scope="session", autouse=True)

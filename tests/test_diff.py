@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from conftest import ROOT, VENV_BIN
+from conftest import VECTORS, VENV_BIN
 from jobattach import (
     ManifestEntry,
     create_manifest,
@@ -21,8 +21,6 @@ from jobattach import (
     merge_manifests,
 )
 from jobattach.manifest import Manifest
-
-VECTORS = ROOT.parent / "shared" / "vectors"
 
 
 def _e(path: str, content: bytes, mtime: int = 1) -> ManifestEntry:

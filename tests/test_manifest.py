@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import VECTORS
 from jobattach import Manifest, ManifestEntry, ValidationError, decode_manifest
 
-VECTORS = ROOT.parent / "shared" / "vectors"
 NAMES = ["basic", "unicode", "invalid-utf8"]
 
 

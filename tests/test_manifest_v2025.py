@@ -11,11 +11,10 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import VECTORS
 from jobattach import Manifest, ManifestDir, ManifestEntry, ValidationError, create_manifest
 from jobattach.manifest import V2023, V2025_DIFF, V2025_SNAPSHOT
 
-VECTORS = ROOT.parent / "shared" / "vectors"
 CHUNK = 256 << 20
 SPEC = {
     V2025_SNAPSHOT: "relative-manifest-snapshot-beta-2025-12",

@@ -14,11 +14,9 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import VECTORS
 from jobattach import create_manifest
 from jobattach_host.hash_cache import HashCache
-
-VECTORS = ROOT.parent / "shared" / "vectors"
 
 
 @pytest.fixture
