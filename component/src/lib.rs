@@ -5,6 +5,7 @@ pub mod diff;
 pub mod error;
 pub mod formats;
 pub mod glob;
+pub mod grouping;
 pub mod hash;
 pub mod json;
 pub mod manifest;
@@ -28,7 +29,7 @@ mod bindings {
         },
     });
 
-    use exports::jobattach::engine::{hashing, info, manifest, snapshot, types};
+    use exports::jobattach::engine::{hashing, info, manifest, snapshot, submit, types};
     use jobattach::engine::host_files;
 
     use crate::error::{Error, ErrorKind};
@@ -130,6 +131,12 @@ mod bindings {
                 crate::formats::AnyManifest::V2025(_) => m.view(),
             },
             encoded,
+        }
+    }
+
+    impl submit::Guest for Engine {
+        fn group(request: String) -> Result<String, types::Error> {
+            Ok(crate::grouping::group(&request)?)
         }
     }
 

@@ -1,0 +1,376 @@
+//! Grouping a job's paths into asset roots, as the official submitter does.
+//!
+//! Each input, output and referenced path is absolute. Paths under a SHARED file-system
+//! location are left out (the workers see them already). Under a LOCAL location, paths group
+//! by the longest location containing them, and the group takes its name. Other paths group by
+//! their top directory (`/`, or a Windows drive). A group's root is the common path of all its
+//! paths, or the parent of that path when it is an input file. Windows paths compare without
+//! regard to case, as `os.path.normcase` makes them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::error::{Error, Result};
+use crate::json::{self, Value};
+
+/// The path syntax of the submitting machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Posix,
+    Windows,
+}
+
+/// An absolute path as an anchor (`/`, `C:\`) and its normalised parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AbsPath {
+    anchor: String,
+    parts: Vec<String>,
+}
+
+impl AbsPath {
+    fn parse(text: &str, style: Style) -> Result<AbsPath> {
+        let bad = || Error::invalid(format!("{text:?} is not an absolute path"));
+        let (anchor, rest) = match style {
+            Style::Posix => {
+                let rest = text.strip_prefix('/').ok_or_else(bad)?;
+                ("/".to_string(), rest.to_string())
+            }
+            Style::Windows => {
+                let t = text.replace('/', "\\");
+                let b = t.as_bytes();
+                if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+                    (format!("{}\\", &t[..2]), t[3..].to_string())
+                } else if let Some(unc) = t.strip_prefix("\\\\") {
+                    let mut it = unc.splitn(3, '\\');
+                    let (server, share) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+                    if server.is_empty() || share.is_empty() {
+                        return Err(bad());
+                    }
+                    (format!("\\\\{server}\\{share}\\"), it.next().unwrap_or("").to_string())
+                } else {
+                    return Err(bad());
+                }
+            }
+        };
+        let sep = if style == Style::Posix { '/' } else { '\\' };
+        let mut parts: Vec<String> = Vec::new();
+        for p in rest.split(sep) {
+            match p {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p.to_string()),
+            }
+        }
+        Ok(AbsPath { anchor, parts })
+    }
+
+    fn render(&self, style: Style) -> String {
+        let sep = if style == Style::Posix { "/" } else { "\\" };
+        format!("{}{}", self.anchor, self.parts.join(sep))
+    }
+
+    fn key(&self, style: Style) -> (String, Vec<String>) {
+        match style {
+            Style::Posix => (self.anchor.clone(), self.parts.clone()),
+            Style::Windows => {
+                (self.anchor.to_lowercase(), self.parts.iter().map(|p| p.to_lowercase()).collect())
+            }
+        }
+    }
+
+    fn starts_with(&self, base: &AbsPath, style: Style) -> bool {
+        let (a, p) = self.key(style);
+        let (b, q) = base.key(style);
+        a == b && p.len() >= q.len() && p[..q.len()] == q[..]
+    }
+
+    fn relative_to(&self, base: &AbsPath, style: Style) -> String {
+        let sep = if style == Style::Posix { "/" } else { "\\" };
+        self.parts[base.parts.len()..].join(sep)
+    }
+}
+
+/// The common ancestor of `paths` (which share an anchor), component by component.
+fn common(paths: &[&AbsPath], style: Style) -> AbsPath {
+    let first = paths[0];
+    let mut n = first.parts.len();
+    for p in &paths[1..] {
+        let (_, a) = first.key(style);
+        let (_, b) = p.key(style);
+        n = n.min(a.iter().zip(&b).take_while(|(x, y)| x == y).count());
+    }
+    AbsPath { anchor: first.anchor.clone(), parts: first.parts[..n].to_vec() }
+}
+
+#[derive(Default)]
+struct Group {
+    location: Option<String>,
+    inputs: Vec<AbsPath>,
+    outputs: Vec<AbsPath>,
+    references: Vec<AbsPath>,
+}
+
+/// Groups a request; see `submit.group` in `wit/engine.wit` for its JSON.
+pub fn group(request: &str) -> Result<String> {
+    let Value::Object(members) = json::parse(request)? else {
+        return Err(Error::invalid("a grouping request must be a JSON object"));
+    };
+    let mut req: BTreeMap<String, Value> = members.into_iter().collect();
+    let style = match req.remove("style") {
+        Some(Value::String(s)) if s == "posix".encode_utf16().collect::<Vec<_>>() => Style::Posix,
+        Some(Value::String(s)) if s == "windows".encode_utf16().collect::<Vec<_>>() => {
+            Style::Windows
+        }
+        _ => return Err(Error::invalid("style must be \"posix\" or \"windows\"")),
+    };
+    let strings = |v: Option<Value>, what: &str| -> Result<Vec<String>> {
+        match v {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::String(u) => String::from_utf16(&u)
+                        .map_err(|_| Error::invalid(format!("{what}: a path is not Unicode"))),
+                    _ => Err(Error::invalid(format!("{what} must be a list of paths"))),
+                })
+                .collect(),
+            Some(_) => Err(Error::invalid(format!("{what} must be a list of paths"))),
+        }
+    };
+    let require_exist = match req.remove("require_paths_exist") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(Error::invalid("require_paths_exist must be true or false")),
+    };
+    let (mut files, mut missing, mut directories) = (Vec::new(), Vec::new(), Vec::new());
+    let Value::Array(inputs) = req.remove("inputs").unwrap_or(Value::Array(Vec::new())) else {
+        return Err(Error::invalid("inputs must be a list of [path, kind]"));
+    };
+    for item in inputs {
+        let pair = strings(Some(item), "an input")?;
+        let [path, kind] = <[String; 2]>::try_from(pair).map_err(|_| {
+            Error::invalid("an input is [path, \"file\"|\"directory\"|\"missing\"]")
+        })?;
+        match kind.as_str() {
+            "file" => files.push(path),
+            "missing" => missing.push(path),
+            "directory" => directories.push(path),
+            other => return Err(Error::invalid(format!("input kind {other:?} is unknown"))),
+        }
+    }
+    let mut problems = String::new();
+    if require_exist && !missing.is_empty() {
+        let _ = write!(problems, "missing input files: {}", missing.join(", "));
+    }
+    if !directories.is_empty() {
+        let sep = if problems.is_empty() { "" } else { "; " };
+        let _ =
+            write!(problems, "{sep}directories given as input files: {}", directories.join(", "));
+    }
+    if !problems.is_empty() {
+        return Err(Error::invalid(format!("the job's inputs are not all usable: {problems}")));
+    }
+    let outputs = strings(req.remove("outputs"), "outputs")?;
+    // Inputs that do not exist (allowed here) stay as references, as the official tools do.
+    let references = [strings(req.remove("references"), "references")?, missing.clone()].concat();
+    let mut local: Vec<(AbsPath, String)> = Vec::new();
+    let mut shared: Vec<AbsPath> = Vec::new();
+    if let Some(v) = req.remove("locations") {
+        let Value::Array(items) = v else { return Err(Error::invalid("locations must be a list")) };
+        for item in items {
+            let Value::Array(parts) = item else {
+                return Err(Error::invalid("a location is [name, path, \"LOCAL\"|\"SHARED\"]"));
+            };
+            let texts = strings(Some(Value::Array(parts)), "a location")?;
+            let [name, path, kind] = <[String; 3]>::try_from(texts)
+                .map_err(|_| Error::invalid("a location is [name, path, \"LOCAL\"|\"SHARED\"]"))?;
+            let path = AbsPath::parse(&path, style)?;
+            match kind.as_str() {
+                "LOCAL" => local.push((path, name)),
+                "SHARED" => shared.push(path),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "location type {other:?} is not LOCAL or SHARED"
+                    )))
+                }
+            }
+        }
+    }
+    if let Some(k) = req.keys().next() {
+        return Err(Error::invalid(format!("unknown grouping field {k:?}")));
+    }
+
+    let mut groups: Vec<(AbsPath, Group)> = Vec::new();
+    let mut skipped_shared = 0usize;
+    let mut file_keys = Vec::new();
+    for (list, texts) in [(0, &files), (1, &outputs), (2, &references)] {
+        for text in texts.iter() {
+            let path = AbsPath::parse(text, style)?;
+            if shared.iter().any(|s| path.starts_with(s, style)) {
+                skipped_shared += 1;
+                continue;
+            }
+            let by_location = local
+                .iter()
+                .filter(|(root, _)| path.starts_with(root, style))
+                .max_by_key(|(root, _)| root.render(style).len());
+            let (key, location) = match by_location {
+                Some((root, name)) => (root.clone(), Some(name.clone())),
+                None => (AbsPath { anchor: path.anchor.clone(), parts: Vec::new() }, None),
+            };
+            let at = match groups
+                .iter()
+                .position(|(k, g)| k.key(style) == key.key(style) && g.location == location)
+            {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Group { location, ..Group::default() }));
+                    groups.len() - 1
+                }
+            };
+            let group = &mut groups[at].1;
+            if list == 0 {
+                file_keys.push(path.key(style));
+            }
+            match list {
+                0 => group.inputs.push(path),
+                1 => group.outputs.push(path),
+                _ => group.references.push(path),
+            }
+        }
+    }
+
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (_, g) in groups {
+        let all: Vec<&AbsPath> = g.inputs.iter().chain(&g.outputs).chain(&g.references).collect();
+        let mut root = common(&all, style);
+        if file_keys.contains(&root.key(style)) {
+            root.parts.pop(); // the common path is an input file: its directory is the root
+        }
+        let rel = |paths: &[AbsPath]| -> Vec<String> {
+            let mut v: Vec<String> = paths.iter().map(|p| p.relative_to(&root, style)).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut entry = String::from("{\"root\":");
+        write_str(&mut entry, &root.render(style));
+        entry.push_str(",\"location\":");
+        match &g.location {
+            Some(name) => write_str(&mut entry, name),
+            None => entry.push_str("null"),
+        }
+        for (name, paths) in
+            [("inputs", &g.inputs), ("outputs", &g.outputs), ("references", &g.references)]
+        {
+            let _ = write!(entry, ",\"{name}\":[");
+            for (i, p) in rel(paths).iter().enumerate() {
+                if i > 0 {
+                    entry.push(',');
+                }
+                write_str(&mut entry, p);
+            }
+            entry.push(']');
+        }
+        entry.push('}');
+        out.push((root.render(style), entry));
+    }
+    out.sort();
+    let body: Vec<String> = out.into_iter().map(|(_, e)| e).collect();
+    let mut doc = format!("{{\"groups\":[{}],\"missing\":[", body.join(","));
+    for (i, m) in missing.iter().enumerate() {
+        if i > 0 {
+            doc.push(',');
+        }
+        write_str(&mut doc, m);
+    }
+    let _ = write!(doc, "],\"skipped_shared\":{skipped_shared}}}");
+    Ok(doc)
+}
+
+fn write_str(out: &mut String, s: &str) {
+    json::write_string(out, &s.encode_utf16().collect::<Vec<_>>());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(request: &str) -> Vec<(String, Option<String>, Vec<String>)> {
+        let Value::Object(doc) = json::parse(&group(request).unwrap()).unwrap() else { panic!() };
+        let Value::Array(gs) = doc.into_iter().find(|(k, _)| k == "groups").unwrap().1 else {
+            panic!()
+        };
+        gs.into_iter()
+            .map(|g| {
+                let Value::Object(m) = g else { panic!() };
+                let get = |k: &str| m.iter().find(|(n, _)| n == k).unwrap().1.clone();
+                let s = |v: Value| match v {
+                    Value::String(u) => String::from_utf16(&u).unwrap(),
+                    _ => panic!(),
+                };
+                let Value::Array(inputs) = get("inputs") else { panic!() };
+                let loc = match get("location") {
+                    Value::Null => None,
+                    v => Some(s(v)),
+                };
+                (s(get("root")), loc, inputs.into_iter().map(s).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn posix_paths_group_by_common_root_and_locations() {
+        let req = r#"{"style":"posix",
+            "inputs":[["/show/a/x.exr","file"],["/show/a/b/y.exr","file"],["/proj/tex/t.tx","file"],
+                      ["/mnt/shared/lib.abc","file"],["/show/a/../a/z.exr","file"]],
+            "outputs":["/show/a/renders"],
+            "locations":[["Proj","/proj","LOCAL"],["Lib","/mnt/shared","SHARED"]]}"#;
+        assert_eq!(
+            groups(req),
+            [
+                // A location names the group; its root is still the common path of its files.
+                ("/proj/tex".to_string(), Some("Proj".to_string()), vec!["t.tx".to_string()]),
+                (
+                    "/show/a".to_string(),
+                    None,
+                    vec!["b/y.exr".to_string(), "x.exr".to_string(), "z.exr".to_string()]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_file_roots_at_its_directory() {
+        let req = r#"{"style":"posix","inputs":[["/show/a/x.exr","file"]]}"#;
+        assert_eq!(groups(req), [("/show/a".to_string(), None, vec!["x.exr".to_string()])]);
+    }
+
+    #[test]
+    fn windows_paths_group_per_drive_without_regard_to_case() {
+        let req = r#"{"style":"windows","inputs":[["C:\\Show\\a.exr","file"],["c:/show/B.exr","file"],["D:\\x\\y.exr","file"]]}"#;
+        let g = groups(req);
+        assert_eq!(
+            g[0],
+            ("C:\\Show".to_string(), None, vec!["B.exr".to_string(), "a.exr".to_string()])
+        );
+        assert_eq!(g[1], ("D:\\x".to_string(), None, vec!["y.exr".to_string()]));
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        assert!(group(r#"{"style":"posix","inputs":[["relative/x","file"]]}"#).is_err());
+        let missing = r#"{"style":"posix","require_paths_exist":true,"inputs":[["/a/x","missing"],["/a/y","missing"]]}"#;
+        assert!(group(missing).unwrap_err().message.contains("missing input files: /a/x, /a/y"));
+        assert!(group(&missing.replace("true", "false"))
+            .unwrap()
+            .contains(r#""missing":["/a/x","/a/y"]"#));
+        let dir = r#"{"style":"posix","inputs":[["/a","directory"]]}"#;
+        assert!(group(dir).unwrap_err().message.contains("directories given as input files: /a"));
+        assert!(group(r#"{"style":"mac"}"#).is_err());
+        assert!(group(r#"{"style":"posix","locations":[["n","/p","ODD"]]}"#).is_err());
+        assert!(group(r#"{"style":"posix","extra":1}"#).is_err());
+    }
+}

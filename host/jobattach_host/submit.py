@@ -1,0 +1,71 @@
+"""Planning a job's submission: the host finds what each path is; the component decides."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .sandbox import session_for
+
+
+@dataclass(frozen=True)
+class AssetRootGroup:
+    """Paths of one asset root: inputs to upload, output directories, references (relative)."""
+
+    root: str
+    location: str | None
+    inputs: list[str]
+    outputs: list[str]
+    references: list[str]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    groups: list[AssetRootGroup]
+    #: Inputs that did not exist, kept as references.
+    missing: list[str]
+    #: Paths left out because they are under a SHARED location.
+    skipped_shared: int
+
+
+def _kind(path: str) -> str:
+    if os.path.isdir(path):
+        return "directory"
+    return "file" if os.path.exists(path) else "missing"
+
+
+def _absolute(path: str) -> str:
+    # Not resolved: symlinked directories keep the names the user gave (as the official code).
+    return os.path.normpath(os.path.abspath(path))
+
+
+def group_paths(
+    inputs: Iterable[str | os.PathLike[str]],
+    outputs: Iterable[str | os.PathLike[str]] = (),
+    references: Iterable[str | os.PathLike[str]] = (),
+    *,
+    locations: Iterable[tuple[str, str, str]] = (),
+    require_paths_exist: bool = False,
+) -> Grouping:
+    """Groups paths into asset roots as the official submitter does. ``locations`` are
+    ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input."""
+    absolute_inputs = [_absolute(os.fspath(p)) for p in inputs]
+    request = {
+        "style": "windows" if os.name == "nt" else "posix",
+        "inputs": [[p, _kind(p)] for p in absolute_inputs],
+        "outputs": [_absolute(os.fspath(p)) for p in outputs],
+        "references": [_absolute(os.fspath(p)) for p in references],
+        "locations": [list(loc) for loc in locations],
+        "require_paths_exist": require_paths_exist,
+    }
+    doc = json.loads(session_for().call("submit", "group", json.dumps(request)))
+    return Grouping(
+        groups=[
+            AssetRootGroup(g["root"], g["location"], g["inputs"], g["outputs"], g["references"])
+            for g in doc["groups"]
+        ],
+        missing=doc["missing"],
+        skipped_shared=doc["skipped_shared"],
+    )
