@@ -1,6 +1,7 @@
 //! The jobattach engine component. This file only binds the WIT exports to the domain modules;
 //! the rules live in those modules, which also compile natively so `cargo test` can run them.
 
+pub mod attachments;
 pub mod diff;
 pub mod error;
 pub mod formats;
@@ -61,9 +62,17 @@ mod bindings {
     }
 
     fn plan_root(root: &str, options: &str) -> crate::error::Result<crate::snapshot::Plan> {
-        let options = crate::snapshot::Options::from_json(options)?;
         let listing = host_files::list_tree(root).map_err(|e| Error::new(ErrorKind::Io, e))?;
-        let listing = crate::snapshot::parse_listing(&listing)?;
+        plan_listing(root, &listing, options)
+    }
+
+    fn plan_listing(
+        root: &str,
+        listing: &str,
+        options: &str,
+    ) -> crate::error::Result<crate::snapshot::Plan> {
+        let options = crate::snapshot::Options::from_json(options)?;
+        let listing = crate::snapshot::parse_listing(listing)?;
         let dir = crate::roots::open_root(root)?;
         Ok(crate::snapshot::plan(listing, &options, &mut crate::roots::RootLinks(&dir)))
     }
@@ -71,6 +80,14 @@ mod bindings {
     impl snapshot::Guest for Engine {
         fn plan(root: String, options: String) -> Result<String, types::Error> {
             Ok(plan_root(&root, &options)?.to_json())
+        }
+
+        fn plan_listed(
+            root: String,
+            listing: String,
+            options: String,
+        ) -> Result<String, types::Error> {
+            Ok(plan_listing(&root, &listing, &options)?.to_json())
         }
 
         fn diff(
@@ -137,6 +154,10 @@ mod bindings {
     impl submit::Guest for Engine {
         fn group(request: String) -> Result<String, types::Error> {
             Ok(crate::grouping::group(&request)?)
+        }
+
+        fn describe(request: String) -> Result<String, types::Error> {
+            Ok(crate::attachments::describe(&request)?)
         }
     }
 

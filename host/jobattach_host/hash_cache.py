@@ -42,12 +42,15 @@ def _blob(text: str) -> bytes:
 
 
 class HashCache:
-    """Digests keyed by root, path, size, mtime_ns and ctime_ns. One per thread."""
+    """Digests keyed by root, path, size, mtime_ns and ctime_ns. Use from one thread at a time."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else cache_dir() / "digests-v1.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        # One thread at a time, but not always the one that opened it (async callers).
+        self._db = sqlite3.connect(
+            self.path, timeout=60, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._set_up(deadline=time.monotonic() + 60)
 

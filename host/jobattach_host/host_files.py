@@ -74,12 +74,24 @@ def list_tree(top: Path) -> str:
         with os.scandir(os.path.join(top, rel)) as entries:
             for entry in entries:
                 path = f"{rel}/{entry.name}" if rel else entry.name
-                st = entry.stat(follow_symlinks=False)
-                kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
-                executable = bool(st.st_mode & 0o111)
-                rows.append([path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable])
-                if kind == "d":
+                rows.append(_row(path, entry.stat(follow_symlinks=False)))
+                if rows[-1][1] == "d":
                     pending.append(path)
+    return _listing(rows)
+
+
+def list_paths(top: Path, paths: list[str]) -> str:
+    """The same listing for chosen ``/``-separated paths below ``top`` (a job's inputs)."""
+    return _listing([_row(p, os.lstat(os.path.join(top, p))) for p in paths])
+
+
+def _row(path: str, st: os.stat_result) -> list[object]:
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
+    executable = bool(st.st_mode & 0o111)
+    return [path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable]
+
+
+def _listing(rows: list[list[object]]) -> str:
     # ensure_ascii turns names that are not UTF-8 (surrogate escapes) into \udcXX escapes.
     return json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
 

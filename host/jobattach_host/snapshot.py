@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from .host_files import list_paths
 from .sandbox import StrPath, session_for
 
 
@@ -43,12 +43,20 @@ def plan(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     format: str = "v2023-03-03",
-    **session: Any,
+    only: Sequence[str] | None = None,
 ) -> Plan:
-    """Lists ``root`` and applies the engine's snapshot rules for ``format``, in one call."""
-    s = session_for(root, **session)
+    """Lists ``root`` and applies the engine's snapshot rules for ``format``, in one call.
+
+    With ``only``, just those ``/``-separated paths below ``root`` are listed (a job's inputs).
+    """
+    s = session_for(root)
     options = json.dumps({"include": list(include), "exclude": list(exclude), "format": format})
-    doc = json.loads(s.call("snapshot", "plan", s.roots[0], options))
+    if only is None:
+        text = s.call("snapshot", "plan", s.roots[0], options)
+    else:
+        listing = list_paths(s.host_dirs[s.roots[0]], list(only))
+        text = s.call("snapshot", "plan-listed", s.roots[0], listing, options)
+    doc = json.loads(text)
     return Plan(
         files=[PlannedFile(*row) for row in doc["files"]],
         symlinks=[(path, target) for path, target in doc["symlinks"]],

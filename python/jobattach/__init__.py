@@ -17,6 +17,8 @@ from jobattach_host import (
     hash_files,
     wasmtime_version,
 )
+from jobattach_host.storage import ClientOptions, S3Config
+from jobattach_host.upload import Cancelled
 
 from .manifest import (
     Manifest,
@@ -29,18 +31,43 @@ from .manifest import (
     merge_manifests,
 )
 from .snapshot import SnapshotResult, create_manifest
+from .submit import (
+    AssetReferences,
+    BundleSubmitOptions,
+    BundleSubmitResult,
+    FileSystemLocation,
+    ManifestLocation,
+    ProgressReport,
+    S3Location,
+    StorageProfile,
+    SummaryStatistics,
+    submit_bundle_attachments,
+    submit_bundle_attachments_async,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssetReferences",
     "AttachmentError",
+    "BundleSubmitOptions",
+    "BundleSubmitResult",
+    "Cancelled",
+    "ClientOptions",
     "FileAccessError",
+    "FileSystemLocation",
     "Manifest",
     "ManifestDiff",
     "ManifestDir",
     "ManifestEntry",
+    "ManifestLocation",
+    "ProgressReport",
+    "S3Config",
+    "S3Location",
     "SnapshotResult",
     "StorageError",
+    "StorageProfile",
+    "SummaryStatistics",
     "ValidationError",
     "__version__",
     "create_manifest",
@@ -50,6 +77,8 @@ __all__ = [
     "hash_file",
     "hash_files",
     "merge_manifests",
+    "submit_bundle_attachments",
+    "submit_bundle_attachments_async",
     "versions",
 ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
-from jobattach_host.snapshot import PlannedFile, plan
+from jobattach_host.snapshot import Plan, PlannedFile, plan
 
 from .manifest import V2023, Manifest, ManifestDir, ManifestEntry
 
@@ -54,6 +54,21 @@ def create_manifest(
     t0 = time.perf_counter()
     top = Path(root).resolve()
     p = plan(top, include=include, exclude=exclude, format=format)
+    return snapshot_of_plan(top, p, format=format, cache=cache, workers=workers, started=t0)
+
+
+def snapshot_of_plan(
+    top: Path,
+    p: Plan,
+    *,
+    format: str = V2023,
+    cache: HashCache | bool = True,
+    workers: int | None = None,
+    started: float | None = None,
+) -> SnapshotResult:
+    """Hashes what a plan holds (digests from the cache where they are still valid) and
+    builds its manifest."""
+    t0 = time.perf_counter() if started is None else started
     keys = [(f.path, f.size, f.mtime_ns, f.ctime_ns, f.chunk) for f in p.files]
     store = HashCache() if cache is True else (cache or None)
     try:

@@ -1,0 +1,189 @@
+//! The S3 layout and the job's `attachments` JSON of Deadline Cloud job attachments.
+//!
+//! Content: `{rootPrefix}/Data/{xxh128}.xxh128`. Input manifests:
+//! `{rootPrefix}/Manifests/{farmId}/{queueId}/Inputs/{guid}/{xxh128 of the root path}_input`,
+//! the job naming them by the part after `Manifests/`. Manifest objects carry the root in
+//! user metadata: `asset-root` (and `asset-root-json` with the root as an ASCII JSON string when
+//! it is not ASCII, both then holding that string), and `file-system-location-name`.
+
+use std::fmt::Write;
+
+use crate::error::{Error, Result};
+use crate::hash::Hasher;
+use crate::json::{self, Value};
+
+/// The object key of a content's data.
+pub fn data_key(root_prefix: &str, digest: &str) -> String {
+    format!("{}Data/{digest}.xxh128", prefix(root_prefix))
+}
+
+fn prefix(root_prefix: &str) -> String {
+    let p = root_prefix.trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    }
+}
+
+fn xxh128_of(text: &str) -> String {
+    let mut h = Hasher::new();
+    h.update(text.as_bytes());
+    h.finish_hex()
+}
+
+fn string(out: &mut String, s: &str) {
+    json::write_string(out, &s.encode_utf16().collect::<Vec<_>>());
+}
+
+/// Describes a submission: `request` is `{"root_prefix", "farm_id", "queue_id", "file_system":
+/// "COPIED"|"VIRTUAL", "path_format": "posix"|"windows", "groups": [{"root", "location":
+/// name|null, "outputs": [rel], "manifest_hash": hash|null, "guid": hex}]}`. Returns
+/// `{"data": {"prefix", "suffix"}, "manifests": [{"key", "metadata"}|null per group],
+/// "attachments": {...}}`: a content's key is `prefix + digest + suffix`.
+pub fn describe(request: &str) -> Result<String> {
+    let bad = |why: &str| Error::invalid(format!("submission: {why}"));
+    let Value::Object(top) = json::parse(request)? else { return Err(bad("must be an object")) };
+    let text = |v: &Value| match v {
+        Value::String(u) => String::from_utf16(u).map_err(|_| bad("a string is not Unicode")),
+        _ => Err(bad("a field that must be a string is not")),
+    };
+    let get = |name: &str| {
+        top.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| bad(&format!("{name} is missing")))
+    };
+    let root_prefix = text(get("root_prefix")?)?;
+    let (farm, queue) = (text(get("farm_id")?)?, text(get("queue_id")?)?);
+    let file_system = text(get("file_system")?)?;
+    if file_system != "COPIED" && file_system != "VIRTUAL" {
+        return Err(bad("file_system must be COPIED or VIRTUAL"));
+    }
+    let path_format = text(get("path_format")?)?;
+    if path_format != "posix" && path_format != "windows" {
+        return Err(bad("path_format must be posix or windows"));
+    }
+    let Value::Array(groups) = get("groups")? else { return Err(bad("groups must be a list")) };
+    let (mut manifests, mut entries) = (Vec::new(), Vec::new());
+    for g in groups {
+        let Value::Object(g) = g else { return Err(bad("a group must be an object")) };
+        let field = |name: &str| g.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let root = text(field("root").ok_or_else(|| bad("a group has no root"))?)?;
+        let location = match field("location") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(text(v)?).filter(|s| !s.is_empty()),
+        };
+        let outputs = match field("outputs") {
+            None => Vec::new(),
+            Some(Value::Array(o)) => o.iter().map(&text).collect::<Result<Vec<_>>>()?,
+            Some(_) => return Err(bad("outputs must be a list")),
+        };
+        let manifest_hash = match field("manifest_hash") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(text(v)?),
+        };
+        let mut entry = String::from("{\"rootPath\":");
+        string(&mut entry, &root);
+        if let Some(name) = &location {
+            entry.push_str(",\"fileSystemLocationName\":");
+            string(&mut entry, name);
+        }
+        let _ = write!(entry, ",\"rootPathFormat\":\"{path_format}\"");
+        match manifest_hash {
+            Some(hash) => {
+                crate::manifest::check_hash(&hash)?;
+                let guid = text(
+                    field("guid").ok_or_else(|| bad("a group with a manifest needs a guid"))?,
+                )?;
+                if guid.is_empty() || !guid.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("guid must be hex digits"));
+                }
+                let partial = format!("{farm}/{queue}/Inputs/{guid}/{}_input", xxh128_of(&root));
+                let key = format!("{}Manifests/{partial}", prefix(&root_prefix));
+                entry.push_str(",\"inputManifestPath\":");
+                string(&mut entry, &partial);
+                let _ = write!(entry, ",\"inputManifestHash\":\"{hash}\"");
+                manifests.push(manifest_object(&key, &root, location.as_deref()));
+            }
+            None => manifests.push("null".to_string()),
+        }
+        if !outputs.is_empty() {
+            entry.push_str(",\"outputRelativeDirectories\":[");
+            for (i, o) in outputs.iter().enumerate() {
+                if i > 0 {
+                    entry.push(',');
+                }
+                string(&mut entry, o);
+            }
+            entry.push(']');
+        }
+        entry.push('}');
+        entries.push(entry);
+    }
+    let mut data = String::from("{\"prefix\":");
+    string(&mut data, &format!("{}Data/", prefix(&root_prefix)));
+    data.push_str(",\"suffix\":\".xxh128\"}");
+    Ok(format!(
+        "{{\"data\":{data},\"manifests\":[{}],\"attachments\":{{\"manifests\":[{}],\"fileSystem\":\"{file_system}\"}}}}",
+        manifests.join(","),
+        entries.join(",")
+    ))
+}
+
+fn manifest_object(key: &str, root: &str, location: Option<&str>) -> String {
+    let mut out = String::from("{\"key\":");
+    string(&mut out, key);
+    out.push_str(",\"metadata\":{\"asset-root\":");
+    if root.is_ascii() {
+        string(&mut out, root);
+    } else {
+        let mut ascii = String::new();
+        string(&mut ascii, root); // already ASCII JSON, as json.dumps(ensure_ascii=True)
+        string(&mut out, &ascii);
+        out.push_str(",\"asset-root-json\":");
+        string(&mut out, &ascii);
+    }
+    if let Some(name) = location {
+        out.push_str(",\"file-system-location-name\":");
+        string(&mut out, name);
+    }
+    out.push_str("}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_layout() {
+        assert_eq!(data_key("JobAttachments", "ab"), "JobAttachments/Data/ab.xxh128");
+        assert_eq!(data_key("", "ab"), "Data/ab.xxh128");
+        // DESIGN §4: root /tmp/ja-vectors/unicode names its manifest a86f27a4…_input.
+        assert_eq!(xxh128_of("/tmp/ja-vectors/unicode"), "a86f27a456f886f45db9d237135c77f9");
+    }
+
+    #[test]
+    fn describes_the_attachments_as_the_official_tools_write_them() {
+        let req = r#"{"root_prefix":"JA","farm_id":"farm-1","queue_id":"queue-2","file_system":"COPIED",
+            "path_format":"posix","groups":[
+              {"root":"/show/caf\u00e9","location":"Show","outputs":["renders"],
+               "manifest_hash":"0123456789abcdef0123456789abcdef","guid":"00ff"},
+              {"root":"/out","location":null,"outputs":["a","b"],"manifest_hash":null}]}"#;
+        let out = describe(req).unwrap();
+        let root_hash = xxh128_of("/show/caf\u{e9}");
+        assert!(out.contains(&format!(
+            r#""key":"JA/Manifests/farm-1/queue-2/Inputs/00ff/{root_hash}_input""#
+        )));
+        assert!(out.contains(r#""asset-root":"\"/show/caf\\u00e9\"","asset-root-json":"\"/show/caf\\u00e9\"","file-system-location-name":"Show""#), "{out}");
+        assert!(out.contains(&format!(
+            r#"{{"rootPath":"/show/caf\u00e9","fileSystemLocationName":"Show","rootPathFormat":"posix","inputManifestPath":"farm-1/queue-2/Inputs/00ff/{root_hash}_input","inputManifestHash":"0123456789abcdef0123456789abcdef","outputRelativeDirectories":["renders"]}}"#
+        )), "{out}");
+        assert!(out.contains(r#"{"rootPath":"/out","rootPathFormat":"posix","outputRelativeDirectories":["a","b"]}],"fileSystem":"COPIED"}"#), "{out}");
+        assert!(out.starts_with(
+            r#"{"data":{"prefix":"JA/Data/","suffix":".xxh128"},"manifests":[{"key""#
+        ));
+        assert!(out.contains("},null],"));
+    }
+}

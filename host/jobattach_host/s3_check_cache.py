@@ -1,0 +1,84 @@
+"""Which content objects S3 is known to hold, so re-submissions skip asking it.
+
+A key is recorded only after S3 confirmed it (an upload that succeeded, or a HEAD that found
+it). Lifecycle rules or a wiped bucket can remove objects behind the cache's back, so every
+use checks a random sample of the keys it would trust against S3; one missing key empties the
+cache for that bucket.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .component import cache_dir
+from .storage import Bucket
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS present (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    confirmed REAL NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID
+"""
+
+#: Keys of the cache checked against S3 before it is trusted.
+SAMPLE = 30
+
+
+class S3CheckCache:
+    """Keys known to exist, per bucket, in SQLite (WAL: several processes may share it)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else cache_dir() / "s3-check-v1.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            self.path, timeout=60, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        deadline = time.monotonic() + 60
+        while True:  # switching to WAL does not wait on the busy timeout
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(_SCHEMA)
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def known(self, bucket: str, keys: Iterable[str]) -> set[str]:
+        wanted = set(keys)
+        rows = self._db.execute("SELECT key FROM present WHERE bucket = ?", (bucket,))
+        return {k for (k,) in rows if k in wanted}
+
+    def record(self, bucket: str, keys: Iterable[str]) -> None:
+        now = time.time()
+        rows = [(bucket, k, now) for k in keys]
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows)
+
+    def forget(self, bucket: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM present WHERE bucket = ?", (bucket,))
+
+    def trusted(self, bucket: Bucket, keys: Sequence[str]) -> set[str]:
+        """The keys of ``keys`` the cache vouches for, after a sample of them was found in S3;
+        an empty set (and an emptied cache) when the sample finds one missing."""
+        known = self.known(bucket.name, keys)
+        sample = random.sample(sorted(known), min(SAMPLE, len(known)))
+        if sample and bucket.existing(sample) != set(sample):
+            self.forget(bucket.name)
+            return set()
+        return known
+
+    def close(self) -> None:
+        self._db.close()

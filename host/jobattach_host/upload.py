@@ -1,0 +1,100 @@
+"""Moving a submission's content to S3: skip what is there, upload the rest in parallel.
+
+Content-addressed: an object per distinct digest. What S3 holds is learnt from the S3-check
+cache (verified by a sample) and then from concurrent HEAD requests for the rest, never one
+request per file in sequence. A key is recorded in the cache only once S3 confirmed it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AttachmentError
+from .s3_check_cache import S3CheckCache
+from .storage import Bucket
+
+
+@dataclass
+class UploadStats:
+    files: int = 0
+    bytes: int = 0
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    skipped_files: int = 0
+    skipped_bytes: int = 0
+
+
+class Cancelled(AttachmentError):
+    """The caller's progress callback asked to stop."""
+
+
+#: Called with (bytes done, bytes to do); returning False cancels.
+Progress = Callable[[int, int], bool]
+
+
+def upload_contents(
+    bucket: Bucket,
+    key_of: Callable[[str], str],
+    files: Sequence[tuple[str, Path, int]],
+    *,
+    check_cache: S3CheckCache | None = None,
+    progress: Progress | None = None,
+) -> UploadStats:
+    """Uploads each distinct content of ``files`` (digest, local path, size) that S3 lacks.
+
+    Raises :class:`Cancelled` when ``progress`` returns False; uploads already made stay (and
+    are recorded), so a rerun does not send them again.
+    """
+    first: dict[str, tuple[Path, int]] = {}
+    for digest, path, size in files:
+        first.setdefault(digest, (path, size))
+    keys = {d: key_of(d) for d in first}
+    present = check_cache.trusted(bucket, list(keys.values())) if check_cache else set()
+    unknown = [k for k in keys.values() if k not in present]
+    found = bucket.existing(unknown)
+    if check_cache:
+        check_cache.record(bucket.name, found)
+    todo = [(d, p, n) for d, (p, n) in first.items() if keys[d] not in present | found]
+    stats = UploadStats(files=len(files), bytes=sum(n for _, _, n in files))
+    total = sum(n for _, _, n in todo)
+    done, lock, stop = 0, threading.Lock(), threading.Event()
+
+    confirmed: list[str] = []  # uploaded, not yet recorded in the check cache
+
+    def flush() -> None:
+        if check_cache and confirmed:
+            check_cache.record(bucket.name, confirmed)
+        confirmed.clear()
+
+    def send(item: tuple[str, Path, int]) -> None:
+        nonlocal done
+        if stop.is_set():
+            return
+        digest, path, size = item
+        bucket.upload_file(keys[digest], path)
+        with lock:  # one writer at a time, in batches: a transaction per file would crawl
+            confirmed.append(keys[digest])
+            if len(confirmed) >= 256:
+                flush()
+            done += size
+            stats.uploaded_files += 1
+            stats.uploaded_bytes += size
+            if progress is not None and progress(done, total) is False:
+                stop.set()
+
+    workers = max(1, bucket.config.options.max_pool_connections // 2)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="s3-upload") as pool:
+            for _ in pool.map(send, todo):
+                pass
+    finally:
+        flush()  # what did go up is remembered even when an upload failed
+    if stop.is_set():
+        raise Cancelled("the upload was cancelled")
+    stats.skipped_files = stats.files - stats.uploaded_files
+    stats.skipped_bytes = stats.bytes - stats.uploaded_bytes
+    return stats

@@ -1,0 +1,305 @@
+"""Submitting a job's attachments: hash the inputs, upload what S3 lacks, write the manifests.
+
+The component plans (grouping into asset roots, what each manifest holds, the S3 layout and
+the ``attachments`` JSON); the host moves bytes with boto3 by path. Content goes up first and
+manifests last, so an interrupted submission never leaves a manifest pointing at missing
+content, and a rerun sends only what is still missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobattach_host.hash_cache import HashCache
+from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.sandbox import session_for
+from jobattach_host.snapshot import plan
+from jobattach_host.storage import Bucket, ClientOptions, S3Config
+from jobattach_host.submit import group_paths
+from jobattach_host.upload import Cancelled, upload_contents
+
+from .manifest import Manifest
+from .snapshot import snapshot_of_plan
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """The queue's job-attachments bucket and root prefix."""
+
+    bucket: str
+    root_prefix: str
+
+
+@dataclass(frozen=True)
+class ManifestLocation:
+    farm_id: str
+    queue_id: str
+
+
+@dataclass(frozen=True)
+class AssetReferences:
+    """The files a job reads, the directories it writes, and paths it only refers to."""
+
+    input_filenames: Sequence[str] = ()
+    output_directories: Sequence[str] = ()
+    referenced_paths: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class FileSystemLocation:
+    """A storage profile's location: ``LOCAL`` paths are uploaded under the location's name,
+    ``SHARED`` ones are not uploaded (workers see them already)."""
+
+    name: str
+    path: str
+    type: str = "LOCAL"
+
+
+@dataclass(frozen=True)
+class StorageProfile:
+    file_system_locations: Sequence[FileSystemLocation] = ()
+
+
+@dataclass(frozen=True)
+class BundleSubmitOptions:
+    #: Refuse missing inputs (naming every one) instead of keeping them as references.
+    require_paths_exist: bool = False
+    #: ``COPIED`` or ``VIRTUAL``, as the worker should present the inputs.
+    file_system_mode: str = "COPIED"
+    client_options: ClientOptions = field(default_factory=ClientOptions)
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """What a progress callback receives; it returns False to cancel."""
+
+    phase: str  # "hashing" or "uploading"
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    #: Bytes per second in this phase so far.
+    rate: float
+
+
+@dataclass(frozen=True)
+class SummaryStatistics:
+    files_processed: int
+    bytes_processed: int
+    files_skipped: int
+    bytes_skipped: int
+    files_uploaded: int
+    bytes_uploaded: int
+    files_hashed: int
+    files_from_hash_cache: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Bytes processed per second."""
+        return self.bytes_processed / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class BundleSubmitResult:
+    #: The job's ``attachments``, as the Deadline Cloud CreateJob API takes it.
+    attachments: dict[str, Any]
+    statistics: SummaryStatistics
+    #: Inputs that did not exist and became references.
+    missing_inputs: list[str]
+    #: Paths left out because they are under a SHARED location.
+    skipped_shared: int
+    #: Inputs the snapshot left out, by reason (symlinks out of the root, special files, ...).
+    skipped_inputs: dict[str, list[str]]
+
+    @property
+    def attachments_json(self) -> str:
+        return json.dumps(self.attachments)
+
+
+ProgressCallback = Callable[[ProgressReport], bool]
+
+
+def submit_bundle_attachments(
+    region: str | None,
+    s3_location: S3Location,
+    manifest_location: ManifestLocation,
+    asset_references: AssetReferences,
+    storage_profile: StorageProfile | None = None,
+    options: BundleSubmitOptions | None = None,
+    progress_callback: ProgressCallback | None = None,
+    *,
+    s3: S3Config | None = None,
+    hash_cache: HashCache | bool = True,
+    check_cache: S3CheckCache | bool = True,
+) -> BundleSubmitResult:
+    """Uploads a job's inputs and returns its ``attachments`` (see the module's doc).
+
+    ``s3`` sets credentials and the endpoint (default: boto3's chain, ``region`` and
+    ``options.client_options``). ``progress_callback`` may return False to cancel: content
+    already sent stays and is remembered, and no manifest is written.
+    """
+    t0 = time.perf_counter()
+    opts = options or BundleSubmitOptions()
+    config = s3 or S3Config(region=region, options=opts.client_options)
+    locations = [
+        (x.name, x.path, x.type)
+        for x in (storage_profile or StorageProfile()).file_system_locations
+    ]
+    grouping = group_paths(
+        asset_references.input_filenames,
+        asset_references.output_directories,
+        asset_references.referenced_paths,
+        locations=locations,
+        require_paths_exist=opts.require_paths_exist,
+    )
+    hashes = HashCache() if hash_cache is True else (hash_cache or None)
+    manifests: list[Manifest | None] = []
+    skipped: dict[str, list[str]] = {}
+    hashed = cached = 0
+    try:
+        for g in grouping.groups:
+            if not g.inputs:
+                manifests.append(None)
+                continue
+            if not _report(progress_callback, "hashing", hashed + cached, 0, 0, 0, t0):
+                raise Cancelled("the submission was cancelled while hashing")
+            snap = snapshot_of_plan(
+                Path(g.root), plan(g.root, only=g.inputs), cache=hashes if hashes else False
+            )
+            manifests.append(snap.manifest)
+            hashed, cached = hashed + snap.hashed, cached + snap.from_cache
+            for why, paths in snap.skipped.items():
+                skipped.setdefault(why, []).extend(f"{g.root}/{p}" for p in paths)
+    finally:
+        if hash_cache is True and hashes:
+            hashes.close()
+
+    request = {
+        "root_prefix": s3_location.root_prefix,
+        "farm_id": manifest_location.farm_id,
+        "queue_id": manifest_location.queue_id,
+        "file_system": opts.file_system_mode,
+        "path_format": "windows" if os.name == "nt" else "posix",
+        "groups": [
+            {
+                "root": g.root,
+                "location": g.location,
+                "outputs": g.outputs,
+                "manifest_hash": m.hash() if m else None,
+                "guid": uuid.uuid4().hex,
+            }
+            for g, m in zip(grouping.groups, manifests)
+        ],
+    }
+    plan_doc = json.loads(session_for().call("submit", "describe", json.dumps(request)))
+    prefix, suffix = plan_doc["data"]["prefix"], plan_doc["data"]["suffix"]
+
+    files = [
+        (e.hash, Path(g.root) / e.path, e.size or 0)
+        for g, m in zip(grouping.groups, manifests)
+        if m is not None
+        for e in m.entries
+        if e.hash is not None
+    ]
+    bucket = Bucket(s3_location.bucket, config)
+    checks = S3CheckCache() if check_cache is True else (check_cache or None)
+    try:
+        progress = None
+        if progress_callback is not None:
+            started = time.perf_counter()
+
+            def progress(done: int, total: int) -> bool:
+                return _report(progress_callback, "uploading", 0, len(files), done, total, started)
+
+        stats = upload_contents(
+            bucket, lambda d: f"{prefix}{d}{suffix}", files, check_cache=checks, progress=progress
+        )
+    finally:
+        if check_cache is True and checks:
+            checks.close()
+
+    for m, target in zip(manifests, plan_doc["manifests"]):
+        if m is not None and target is not None:
+            bucket.put_bytes(
+                target["key"],
+                m.encode(),
+                metadata=target["metadata"],
+                content_type="application/x-deadline-manifest-2023-03-03",
+            )
+    return BundleSubmitResult(
+        attachments=plan_doc["attachments"],
+        statistics=SummaryStatistics(
+            files_processed=stats.files,
+            bytes_processed=stats.bytes,
+            files_skipped=stats.skipped_files,
+            bytes_skipped=stats.skipped_bytes,
+            files_uploaded=stats.uploaded_files,
+            bytes_uploaded=stats.uploaded_bytes,
+            files_hashed=hashed,
+            files_from_hash_cache=cached,
+            seconds=time.perf_counter() - t0,
+        ),
+        missing_inputs=grouping.missing,
+        skipped_shared=grouping.skipped_shared,
+        skipped_inputs=skipped,
+    )
+
+
+async def submit_bundle_attachments_async(
+    region: str | None,
+    s3_location: S3Location,
+    manifest_location: ManifestLocation,
+    asset_references: AssetReferences,
+    storage_profile: StorageProfile | None = None,
+    options: BundleSubmitOptions | None = None,
+    progress_callback: ProgressCallback | None = None,
+    *,
+    s3: S3Config | None = None,
+    hash_cache: HashCache | bool = True,
+    check_cache: S3CheckCache | bool = True,
+) -> BundleSubmitResult:
+    """:func:`submit_bundle_attachments` to ``await``: it runs on a worker thread (the
+    component's calls release the GIL), so the event loop stays free."""
+    return await asyncio.to_thread(
+        functools.partial(
+            submit_bundle_attachments,
+            s3=s3,
+            hash_cache=hash_cache,
+            check_cache=check_cache,
+        ),
+        region,
+        s3_location,
+        manifest_location,
+        asset_references,
+        storage_profile,
+        options,
+        progress_callback,
+    )
+
+
+def _report(
+    callback: ProgressCallback | None,
+    phase: str,
+    files_done: int,
+    files_total: int,
+    done: int,
+    total: int,
+    started: float,
+) -> bool:
+    if callback is None:
+        return True
+    elapsed = time.perf_counter() - started
+    report = ProgressReport(
+        phase, files_done, files_total, done, total, done / elapsed if elapsed else 0.0
+    )
+    return callback(report) is not False

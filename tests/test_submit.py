@@ -1,0 +1,233 @@
+"""Submitting a job's attachments to a real local S3 server, and the official tools reading them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from deadline.job_attachments.download import (
+    download_files_from_manifests,
+    get_asset_root_and_manifest_from_s3,
+)
+
+import jobattach
+from conftest import VECTORS
+from jobattach import (
+    AssetReferences,
+    BundleSubmitOptions,
+    Cancelled,
+    FileSystemLocation,
+    ManifestLocation,
+    S3Config,
+    S3Location,
+    StorageProfile,
+    ValidationError,
+    submit_bundle_attachments,
+)
+from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
+from jobattach_host.hash_cache import HashCache
+from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.storage import Bucket
+
+REGION = "us-west-2"
+PREFIX = "JobAttachments"
+WHERE = ManifestLocation(
+    "farm-0123456789abcdef0123456789abcdef", "queue-0123456789abcdef0123456789abcdef"
+)
+
+
+@pytest.fixture
+def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Config:
+    """The environment boto3 users (and the official tools) read: all pointing at moto."""
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ENDPOINT_URL_STS": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCOUNT_ID": "123456789012",
+        "HOME": str(tmp_path / "home"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return S3Config(region=REGION)
+
+
+@pytest.fixture
+def bucket(aws_env: S3Config, request: pytest.FixtureRequest) -> Bucket:
+    b = Bucket(f"submit-{abs(hash(request.node.name)) % 10**8}", aws_env)
+    b.create()
+    return b
+
+
+@pytest.fixture
+def caches(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "hash_cache": HashCache(tmp_path / "caches" / "digests.sqlite3"),
+        "check_cache": S3CheckCache(tmp_path / "caches" / "s3.sqlite3"),
+    }
+
+
+def _tree(root: Path) -> list[str]:
+    subprocess.run([sys.executable, str(VECTORS / "basic" / "gen_tree.py"), str(root)], check=True)
+    return sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+
+def test_what_we_upload_the_official_tools_download_identically(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "assets"
+    inputs = _tree(root)
+    refs = AssetReferences(inputs, [str(root / "renders")], [])
+    result = submit_bundle_attachments(
+        REGION,
+        S3Location(bucket.name, PREFIX),
+        WHERE,
+        refs,
+        s3=aws_env,
+        **caches,
+    )
+    (entry,) = result.attachments["manifests"]
+    assert entry["rootPath"] == str(root)
+    assert entry["rootPathFormat"] == "posix"
+    assert entry["outputRelativeDirectories"] == ["renders"]
+    assert result.attachments["fileSystem"] == "COPIED"
+    assert result.statistics.files_processed == len(inputs)
+
+    key = f"{PREFIX}/Manifests/{entry['inputManifestPath']}"
+    session = boto3.Session(region_name=REGION)
+    asset_root, manifest = get_asset_root_and_manifest_from_s3(key, bucket.name, session)
+    assert asset_root == str(root)  # read from our object's metadata
+    manifest_bytes, _ = bucket.get_bytes(key)
+    assert (
+        manifest.encode().encode() == manifest_bytes
+    )  # the official encoder agrees, byte for byte
+    assert jobattach.decode_manifest(manifest_bytes).hash() == entry["inputManifestHash"]
+
+    dest = tmp_path / "downloaded"
+    download_files_from_manifests(
+        bucket.name, {str(dest): manifest}, f"{PREFIX}/Data", session=session
+    )
+    for path in inputs:
+        rel = os.path.relpath(path, root)
+        assert (dest / rel).read_bytes() == Path(path).read_bytes(), rel
+
+
+def test_resubmitting_sends_nothing_and_a_wiped_bucket_is_noticed(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    refs = AssetReferences(inputs)
+    where = S3Location(bucket.name, PREFIX)
+    first = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
+    distinct = first.statistics.files_uploaded
+    assert distinct > 0
+    again = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
+    assert again.statistics.files_uploaded == 0
+    assert again.statistics.files_from_hash_cache == len(inputs)
+    for key in bucket.keys(f"{PREFIX}/Data/"):  # lifecycle rules, or a wiped bucket
+        bucket.client.delete_object(Bucket=bucket.name, Key=key)
+    third = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
+    assert third.statistics.files_uploaded == distinct
+    assert len(bucket.keys(f"{PREFIX}/Data/")) == distinct
+
+
+def test_shared_locations_are_not_uploaded_and_local_ones_name_their_group(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    for rel in ["proj/a.exr", "lib/b.abc"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    profile = StorageProfile(
+        [
+            FileSystemLocation("Proj", str(tmp_path / "proj"), "LOCAL"),
+            FileSystemLocation("Lib", str(tmp_path / "lib"), "SHARED"),
+        ]
+    )
+    refs = AssetReferences([str(tmp_path / "proj/a.exr"), str(tmp_path / "lib/b.abc")])
+    result = submit_bundle_attachments(
+        REGION,
+        S3Location(bucket.name, PREFIX),
+        WHERE,
+        refs,
+        profile,
+        s3=aws_env,
+        **caches,
+    )
+    (entry,) = result.attachments["manifests"]
+    assert entry["fileSystemLocationName"] == "Proj"
+    assert result.skipped_shared == 1
+    assert result.statistics.files_processed == 1
+    _, metadata = bucket.get_bytes(f"{PREFIX}/Manifests/{entry['inputManifestPath']}")
+    assert metadata["file-system-location-name"] == "Proj"
+
+
+def test_missing_inputs_are_named_or_kept_as_references(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "real.txt").write_text("x")
+    refs = AssetReferences(
+        [str(tmp_path / "real.txt"), str(tmp_path / "gone1"), str(tmp_path / "gone2")]
+    )
+    where = S3Location(bucket.name, PREFIX)
+    strict = BundleSubmitOptions(require_paths_exist=True)
+    with pytest.raises(ValidationError) as err:
+        submit_bundle_attachments(REGION, where, WHERE, refs, options=strict, s3=aws_env, **caches)
+    assert str(tmp_path / "gone1") in str(err.value)
+    assert str(tmp_path / "gone2") in str(err.value)
+    lenient = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
+    assert lenient.missing_inputs == [str(tmp_path / "gone1"), str(tmp_path / "gone2")]
+    assert lenient.statistics.files_processed == 1
+
+
+def test_cancelling_writes_no_manifest_and_a_rerun_completes(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    refs = AssetReferences(inputs)
+    where = S3Location(bucket.name, PREFIX)
+    reports: list[jobattach.ProgressReport] = []
+
+    def stop_at_first_upload(report: jobattach.ProgressReport) -> bool:
+        reports.append(report)
+        return report.phase != "uploading"
+
+    with pytest.raises(Cancelled):
+        submit_bundle_attachments(
+            REGION,
+            where,
+            WHERE,
+            refs,
+            progress_callback=stop_at_first_upload,
+            s3=aws_env,
+            **caches,
+        )
+    assert [r.phase for r in reports][:1] == ["hashing"]
+    assert bucket.keys(f"{PREFIX}/Manifests/") == set()
+    sent = len(bucket.keys(f"{PREFIX}/Data/"))
+    done = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
+    assert done.statistics.files_uploaded + sent == len(bucket.keys(f"{PREFIX}/Data/"))
+    assert len(bucket.keys(f"{PREFIX}/Manifests/")) == 1
+    assert json.loads(done.attachments_json) == done.attachments
+
+
+def test_the_async_form_can_be_awaited(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    call = jobattach.submit_bundle_attachments_async(
+        REGION,
+        S3Location(bucket.name, PREFIX),
+        WHERE,
+        AssetReferences(inputs),
+        s3=aws_env,
+        **caches,
+    )
+    result = asyncio.run(call)
+    assert result.attachments["manifests"][0]["rootPath"] == str(tmp_path / "assets")
