@@ -117,3 +117,16 @@ def test_presets_reach_the_client(
     assert settings.max_pool_connections == pool
     assert settings.retries["total_max_attempts"] == attempts
     assert config.transfer_config().multipart_chunksize == part << 20
+
+
+def test_clients_are_shared_until_the_environment_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = S3Config(region="us-west-2")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
+    first = config.client()
+    assert config.client() is first
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:2")
+    second = config.client()
+    assert second is not first
+    assert second.meta.endpoint_url == "http://127.0.0.1:2"

@@ -231,3 +231,65 @@ def test_the_async_form_can_be_awaited(
     )
     result = asyncio.run(call)
     assert result.attachments["manifests"][0]["rootPath"] == str(tmp_path / "assets")
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "jobattach"), "attachments", "upload", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_cli_upload_prints_the_attachments(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    profile = tmp_path / "profile.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "fileSystemLocations": [
+                    {"name": "Assets", "path": str(tmp_path / "assets"), "type": "LOCAL"}
+                ]
+            }
+        )
+    )
+    env = dict(os.environ)  # the fixture pointed boto3's variables at the local server
+    common = [
+        "--bucket",
+        bucket.name,
+        "--root-prefix",
+        PREFIX,
+        "--farm-id",
+        "farm-1",
+        "--queue-id",
+        "queue-1",
+        "--output-dir",
+        str(tmp_path / "assets" / "out"),
+    ]
+    args = [*common, "--storage-profile", str(profile)]
+    for path in inputs:
+        args += ["--input", path]
+    quiet = _cli(env, *args, "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    doc = json.loads(quiet.stdout)
+    (entry,) = doc["manifests"]
+    assert entry["fileSystemLocationName"] == "Assets"
+    assert entry["outputRelativeDirectories"] == ["out"]
+    again = _cli(env, *args)
+    assert again.returncode == 0, again.stderr
+    assert (
+        json.loads(again.stdout)["manifests"][0]["inputManifestHash"] == entry["inputManifestHash"]
+    )
+    assert f"{len(inputs)} files" in again.stderr
+    assert "0 uploaded" in again.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    refused = _cli(env, *common, "--input", inputs[0], "--storage-profile", str(bad))
+    assert refused.returncode == 1
+    assert "fileSystemLocations" in refused.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,9 +32,10 @@ class Grouping:
 
 
 def _kind(path: str) -> str:
-    if os.path.isdir(path):
-        return "directory"
-    return "file" if os.path.exists(path) else "missing"
+    try:
+        return "directory" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
 
 
 def _absolute(path: str) -> str:

@@ -58,7 +58,8 @@ def upload_contents(
     found = bucket.existing(unknown)
     if check_cache:
         check_cache.record(bucket.name, found)
-    todo = [(d, p, n) for d, (p, n) in first.items() if keys[d] not in present | found]
+    there = present | found
+    todo = [(d, p, n) for d, (p, n) in first.items() if keys[d] not in there]
     stats = UploadStats(files=len(files), bytes=sum(n for _, _, n in files))
     total = sum(n for _, _, n in todo)
     done, lock, stop = 0, threading.Lock(), threading.Event()

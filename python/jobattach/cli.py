@@ -5,19 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import (
+    AssetReferences,
     AttachmentError,
+    BundleSubmitOptions,
     FileAccessError,
+    FileSystemLocation,
     Manifest,
+    ManifestLocation,
+    ProgressReport,
+    S3Location,
+    StorageProfile,
     ValidationError,
     create_manifest,
     diff_directory,
     diff_manifests,
     hash_file,
     merge_manifests,
+    submit_bundle_attachments,
     versions,
 )
 from .manifest import V2023, V2025_SNAPSHOT
@@ -94,7 +103,52 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     merge.add_argument("-o", "--output", type=Path, help="write here instead of to stdout")
 
-    d = sub.add_parser("demo", help="hash a sample tree and upload it to a local S3 server")
+    a = sub.add_parser("attachments", help="submit a job's attachments to S3")
+    asub = a.add_subparsers(dest="attachments_command", required=True, metavar="ACTION")
+    up = asub.add_parser("upload", help="upload inputs and print the job's attachments JSON")
+    up.add_argument("--bucket", required=True)
+    up.add_argument("--root-prefix", required=True)
+    up.add_argument("--farm-id", required=True)
+    up.add_argument("--queue-id", required=True)
+    up.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="PATH",
+        required=True,
+        help="an input file (repeatable)",
+    )
+    up.add_argument(
+        "--output-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory the job writes (repeatable)",
+    )
+    up.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a path the job refers to without uploading (repeatable)",
+    )
+    up.add_argument(
+        "--storage-profile",
+        type=Path,
+        metavar="FILE",
+        help="JSON with fileSystemLocations: [{name, path, type}]",
+    )
+    up.add_argument(
+        "--require-paths-exist",
+        action="store_true",
+        help="fail on missing inputs instead of keeping them as references",
+    )
+    up.add_argument("--file-system", choices=["COPIED", "VIRTUAL"], default="COPIED")
+    up.add_argument(
+        "--json", action="store_true", help="print the attachments JSON alone, with no progress"
+    )
+
+    d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
     d.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting a local one")
     d.add_argument("--bucket", default="jobattach-demo")
     d.add_argument("--files", type=int, default=200, help="files in the sample tree")
@@ -111,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "manifest":
             return _MANIFEST_COMMANDS[args.manifest_command](args)
+        if args.command == "attachments":
+            return _upload(args)
     except AttachmentError as e:
         print(f"jobattach: error: {e}", file=sys.stderr)
         return 1
@@ -200,6 +256,79 @@ def _convert(args: argparse.Namespace) -> int:
 _MANIFEST_COMMANDS = {"snapshot": _snapshot, "diff": _diff, "merge": _merge, "convert": _convert}
 
 
+def _storage_profile(path: Path | None) -> StorageProfile | None:
+    if path is None:
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        return StorageProfile(
+            [
+                FileSystemLocation(x["name"], x["path"], x["type"])
+                for x in doc["fileSystemLocations"]
+            ]
+        )
+    except OSError as e:
+        raise FileAccessError(f"cannot read storage profile: {e.strerror}", path=str(path)) from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValidationError(
+            f"{path}: a storage profile is JSON with fileSystemLocations: [{{name, path, type}}]"
+            f" ({e})"
+        ) from e
+
+
+class _ProgressLine:
+    """One line on stderr, redrawn at most ten times a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, r: ProgressReport) -> bool:
+        now = time.monotonic()
+        if now - self.last >= 0.1 or (r.bytes_total and r.bytes_done == r.bytes_total):
+            self.last = now
+            if r.phase == "uploading":
+                line = (
+                    f"uploading {r.bytes_done / 1e6:8.1f} of {r.bytes_total / 1e6:.1f} MB"
+                    f"  {r.rate / 1e6:6.1f} MB/s"
+                )
+            else:
+                line = "hashing..."
+            print(f"\r{line:<60}", end="", file=sys.stderr, flush=True)
+        return True
+
+
+def _upload(args: argparse.Namespace) -> int:
+    show = not args.json and sys.stderr.isatty()
+    result = submit_bundle_attachments(
+        None,
+        S3Location(args.bucket, args.root_prefix),
+        ManifestLocation(args.farm_id, args.queue_id),
+        AssetReferences(args.input, args.output_dir, args.reference),
+        _storage_profile(args.storage_profile),
+        BundleSubmitOptions(args.require_paths_exist, args.file_system),
+        _ProgressLine() if show else None,
+    )
+    if show:
+        print(file=sys.stderr)
+    if args.json:
+        print(result.attachments_json)
+        return 0
+    st = result.statistics
+    print(json.dumps(result.attachments, indent=2))
+    print(
+        f"jobattach: {st.files_processed} files, {st.bytes_processed / 1e6:.1f} MB:"
+        f" {st.files_uploaded} uploaded ({st.bytes_uploaded / 1e6:.1f} MB),"
+        f" {st.files_skipped} already in S3; {st.seconds:.2f} s"
+        + (
+            f"; {len(result.missing_inputs)} missing inputs kept as references"
+            if result.missing_inputs
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -208,6 +337,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         print(result.summary())
+        print("  attachments  " + json.dumps(result.attachments, indent=2).replace("\n", "\n  "))
         print(_version_text())
     return 0
 

@@ -1,55 +1,66 @@
 """``jobattach demo``: the main job on an embedded default.
 
-Generates a sample tree, hashes it through the engine component, and uploads each distinct
-content to ``{prefix}/Data/{xxh128}.xxh128`` (the Deadline Cloud layout) on a local S3 server
-that it starts and stops itself, unless given an endpoint.
+Generates a sample tree and submits it as a job's attachments, as a DCC plugin would, to a
+local S3 server that it starts and stops itself (unless given an endpoint): content goes to
+``{prefix}/Data/{xxh128}.xxh128``, the manifest under ``{prefix}/Manifests/``. Then it submits
+the unchanged tree again, which must send nothing, and reads the manifest back to verify it.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from jobattach_host import hash_files
+from jobattach_host.hash_cache import HashCache
+from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.storage import Bucket, S3Config
 
 from .local_s3 import ACCESS_KEY, SECRET_KEY, LocalS3Server
+from .manifest import Manifest
 from .sample import make_tree
+from .submit import (
+    AssetReferences,
+    BundleSubmitResult,
+    ManifestLocation,
+    S3Location,
+    submit_bundle_attachments,
+)
+
+FARM = ManifestLocation(
+    "farm-00000000000000000000000000demo", "queue-0000000000000000000000000demo"
+)
 
 
 @dataclass(frozen=True)
 class DemoResult:
     endpoint_url: str
     bucket: str
-    data_prefix: str
     files: int
     bytes: int
     distinct_contents: int
     uploaded: int
-    already_present: int
-    hash_seconds: float
-    upload_seconds: float
-    objects_in_bucket: int
+    first_seconds: float
+    resubmitted_uploaded: int
+    resubmit_seconds: float
+    manifest_entries: int
+    attachments: dict[str, Any]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
     def summary(self) -> str:
         mib = self.bytes / (1 << 20)
-        rate = mib / self.hash_seconds if self.hash_seconds else float("inf")
         return "\n".join(
             [
                 f"jobattach demo against {self.endpoint_url}, bucket {self.bucket}",
-                f"  sample tree  {self.files} files, {mib:.1f} MiB",
-                f"  hashed       by the engine component in {self.hash_seconds:.3f} s"
-                f" ({rate:.0f} MiB/s), {self.distinct_contents} distinct contents",
-                f"  uploaded     {self.uploaded} new objects to s3://{self.bucket}/"
-                f"{self.data_prefix} in {self.upload_seconds:.2f} s"
-                f" ({self.already_present} already there)",
-                f"  verified     {self.objects_in_bucket} objects under {self.data_prefix},"
-                " one per distinct content",
+                f"  sample tree   {self.files} files, {mib:.1f} MiB, {self.distinct_contents}"
+                " distinct contents",
+                f"  submitted     {self.uploaded} objects uploaded in {self.first_seconds:.2f} s",
+                f"  resubmitted   {self.resubmitted_uploaded} uploaded in"
+                f" {self.resubmit_seconds:.2f} s (the caches knew the rest)",
+                f"  verified      the manifest in S3 lists {self.manifest_entries} files",
             ]
         )
 
@@ -63,46 +74,14 @@ def run(
     work_dir: Path | None = None,
 ) -> DemoResult:
     """Runs the demo; starts a local S3 server when ``endpoint_url`` is None."""
-    with tempfile.TemporaryDirectory(prefix="jobattach-demo-", dir=work_dir) as tmp:
-        tree = make_tree(
-            Path(tmp) / "assets", count=files, min_size=0, max_size=64 << 10, duplicates=files // 10
-        )
-        t0 = time.perf_counter()
-        digests = hash_files(tree.root, tree.files)
-        hash_seconds = time.perf_counter() - t0
-        if endpoint_url is not None:
-            return _upload(
-                tree.root,
-                tree.files,
-                digests,
-                endpoint_url,
-                bucket,
-                root_prefix,
-                tree.total_bytes,
-                hash_seconds,
-            )
-        with LocalS3Server() as server:
-            return _upload(
-                tree.root,
-                tree.files,
-                digests,
-                server.endpoint_url,
-                bucket,
-                root_prefix,
-                tree.total_bytes,
-                hash_seconds,
-            )
+    if endpoint_url is not None:
+        return _submit(endpoint_url, bucket, root_prefix, files, work_dir)
+    with LocalS3Server() as server:
+        return _submit(server.endpoint_url, bucket, root_prefix, files, work_dir)
 
 
-def _upload(
-    root: Path,
-    files: list[str],
-    digests: list[str],
-    endpoint_url: str,
-    bucket_name: str,
-    root_prefix: str,
-    total_bytes: int,
-    hash_seconds: float,
+def _submit(
+    endpoint_url: str, bucket_name: str, root_prefix: str, files: int, work_dir: Path | None
 ) -> DemoResult:
     config = S3Config(
         endpoint_url=endpoint_url,
@@ -112,27 +91,43 @@ def _upload(
     )
     bucket = Bucket(bucket_name, config)
     bucket.create()
-    prefix = f"{root_prefix}/Data/"
-    first_path = {digest: rel for rel, digest in reversed(list(zip(files, digests)))}
-    present = bucket.keys(prefix)
-    t0 = time.perf_counter()
-    uploaded = 0
-    for digest, rel in first_path.items():
-        key = f"{prefix}{digest}.xxh128"
-        if key not in present:
-            bucket.upload_file(key, root / rel)
-            uploaded += 1
-    upload_seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="jobattach-demo-", dir=work_dir) as tmp:
+        tree = make_tree(
+            Path(tmp) / "assets", count=files, min_size=0, max_size=64 << 10, duplicates=files // 10
+        )
+        # Caches of its own, so the demo shows a first submission and a warm one.
+        hashes = HashCache(Path(tmp) / "caches" / "digests.sqlite3")
+        checks = S3CheckCache(Path(tmp) / "caches" / "s3-check.sqlite3")
+        try:
+
+            def submit() -> BundleSubmitResult:
+                return submit_bundle_attachments(
+                    "us-west-2",
+                    S3Location(bucket_name, root_prefix),
+                    FARM,
+                    AssetReferences([str(tree.root / f) for f in tree.files]),
+                    s3=config,
+                    hash_cache=hashes,
+                    check_cache=checks,
+                )
+
+            first, again = submit(), submit()
+        finally:
+            hashes.close()
+            checks.close()
+    entry = first.attachments["manifests"][0]
+    data, _ = bucket.get_bytes(f"{root_prefix}/Manifests/{entry['inputManifestPath']}")
+    manifest = Manifest.decode(data)
     return DemoResult(
         endpoint_url=endpoint_url,
         bucket=bucket_name,
-        data_prefix=prefix,
-        files=len(files),
-        bytes=total_bytes,
-        distinct_contents=len(first_path),
-        uploaded=uploaded,
-        already_present=len(first_path) - uploaded,
-        hash_seconds=hash_seconds,
-        upload_seconds=upload_seconds,
-        objects_in_bucket=len(bucket.keys(prefix)),
+        files=len(tree.files),
+        bytes=tree.total_bytes,
+        distinct_contents=len({e.hash for e in manifest.entries}),
+        uploaded=first.statistics.files_uploaded,
+        first_seconds=first.statistics.seconds,
+        resubmitted_uploaded=again.statistics.files_uploaded,
+        resubmit_seconds=again.statistics.seconds,
+        manifest_entries=len(manifest),
+        attachments=first.attachments,
     )
