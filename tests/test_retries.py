@@ -45,7 +45,7 @@ class FaultyProxy:
                     self.end_headers()
                     self.wfile.write(SLOW_DOWN)
                     return
-                conn = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port)
+                conn = http.client.HTTPConnection(proxy.target.netloc)
                 conn.request(self.command, self.path, body, dict(self.headers))
                 reply = conn.getresponse()
                 data = reply.read()
