@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from deadline.job_attachments.download import (
 )
 
 import jobattach
+import jobattach.sample
 from conftest import VECTORS
 from jobattach import (
     AssetReferences,
@@ -293,3 +295,28 @@ def test_cli_upload_prints_the_attachments(
     refused = _cli(env, *common, "--input", inputs[0], "--storage-profile", str(bad))
     assert refused.returncode == 1
     assert "fileSystemLocations" in refused.stderr
+
+
+def test_progress_is_reported_at_a_bounded_rate_and_ends_complete(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    tree = jobattach.sample.make_tree(tmp_path / "many", count=300, min_size=1, max_size=4096)
+    seen: list[tuple[float, jobattach.ProgressReport]] = []
+
+    def record(report: jobattach.ProgressReport) -> bool:
+        seen.append((time.perf_counter(), report))
+        return True
+
+    refs = AssetReferences([str(tree.root / f) for f in tree.files])
+    where = S3Location(bucket.name, PREFIX)
+    result = submit_bundle_attachments(
+        REGION, where, WHERE, refs, progress_callback=record, s3=aws_env, **caches
+    )
+    uploading = [(t, r) for t, r in seen if r.phase == "uploading"]
+    assert uploading, "no upload progress was reported"
+    last = uploading[-1][1]
+    assert (last.files_done, last.bytes_done) == (last.files_total, last.bytes_total)
+    assert last.files_total == result.statistics.files_uploaded
+    between = [b[0] - a[0] for a, b in zip(uploading[1:-1], uploading[2:-1])]
+    assert all(gap >= 0.099 for gap in between)
+    assert len(uploading) < result.statistics.files_uploaded  # not one report per file

@@ -32,8 +32,8 @@ class Cancelled(AttachmentError):
     """The caller's progress callback asked to stop."""
 
 
-#: Called with (bytes done, bytes to do); returning False cancels.
-Progress = Callable[[int, int], bool]
+#: Called with (files done, files to do, bytes done, bytes to do); returning False cancels.
+Progress = Callable[[int, int, int, int], bool]
 
 
 def upload_contents(
@@ -84,7 +84,8 @@ def upload_contents(
             done += size
             stats.uploaded_files += 1
             stats.uploaded_bytes += size
-            if progress is not None and progress(done, total) is False:
+            sent = stats.uploaded_files
+            if progress is not None and progress(sent, len(todo), done, total) is False:
                 stop.set()
 
     workers = max(1, bucket.config.options.max_pool_connections // 2)

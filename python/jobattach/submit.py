@@ -162,6 +162,7 @@ def submit_bundle_attachments(
         locations=locations,
         require_paths_exist=opts.require_paths_exist,
     )
+    report = _Reporter(progress_callback)
     hashes = HashCache() if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
     skipped: dict[str, list[str]] = {}
@@ -171,7 +172,7 @@ def submit_bundle_attachments(
             if not g.inputs:
                 manifests.append(None)
                 continue
-            if not _report(progress_callback, "hashing", hashed + cached, 0, 0, 0, t0):
+            if not report("hashing", hashed + cached, 0, 0, 0):
                 raise Cancelled("the submission was cancelled while hashing")
             snap = snapshot_of_plan(
                 Path(g.root), plan(g.root, only=g.inputs), cache=hashes if hashes else False
@@ -214,15 +215,12 @@ def submit_bundle_attachments(
     bucket = Bucket(s3_location.bucket, config)
     checks = S3CheckCache() if check_cache is True else (check_cache or None)
     try:
-        progress = None
-        if progress_callback is not None:
-            started = time.perf_counter()
-
-            def progress(done: int, total: int) -> bool:
-                return _report(progress_callback, "uploading", 0, len(files), done, total, started)
-
         stats = upload_contents(
-            bucket, lambda d: f"{prefix}{d}{suffix}", files, check_cache=checks, progress=progress
+            bucket,
+            lambda d: f"{prefix}{d}{suffix}",
+            files,
+            check_cache=checks,
+            progress=lambda *counts: report("uploading", *counts),
         )
     finally:
         if check_cache is True and checks:
@@ -287,19 +285,27 @@ async def submit_bundle_attachments_async(
     )
 
 
-def _report(
-    callback: ProgressCallback | None,
-    phase: str,
-    files_done: int,
-    files_total: int,
-    done: int,
-    total: int,
-    started: float,
-) -> bool:
-    if callback is None:
-        return True
-    elapsed = time.perf_counter() - started
-    report = ProgressReport(
-        phase, files_done, files_total, done, total, done / elapsed if elapsed else 0.0
-    )
-    return callback(report) is not False
+class _Reporter:
+    """Calls the user's progress callback at most ten times a second, and at each phase's
+    start and end; returns False once the callback asked to cancel."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+        self.phase = ""
+        self.started = self.last = 0.0
+
+    def __call__(
+        self, phase: str, files_done: int, files_total: int, done: int, total: int
+    ) -> bool:
+        if self.callback is None:
+            return True
+        now = time.perf_counter()
+        if phase != self.phase:
+            self.phase, self.started = phase, now
+        elif now - self.last < 0.1 and done < total:
+            return True
+        self.last = now
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        report = ProgressReport(phase, files_done, files_total, done, total, rate)
+        return self.callback(report) is not False
