@@ -320,3 +320,52 @@ def test_progress_is_reported_at_a_bounded_rate_and_ends_complete(
     between = [b[0] - a[0] for a, b in zip(uploading[1:-1], uploading[2:-1])]
     assert all(gap >= 0.099 for gap in between)
     assert len(uploading) < result.statistics.files_uploaded  # not one report per file
+
+
+def test_our_manifest_objects_are_the_official_uploads_byte_for_byte(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    from deadline.job_attachments.models import JobAttachmentS3Settings
+    from deadline.job_attachments.upload import S3AssetManager
+
+    root = tmp_path / "assets"
+    subprocess.run(
+        [sys.executable, str(VECTORS / "unicode" / "gen_tree.py"), str(root)], check=True
+    )
+    inputs = sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+    settings = JobAttachmentS3Settings(s3BucketName=bucket.name, rootPrefix="Official")
+    manager = S3AssetManager(
+        farm_id=WHERE.farm_id, queue_id=WHERE.queue_id, job_attachment_settings=settings
+    )
+    group = manager.prepare_paths_for_upload(inputs, [], [])
+    _, manifests = manager.hash_assets_and_create_manifest(
+        group.asset_groups,
+        group.total_input_files,
+        group.total_input_bytes,
+        hash_cache_dir=str(tmp_path / "official-cache"),
+    )
+    _, official = manager.upload_assets(
+        manifests, s3_check_cache_dir=str(tmp_path / "official-cache")
+    )
+
+    ours = submit_bundle_attachments(
+        REGION,
+        S3Location(bucket.name, PREFIX),
+        WHERE,
+        AssetReferences(inputs),
+        s3=aws_env,
+        **caches,
+    )
+    (theirs,) = official.manifests
+    (mine,) = ours.attachments["manifests"]
+    assert mine["rootPath"] == theirs.rootPath
+    assert mine["inputManifestHash"] == theirs.inputManifestHash
+    # The same object name under Inputs/<guid>/, and the same bytes.
+    assert mine["inputManifestPath"].rsplit("/", 1)[1] == theirs.inputManifestPath.rsplit("/", 1)[1]
+    their_bytes, _ = bucket.get_bytes(f"Official/Manifests/{theirs.inputManifestPath}")
+    our_bytes, _ = bucket.get_bytes(f"{PREFIX}/Manifests/{mine['inputManifestPath']}")
+    assert our_bytes == their_bytes
+    assert {k.rsplit("/", 1)[1] for k in bucket.keys("Official/Data/")} == {
+        k.rsplit("/", 1)[1] for k in bucket.keys(f"{PREFIX}/Data/")
+    }
