@@ -362,8 +362,9 @@ def test_our_manifest_objects_are_the_official_uploads_byte_for_byte(
     assert mine["rootPath"] == theirs.rootPath
     assert mine["inputManifestHash"] == theirs.inputManifestHash
     # The same object name under Inputs/<guid>/, and the same bytes.
-    assert mine["inputManifestPath"].rsplit("/", 1)[1] == theirs.inputManifestPath.rsplit("/", 1)[1]
-    their_bytes, _ = bucket.get_bytes(f"Official/Manifests/{theirs.inputManifestPath}")
+    their_path = str(theirs.inputManifestPath)
+    assert mine["inputManifestPath"].rsplit("/", 1)[1] == their_path.rsplit("/", 1)[1]
+    their_bytes, _ = bucket.get_bytes(f"Official/Manifests/{their_path}")
     our_bytes, _ = bucket.get_bytes(f"{PREFIX}/Manifests/{mine['inputManifestPath']}")
     assert our_bytes == their_bytes
     assert {k.rsplit("/", 1)[1] for k in bucket.keys("Official/Data/")} == {
