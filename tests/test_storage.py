@@ -130,3 +130,17 @@ def test_clients_are_shared_until_the_environment_changes(
     second = config.client()
     assert second is not first
     assert second.meta.endpoint_url == "http://127.0.0.1:2"
+
+
+def test_a_bounded_listing_answers_many_checks_and_heads_cover_the_rest(bucket: Bucket) -> None:
+    present = {f"Data/{i:04d}" for i in range(0, 60, 2)}
+    for key in present:
+        bucket.put_bytes(key, b"x")
+    bucket.put_bytes("Other/zzz", b"x")
+    asked = [f"Data/{i:04d}" for i in range(60)]
+    # The listing completes: 30 keys under the prefix, pages of 10, 2 * 60 / 10 = 12 allowed.
+    assert bucket.existing(asked, under="Data/", page_size=10) == present
+    # The listing is cut short (3 keys asked, pages of 1: 6 pages, reaching Data/0010): the
+    # keys it did not reach are checked by HEAD.
+    far = ["Data/0000", "Data/0058", "Data/0059"]
+    assert bucket.existing(far, under="Data/", page_size=1) == {"Data/0000", "Data/0058"}

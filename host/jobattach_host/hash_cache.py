@@ -9,13 +9,12 @@ each snapshot reads once and writes its new digests in one transaction.
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
 from .component import cache_dir
+from .sqlite import open_db
 
 #: (path relative to the root, size, mtime_ns, ctime_ns, chunk size or 0 for one digest)
 Key = tuple[str, int, int, int, int]
@@ -46,27 +45,7 @@ class HashCache:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else cache_dir() / "digests-v1.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One thread at a time, but not always the one that opened it (async callers).
-        self._db = sqlite3.connect(
-            self.path, timeout=60, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._set_up(deadline=time.monotonic() + 60)
-
-    def _set_up(self, deadline: float) -> None:
-        # Switching to WAL takes an exclusive lock without waiting on the busy timeout, so a
-        # process that creates the cache while another does retries for a moment.
-        while True:
-            try:
-                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(_SCHEMA)
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        self._db = open_db(self.path, _SCHEMA)
 
     def lookup(self, root: str | os.PathLike[str], keys: Sequence[Key]) -> list[Digest | None]:
         """The cached digest of each key, or None where there is none or it is stale."""

@@ -9,12 +9,12 @@ cache for that bucket.
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .component import cache_dir
+from .sqlite import open_db
 from .storage import Bucket
 
 _SCHEMA = """
@@ -35,22 +35,7 @@ class S3CheckCache:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else cache_dir() / "s3-check-v1.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, timeout=60, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        deadline = time.monotonic() + 60
-        while True:  # switching to WAL does not wait on the busy timeout
-            try:
-                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(_SCHEMA)
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        self._db = open_db(self.path, _SCHEMA)
 
     def known(self, bucket: str, keys: Iterable[str]) -> set[str]:
         wanted = set(keys)

@@ -41,10 +41,12 @@ def upload_contents(
     key_of: Callable[[str], str],
     files: Sequence[tuple[str, Path, int]],
     *,
+    under: str | None = None,
     check_cache: S3CheckCache | None = None,
     progress: Progress | None = None,
 ) -> UploadStats:
     """Uploads each distinct content of ``files`` (digest, local path, size) that S3 lacks.
+    ``under`` is the prefix all content keys share, which lets a listing find many at once.
 
     Raises :class:`Cancelled` when ``progress`` returns False; uploads already made stay (and
     are recorded), so a rerun does not send them again.
@@ -55,7 +57,7 @@ def upload_contents(
     keys = {d: key_of(d) for d in first}
     present = check_cache.trusted(bucket, list(keys.values())) if check_cache else set()
     unknown = [k for k in keys.values() if k not in present]
-    found = bucket.existing(unknown)
+    found = bucket.existing(unknown, under=under)
     if check_cache:
         check_cache.record(bucket.name, found)
     there = present | found

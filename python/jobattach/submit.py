@@ -219,6 +219,7 @@ def submit_bundle_attachments(
             bucket,
             lambda d: f"{prefix}{d}{suffix}",
             files,
+            under=prefix,
             check_cache=checks,
             progress=lambda *counts: report("uploading", *counts),
         )
