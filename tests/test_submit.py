@@ -336,7 +336,10 @@ def test_our_manifest_objects_are_the_official_uploads_byte_for_byte(
 
     settings = JobAttachmentS3Settings(s3BucketName=bucket.name, rootPrefix="Official")
     manager = S3AssetManager(
-        farm_id=WHERE.farm_id, queue_id=WHERE.queue_id, job_attachment_settings=settings
+        farm_id=WHERE.farm_id,
+        queue_id=WHERE.queue_id,
+        job_attachment_settings=settings,
+        session=boto3.Session(region_name=REGION),  # not a session cached by an earlier test
     )
     group = manager.prepare_paths_for_upload(inputs, [], [])
     _, manifests = manager.hash_assets_and_create_manifest(
