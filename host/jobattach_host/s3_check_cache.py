@@ -38,9 +38,15 @@ class S3CheckCache:
         self._db = open_db(self.path, _SCHEMA)
 
     def known(self, bucket: str, keys: Iterable[str]) -> set[str]:
-        wanted = set(keys)
-        rows = self._db.execute("SELECT key FROM present WHERE bucket = ?", (bucket,))
-        return {k for (k,) in rows if k in wanted}
+        """Which of ``keys`` the cache holds (asked in batches: a bucket may hold millions)."""
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            batch = wanted[i : i + 500]
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT key FROM present WHERE bucket = ? AND key IN ({marks})"
+            found.update(k for (k,) in self._db.execute(sql, (bucket, *batch)))
+        return found
 
     def record(self, bucket: str, keys: Iterable[str]) -> None:
         now = time.time()
