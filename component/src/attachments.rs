@@ -12,6 +12,21 @@ use crate::error::{Error, Result};
 use crate::hash::Hasher;
 use crate::json::{self, Value};
 
+/// The folder a worker gives a job's root in its session directory when no path mapping
+/// applies: `assetroot-` and the first 10 bytes of SHAKE-256 of the root path, in hex.
+pub fn session_root(root_path: &str) -> String {
+    use sha3::digest::{ExtendableOutput, Update, XofReader};
+    let mut shake = sha3::Shake256::default();
+    shake.update(root_path.as_bytes());
+    let mut out = [0u8; 10];
+    shake.finalize_xof().read(&mut out);
+    let mut name = String::from("assetroot-");
+    for b in out {
+        let _ = write!(name, "{b:02x}");
+    }
+    name
+}
+
 /// The object key of a content's data.
 pub fn data_key(root_prefix: &str, digest: &str) -> String {
     format!("{}Data/{digest}.xxh128", prefix(root_prefix))
@@ -155,6 +170,12 @@ fn manifest_object(key: &str, root: &str, location: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_roots_are_named_as_the_worker_names_them() {
+        // hashlib.shake_256(b"/tmp/ja-vectors/unicode").hexdigest(10)
+        assert_eq!(session_root("/tmp/ja-vectors/unicode"), "assetroot-2fd6f1a167bd6d7e2d2d");
+    }
 
     #[test]
     fn keys_follow_the_layout() {

@@ -10,99 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::abspath::{common, AbsPath, Style};
 use crate::error::{Error, Result};
 use crate::json::{self, Value};
-
-/// The path syntax of the submitting machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    Posix,
-    Windows,
-}
-
-/// An absolute path as an anchor (`/`, `C:\`) and its normalised parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AbsPath {
-    anchor: String,
-    parts: Vec<String>,
-}
-
-impl AbsPath {
-    fn parse(text: &str, style: Style) -> Result<AbsPath> {
-        let bad = || Error::invalid(format!("{text:?} is not an absolute path"));
-        let (anchor, rest) = match style {
-            Style::Posix => {
-                let rest = text.strip_prefix('/').ok_or_else(bad)?;
-                ("/".to_string(), rest.to_string())
-            }
-            Style::Windows => {
-                let t = text.replace('/', "\\");
-                let b = t.as_bytes();
-                if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
-                    (format!("{}\\", &t[..2]), t[3..].to_string())
-                } else if let Some(unc) = t.strip_prefix("\\\\") {
-                    let mut it = unc.splitn(3, '\\');
-                    let (server, share) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
-                    if server.is_empty() || share.is_empty() {
-                        return Err(bad());
-                    }
-                    (format!("\\\\{server}\\{share}\\"), it.next().unwrap_or("").to_string())
-                } else {
-                    return Err(bad());
-                }
-            }
-        };
-        let sep = if style == Style::Posix { '/' } else { '\\' };
-        let mut parts: Vec<String> = Vec::new();
-        for p in rest.split(sep) {
-            match p {
-                "" | "." => {}
-                ".." => {
-                    parts.pop();
-                }
-                p => parts.push(p.to_string()),
-            }
-        }
-        Ok(AbsPath { anchor, parts })
-    }
-
-    fn render(&self, style: Style) -> String {
-        let sep = if style == Style::Posix { "/" } else { "\\" };
-        format!("{}{}", self.anchor, self.parts.join(sep))
-    }
-
-    fn key(&self, style: Style) -> (String, Vec<String>) {
-        match style {
-            Style::Posix => (self.anchor.clone(), self.parts.clone()),
-            Style::Windows => {
-                (self.anchor.to_lowercase(), self.parts.iter().map(|p| p.to_lowercase()).collect())
-            }
-        }
-    }
-
-    fn starts_with(&self, base: &AbsPath, style: Style) -> bool {
-        let (a, p) = self.key(style);
-        let (b, q) = base.key(style);
-        a == b && p.len() >= q.len() && p[..q.len()] == q[..]
-    }
-
-    fn relative_to(&self, base: &AbsPath, style: Style) -> String {
-        let sep = if style == Style::Posix { "/" } else { "\\" };
-        self.parts[base.parts.len()..].join(sep)
-    }
-}
-
-/// The common ancestor of `paths` (which share an anchor), component by component.
-fn common(paths: &[&AbsPath], style: Style) -> AbsPath {
-    let first = paths[0];
-    let mut n = first.parts.len();
-    for p in &paths[1..] {
-        let (_, a) = first.key(style);
-        let (_, b) = p.key(style);
-        n = n.min(a.iter().zip(&b).take_while(|(x, y)| x == y).count());
-    }
-    AbsPath { anchor: first.anchor.clone(), parts: first.parts[..n].to_vec() }
-}
 
 #[derive(Default)]
 struct Group {
@@ -186,7 +96,7 @@ pub fn group(request: &str) -> Result<String> {
             let texts = strings(Some(Value::Array(parts)), "a location")?;
             let [name, path, kind] = <[String; 3]>::try_from(texts)
                 .map_err(|_| Error::invalid("a location is [name, path, \"LOCAL\"|\"SHARED\"]"))?;
-            let path = AbsPath::parse(&path, style)?;
+            let path = AbsPath::parse(&path, style)?.normalized();
             match kind.as_str() {
                 "LOCAL" => local.push((path, name)),
                 "SHARED" => shared.push(path),
@@ -207,7 +117,7 @@ pub fn group(request: &str) -> Result<String> {
     let mut file_keys = Vec::new();
     for (list, texts) in [(0, &files), (1, &outputs), (2, &references)] {
         for text in texts.iter() {
-            let path = AbsPath::parse(text, style)?;
+            let path = AbsPath::parse(text, style)?.normalized();
             if shared.iter().any(|s| path.starts_with(s, style)) {
                 skipped_shared += 1;
                 continue;

@@ -1,6 +1,7 @@
 //! The jobattach engine component. This file only binds the WIT exports to the domain modules;
 //! the rules live in those modules, which also compile natively so `cargo test` can run them.
 
+pub mod abspath;
 pub mod attachments;
 pub mod diff;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod hash;
 pub mod json;
 pub mod manifest;
 pub mod manifest_v2025;
+pub mod pathmap;
 pub mod relpath;
 pub mod roots;
 pub mod snapshot;
@@ -30,7 +32,7 @@ mod bindings {
         },
     });
 
-    use exports::jobattach::engine::{hashing, info, manifest, snapshot, submit, types};
+    use exports::jobattach::engine::{hashing, info, manifest, snapshot, submit, sync, types};
     use jobattach::engine::host_files;
 
     use crate::error::{Error, ErrorKind};
@@ -158,6 +160,20 @@ mod bindings {
 
         fn describe(request: String) -> Result<String, types::Error> {
             Ok(crate::attachments::describe(&request)?)
+        }
+    }
+
+    impl sync::Guest for Engine {
+        fn session_root(root_path: String) -> String {
+            crate::attachments::session_root(&root_path)
+        }
+
+        fn map_path(
+            rules: String,
+            path: String,
+            separator: String,
+        ) -> Result<Option<String>, types::Error> {
+            Ok(crate::pathmap::map_path(&rules, &path, &separator)?)
         }
     }
 
