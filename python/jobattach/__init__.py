@@ -44,6 +44,7 @@ from .submit import (
     submit_bundle_attachments,
     submit_bundle_attachments_async,
 )
+from .sync import SyncInputsResult, sync_inputs
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "StorageError",
     "StorageProfile",
     "SummaryStatistics",
+    "SyncInputsResult",
     "ValidationError",
     "__version__",
     "create_manifest",
@@ -79,6 +81,7 @@ __all__ = [
     "merge_manifests",
     "submit_bundle_attachments",
     "submit_bundle_attachments_async",
+    "sync_inputs",
     "versions",
 ]
 

@@ -1,0 +1,191 @@
+"""The worker side: a job's inputs downloaded to files, checked, with exact mtimes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from deadline.job_attachments.models import JobAttachmentS3Settings
+from deadline.job_attachments.upload import S3AssetManager
+
+from conftest import VECTORS
+from jobattach import (
+    Manifest,
+    S3Config,
+    S3Location,
+    StorageError,
+    ValidationError,
+    sync_inputs,
+)
+from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
+from jobattach_host.storage import Bucket
+from jobattach_host.sync import PathMappingRule, session_root_name
+
+REGION = "us-west-2"
+
+
+@pytest.fixture
+def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Config:
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ENDPOINT_URL_STS": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCOUNT_ID": "123456789012",
+        "HOME": str(tmp_path / "home"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return S3Config(region=REGION)
+
+
+@pytest.fixture
+def uploaded(aws: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A tree uploaded by the official tools, as a job's inputs: its bucket and attachments."""
+    bucket = Bucket(f"sync-{abs(hash(request.node.name)) % 10**8}", aws)
+    bucket.create()
+    root = tmp_path / "submitted"
+    subprocess.run(
+        [sys.executable, str(VECTORS / "unicode" / "gen_tree.py"), str(root)], check=True
+    )
+    inputs = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    manager = S3AssetManager(
+        farm_id="farm-1",
+        queue_id="queue-1",
+        job_attachment_settings=JobAttachmentS3Settings(s3BucketName=bucket.name, rootPrefix="JA"),
+        session=boto3.Session(region_name=REGION),
+    )
+    group = manager.prepare_paths_for_upload(inputs, [], [])
+    _, manifests = manager.hash_assets_and_create_manifest(
+        group.asset_groups,
+        group.total_input_files,
+        group.total_input_bytes,
+        hash_cache_dir=str(tmp_path / "official-cache"),
+    )
+    _, attachments = manager.upload_assets(manifests, s3_check_cache_dir=str(tmp_path / "oc"))
+    return {"bucket": bucket, "root": root, "attachments": attachments.to_dict()}
+
+
+def test_inputs_land_identical_with_exact_mtimes(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    session = tmp_path / "session"
+    where = S3Location(uploaded["bucket"].name, "JA")
+    result = sync_inputs(where, uploaded["attachments"], session, s3=aws)
+    root = uploaded["root"]
+    dest = session / session_root_name(str(root))
+    assert result.roots == {str(root): str(dest)}
+    manifest = Manifest.decode((VECTORS / "unicode" / "manifest.json").read_bytes())
+    for e in manifest.entries:
+        local = dest / e.path
+        assert local.read_bytes() == (root / e.path).read_bytes(), e.path
+        assert local.stat().st_mtime_ns == (root / e.path).stat().st_mtime_ns // 1000 * 1000
+    assert result.downloaded_files == len(manifest) == result.files
+    assert not (dest / ".jobattach-staging").exists()
+
+    again = sync_inputs(where, uploaded["attachments"], session, s3=aws)
+    assert (again.downloaded_files, again.unchanged_files) == (0, len(manifest))
+
+
+def test_conflicting_local_files_follow_the_policy(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    session = tmp_path / "session"
+    where = S3Location(uploaded["bucket"].name, "JA")
+    sync_inputs(where, uploaded["attachments"], session, s3=aws)
+    dest = session / session_root_name(str(uploaded["root"]))
+    changed = next(p for p in dest.rglob("*") if p.is_file())
+    original = changed.read_bytes()
+    changed.write_bytes(b"edited by the artist")
+
+    with pytest.raises(ValidationError, match="local files differ"):
+        sync_inputs(where, uploaded["attachments"], session, on_conflict="error", s3=aws)
+    assert changed.read_bytes() == b"edited by the artist"
+    skipped = sync_inputs(where, uploaded["attachments"], session, on_conflict="skip", s3=aws)
+    assert skipped.conflicts == {"skipped": [str(changed)]}
+    assert changed.read_bytes() == b"edited by the artist"
+    restored = sync_inputs(where, uploaded["attachments"], session, s3=aws)
+    assert restored.conflicts == {"overwritten": [str(changed)]}
+    assert restored.downloaded_files == 1
+    assert changed.read_bytes() == original
+
+
+def test_content_that_does_not_match_its_hash_is_never_left_in_place(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    bucket: Bucket = uploaded["bucket"]
+    victim = sorted(k for k in bucket.keys("JA/Data/"))[0]
+    bucket.put_bytes(victim, b"tampered")
+    with pytest.raises(StorageError, match="does not match its hash") as err:
+        sync_inputs(S3Location(bucket.name, "JA"), uploaded["attachments"], tmp_path / "s", s3=aws)
+    assert err.value.path == victim
+    digest = victim.rsplit("/", 1)[1].split(".")[0]
+    manifest = Manifest.decode((VECTORS / "unicode" / "manifest.json").read_bytes())
+    dest = tmp_path / "s" / session_root_name(str(uploaded["root"]))
+    for e in manifest.entries:
+        if e.hash == digest:
+            assert not (dest / e.path).exists()
+    assert not any(p.name.endswith((".part", ".jobattach-tmp")) for p in dest.rglob("*"))
+
+
+def test_a_manifest_that_would_escape_is_refused_before_anything_is_written(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    bucket: Bucket = uploaded["bucket"]
+    (props,) = uploaded["attachments"]["manifests"]
+    evil = {
+        "hashAlg": "xxh128",
+        "manifestVersion": "2023-03-03",
+        "totalSize": 1,
+        "paths": [{"hash": "0" * 32, "mtime": 1, "path": "../../outside.txt", "size": 1}],
+    }
+    bucket.put_bytes(f"JA/Manifests/{props['inputManifestPath']}", json.dumps(evil).encode())
+    session = tmp_path / "session"
+    with pytest.raises(ValidationError, match=r"'\.\.' segment"):
+        sync_inputs(S3Location(bucket.name, "JA"), uploaded["attachments"], session, s3=aws)
+    assert not session.exists() or not any(session.rglob("*"))
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_path_mapping_rules_choose_the_destination(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    mapped = tmp_path / "mapped"
+    rules = [PathMappingRule("posix", str(uploaded["root"]), str(mapped))]
+    where = S3Location(uploaded["bucket"].name, "JA")
+    result = sync_inputs(
+        where, uploaded["attachments"], tmp_path / "s", path_mapping_rules=rules, s3=aws
+    )
+    assert result.roots == {str(uploaded["root"]): str(mapped)}
+    assert sorted(p.name for p in mapped.iterdir())
+    named = dict(uploaded["attachments"])
+    named["manifests"] = [{**m, "fileSystemLocationName": "Show"} for m in named["manifests"]]
+    with pytest.raises(ValidationError, match="no path mapping rule"):
+        sync_inputs(where, named, tmp_path / "s2", s3=aws)
+    with pytest.raises(ValidationError, match="on_conflict"):
+        sync_inputs(where, named, tmp_path / "s3", on_conflict="merge", s3=aws)
+
+
+def test_a_symlink_leading_out_is_not_written_through(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    session = tmp_path / "session"
+    dest = session / session_root_name(str(uploaded["root"]))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest.mkdir(parents=True)
+    manifest = Manifest.decode((VECTORS / "unicode" / "manifest.json").read_bytes())
+    nested = next(e.path for e in manifest.entries if "/" in e.path)
+    (dest / nested.split("/")[0]).symlink_to(outside)
+    with pytest.raises(ValidationError, match="outside"):
+        sync_inputs(
+            S3Location(uploaded["bucket"].name, "JA"), uploaded["attachments"], session, s3=aws
+        )
+    assert list(outside.iterdir()) == []
+    assert os.path.islink(dest / nested.split("/")[0])
