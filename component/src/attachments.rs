@@ -27,6 +27,18 @@ pub fn session_root(root_path: &str) -> String {
     name
 }
 
+/// `{"data_prefix", "data_suffix", "manifests_prefix"}`: a content's key is data_prefix +
+/// xxh128 + data_suffix, a manifest's is manifests_prefix + its path in the attachments.
+pub fn layout(root_prefix: &str) -> String {
+    let p = prefix(root_prefix);
+    let mut out = String::from("{\"data_prefix\":");
+    string(&mut out, &format!("{p}Data/"));
+    out.push_str(",\"data_suffix\":\".xxh128\",\"manifests_prefix\":");
+    string(&mut out, &format!("{p}Manifests/"));
+    out.push('}');
+    out
+}
+
 /// The object key of a content's data.
 pub fn data_key(root_prefix: &str, digest: &str) -> String {
     format!("{}Data/{digest}.xxh128", prefix(root_prefix))
@@ -54,8 +66,8 @@ fn string(out: &mut String, s: &str) {
 /// Describes a submission: `request` is `{"root_prefix", "farm_id", "queue_id", "file_system":
 /// "COPIED"|"VIRTUAL", "path_format": "posix"|"windows", "groups": [{"root", "location":
 /// name|null, "outputs": [rel], "manifest_hash": hash|null, "guid": hex}]}`. Returns
-/// `{"data": {"prefix", "suffix"}, "manifests": [{"key", "metadata"}|null per group],
-/// "attachments": {...}}`: a content's key is `prefix + digest + suffix`.
+/// `{"manifests": [{"key", "metadata"}|null per group], "attachments": {...}}` (content keys
+/// are in [`layout`]).
 pub fn describe(request: &str) -> Result<String> {
     let bad = |why: &str| Error::invalid(format!("submission: {why}"));
     let Value::Object(top) = json::parse(request)? else { return Err(bad("must be an object")) };
@@ -136,11 +148,8 @@ pub fn describe(request: &str) -> Result<String> {
         entry.push('}');
         entries.push(entry);
     }
-    let mut data = String::from("{\"prefix\":");
-    string(&mut data, &format!("{}Data/", prefix(&root_prefix)));
-    data.push_str(",\"suffix\":\".xxh128\"}");
     Ok(format!(
-        "{{\"data\":{data},\"manifests\":[{}],\"attachments\":{{\"manifests\":[{}],\"fileSystem\":\"{file_system}\"}}}}",
+        "{{\"manifests\":[{}],\"attachments\":{{\"manifests\":[{}],\"fileSystem\":\"{file_system}\"}}}}",
         manifests.join(","),
         entries.join(",")
     ))
@@ -178,6 +187,14 @@ mod tests {
     }
 
     #[test]
+    fn the_layout_names_its_prefixes() {
+        assert_eq!(
+            layout("/JA/"),
+            r#"{"data_prefix":"JA/Data/","data_suffix":".xxh128","manifests_prefix":"JA/Manifests/"}"#
+        );
+    }
+
+    #[test]
     fn keys_follow_the_layout() {
         assert_eq!(data_key("JobAttachments", "ab"), "JobAttachments/Data/ab.xxh128");
         assert_eq!(data_key("", "ab"), "Data/ab.xxh128");
@@ -202,9 +219,7 @@ mod tests {
             r#"{{"rootPath":"/show/caf\u00e9","fileSystemLocationName":"Show","rootPathFormat":"posix","inputManifestPath":"farm-1/queue-2/Inputs/00ff/{root_hash}_input","inputManifestHash":"0123456789abcdef0123456789abcdef","outputRelativeDirectories":["renders"]}}"#
         )), "{out}");
         assert!(out.contains(r#"{"rootPath":"/out","rootPathFormat":"posix","outputRelativeDirectories":["a","b"]}],"fileSystem":"COPIED"}"#), "{out}");
-        assert!(out.starts_with(
-            r#"{"data":{"prefix":"JA/Data/","suffix":".xxh128"},"manifests":[{"key""#
-        ));
+        assert!(out.starts_with(r#"{"manifests":[{"key""#));
         assert!(out.contains("},null],"));
     }
 }

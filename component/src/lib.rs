@@ -168,6 +168,10 @@ mod bindings {
             crate::attachments::session_root(&root_path)
         }
 
+        fn layout(root_prefix: String) -> String {
+            crate::attachments::layout(&root_prefix)
+        }
+
         fn map_path(
             rules: String,
             path: String,

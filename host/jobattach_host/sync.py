@@ -25,6 +25,22 @@ def session_root_name(root_path: str) -> str:
     return str(session_for().call("sync", "session-root", root_path))
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where objects are under a queue's root prefix (the component's rule)."""
+
+    data_prefix: str
+    data_suffix: str
+    manifests_prefix: str
+
+    def data_key(self, digest: str) -> str:
+        return f"{self.data_prefix}{digest}{self.data_suffix}"
+
+
+def layout(root_prefix: str) -> Layout:
+    return Layout(**json.loads(session_for().call("sync", "layout", root_prefix)))
+
+
 def map_path(rules: Sequence[PathMappingRule], path: str) -> str | None:
     """``path`` mapped by the most specific rule, or None when none applies."""
     text = json.dumps([[r.source_path_format, r.source_path, r.destination_path] for r in rules])

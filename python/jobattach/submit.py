@@ -25,6 +25,7 @@ from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import plan
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
 from jobattach_host.submit import group_paths
+from jobattach_host.sync import layout
 from jobattach_host.upload import Cancelled, upload_contents
 
 from .manifest import Manifest
@@ -203,7 +204,7 @@ def submit_bundle_attachments(
         ],
     }
     plan_doc = json.loads(session_for().call("submit", "describe", json.dumps(request)))
-    prefix, suffix = plan_doc["data"]["prefix"], plan_doc["data"]["suffix"]
+    where = layout(s3_location.root_prefix)
 
     files = [
         (e.hash, Path(g.root) / e.path, e.size or 0)
@@ -217,9 +218,9 @@ def submit_bundle_attachments(
     try:
         stats = upload_contents(
             bucket,
-            lambda d: f"{prefix}{d}{suffix}",
+            where.data_key,
             files,
-            under=prefix,
+            under=where.data_prefix,
             check_cache=checks,
             progress=lambda *counts: report("uploading", *counts),
         )

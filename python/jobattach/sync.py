@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, StorageError, ValidationError
 from jobattach_host.storage import Bucket, S3Config
-from jobattach_host.sync import PathMappingRule, map_path, session_root_name
+from jobattach_host.sync import Layout, PathMappingRule, layout, map_path, session_root_name
 
 from .manifest import Manifest, ManifestEntry, merge_manifests
 from .submit import S3Location
@@ -61,14 +62,14 @@ def sync_inputs(
         raise ValidationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
-    prefix = s3_location.root_prefix.strip("/")
+    where = layout(s3_location.root_prefix)
     by_dest: dict[Path, list[Manifest]] = {}
     roots: dict[str, str] = {}
     for props in attachments.get("manifests", []):
         dest = _destination(props, Path(session_dir), path_mapping_rules)
         roots[props["rootPath"]] = str(dest)
         if props.get("inputManifestPath"):
-            data, _ = bucket.get_bytes(f"{prefix}/Manifests/{props['inputManifestPath']}")
+            data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
             by_dest.setdefault(dest, []).append(Manifest.decode(data))  # validates every path
     totals = {
         "files": 0,
@@ -83,7 +84,7 @@ def sync_inputs(
         for dest, ms in by_dest.items()
     ]
     for dest, todo in plans:  # nothing is written before every root's plan stands
-        _download(bucket, f"{prefix}/Data/", dest, todo, totals)
+        _download(bucket, where, dest, todo, totals)
     return SyncInputsResult(
         roots=roots, conflicts=conflicts, seconds=time.perf_counter() - t0, **totals
     )
@@ -150,36 +151,42 @@ def _plan(
 
 
 def _download(
-    bucket: Bucket, data_prefix: str, dest: Path, todo: list[ManifestEntry], totals: dict[str, int]
+    bucket: Bucket, where: Layout, dest: Path, todo: list[ManifestEntry], totals: dict[str, int]
 ) -> None:
+    """Downloads each distinct content once, in parallel, checks them all in one batched call
+    to the component, then puts each file in place."""
     if not todo:
         return
     staging = dest / _STAGING
     staging.mkdir(parents=True, exist_ok=True)
     real_dest = os.path.realpath(dest)
+    by_hash: dict[str, list[ManifestEntry]] = {}
+    for e in todo:
+        by_hash.setdefault(str(e.hash), []).append(e)
+    digests = list(by_hash)
     try:
-        by_hash: dict[str, list[ManifestEntry]] = {}
-        for e in todo:
-            by_hash.setdefault(str(e.hash), []).append(e)
-        for digest, entries in by_hash.items():
-            staged = staging / f"{digest}.part"
-            key = f"{data_prefix}{digest}.xxh128"
-            bucket.download_file(key, staged)
-            (got,) = hash_files(staging, [staged.name])
+        workers = max(1, bucket.config.options.max_pool_connections // 2)
+        with ThreadPoolExecutor(workers, thread_name_prefix="s3-download") as pool:
+
+            def fetch(digest: str) -> None:
+                bucket.download_file(where.data_key(digest), staging / digest)
+
+            list(pool.map(fetch, digests))
+        for digest, got in zip(digests, hash_files(staging, digests)):
             if got != digest:
-                staged.unlink()
-                raise StorageError(
-                    f"the content of {key} does not match its hash ({got})", path=key
-                )
+                key = where.data_key(digest)
+                why = f"the content of {key} does not match its hash (it hashes to {got})"
+                raise StorageError(why, path=key)
+        for digest, entries in by_hash.items():
             for i, e in enumerate(entries):
-                _place(staged, dest / e.path, real_dest, last=i == len(entries) - 1)
-                os.utime(dest / e.path, ns=(int(e.mtime or 0) * 1000, int(e.mtime or 0) * 1000))
+                _place(staging / digest, dest / e.path, real_dest, last=i == len(entries) - 1)
+                mtime_ns = int(e.mtime or 0) * 1000
+                os.utime(dest / e.path, ns=(mtime_ns, mtime_ns))
                 totals["downloaded_files"] += 1
                 totals["downloaded_bytes"] += e.size or 0
     except OSError as e:
-        raise FileAccessError(
-            f"cannot write the job's inputs: {e.strerror}", path=e.filename
-        ) from e
+        why = f"cannot write the job's inputs: {e.strerror}"
+        raise FileAccessError(why, path=e.filename) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
