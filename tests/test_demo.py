@@ -32,6 +32,8 @@ def test_demo_submits_each_distinct_content_once(s3_endpoint: str, tmp_path: Pat
     assert result.distinct_contents < result.files  # the sample repeats some contents
     assert result.uploaded == result.distinct_contents
     assert result.resubmitted_uploaded == 0
+    assert result.downloaded == result.files
+    assert result.verified
     bucket = Bucket("demo-test", _config(s3_endpoint))
     keys = sorted(bucket.keys("JobAttachments/Data/"))
     assert len(keys) == result.distinct_contents
@@ -57,6 +59,7 @@ def test_demo_runs_on_its_own_server_and_stops_it() -> None:
     assert result["manifest_entries"] == result["files"] == 30
     assert result["uploaded"] == result["distinct_contents"] > 0
     assert result["resubmitted_uploaded"] == 0
+    assert (result["downloaded"], result["verified"]) == (30, True)
     url = urlparse(result["endpoint_url"])
     assert url.hostname == "127.0.0.1"
     with pytest.raises(ConnectionRefusedError):  # the server it started is gone

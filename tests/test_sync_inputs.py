@@ -189,3 +189,40 @@ def test_a_symlink_leading_out_is_not_written_through(
         )
     assert list(outside.iterdir()) == []
     assert os.path.islink(dest / nested.split("/")[0])
+
+
+def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -> None:
+    attachments = tmp_path / "attachments.json"
+    attachments.write_text(json.dumps(uploaded["attachments"]))
+    args = [
+        str(Path(sys.executable).parent / "jobattach"),
+        "attachments",
+        "download",
+        "--bucket",
+        uploaded["bucket"].name,
+        "--root-prefix",
+        "JA",
+        "--attachments",
+        str(attachments),
+        "--dest",
+        str(tmp_path / "dest"),
+    ]
+    out = subprocess.run(
+        [*args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["downloaded_files"] == result["files"] > 0
+    again = subprocess.run(
+        args, capture_output=True, text=True, check=False, env=dict(os.environ), timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert "0 downloaded" in again.stderr
+    assert again.stdout.strip() == (
+        f"{uploaded['root']} -> {tmp_path / 'dest' / session_root_name(str(uploaded['root']))}"
+    )

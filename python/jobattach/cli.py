@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -27,6 +28,7 @@ from . import (
     hash_file,
     merge_manifests,
     submit_bundle_attachments,
+    sync_inputs,
     versions,
 )
 from .manifest import V2023, V2025_SNAPSHOT
@@ -148,6 +150,27 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the attachments JSON alone, with no progress"
     )
 
+    down = asub.add_parser("download", help="download a job's inputs from its attachments JSON")
+    down.add_argument("--bucket", required=True)
+    down.add_argument("--root-prefix", required=True)
+    down.add_argument(
+        "--attachments", required=True, type=Path, metavar="FILE", help="the job's attachments JSON"
+    )
+    down.add_argument(
+        "--dest",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="each root lands in its own folder here unless a rule maps it",
+    )
+    down.add_argument(
+        "--on-conflict",
+        choices=["overwrite", "skip", "error"],
+        default="overwrite",
+        help="what to do with local files that differ (default %(default)s)",
+    )
+    down.add_argument("--json", action="store_true", help="print the result as JSON")
+
     d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
     d.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting a local one")
     d.add_argument("--bucket", default="jobattach-demo")
@@ -166,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "manifest":
             return _MANIFEST_COMMANDS[args.manifest_command](args)
         if args.command == "attachments":
-            return _upload(args)
+            return _upload(args) if args.attachments_command == "upload" else _download(args)
     except AttachmentError as e:
         print(f"jobattach: error: {e}", file=sys.stderr)
         return 1
@@ -324,6 +347,34 @@ def _upload(args: argparse.Namespace) -> int:
             if result.missing_inputs
             else ""
         ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    try:
+        attachments = json.loads(args.attachments.read_text())
+    except OSError as e:
+        raise FileAccessError(f"cannot read: {e.strerror}", path=str(args.attachments)) from e
+    except ValueError as e:
+        raise ValidationError(f"{args.attachments}: not JSON ({e})") from e
+    result = sync_inputs(
+        S3Location(args.bucket, args.root_prefix),
+        attachments,
+        args.dest,
+        on_conflict=args.on_conflict,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+        return 0
+    for root, local in result.roots.items():
+        print(f"{root} -> {local}")
+    print(
+        f"jobattach: {result.files} files, {result.bytes / 1e6:.1f} MB: {result.downloaded_files}"
+        f" downloaded, {result.unchanged_files} already there"
+        + "".join(f", {len(v)} {k}" for k, v in sorted(result.conflicts.items()))
+        + f"; {result.seconds:.2f} s",
         file=sys.stderr,
     )
     return 0

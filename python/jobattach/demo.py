@@ -3,7 +3,8 @@
 Generates a sample tree and submits it as a job's attachments, as a DCC plugin would, to a
 local S3 server that it starts and stops itself (unless given an endpoint): content goes to
 ``{prefix}/Data/{xxh128}.xxh128``, the manifest under ``{prefix}/Manifests/``. Then it submits
-the unchanged tree again, which must send nothing, and reads the manifest back to verify it.
+the unchanged tree again, which must send nothing, and downloads the inputs elsewhere as a
+worker would, checking every file against the manifest.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from jobattach_host import hash_files
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.sync import layout
 
 from .local_s3 import ACCESS_KEY, SECRET_KEY, LocalS3Server
 from .manifest import Manifest
@@ -27,6 +30,7 @@ from .submit import (
     S3Location,
     submit_bundle_attachments,
 )
+from .sync import sync_inputs
 
 FARM = ManifestLocation(
     "farm-00000000000000000000000000demo", "queue-0000000000000000000000000demo"
@@ -45,6 +49,10 @@ class DemoResult:
     resubmitted_uploaded: int
     resubmit_seconds: float
     manifest_entries: int
+    downloaded: int
+    download_seconds: float
+    #: Every downloaded file hashes to its manifest entry's hash.
+    verified: bool
     attachments: dict[str, Any]
 
     def as_dict(self) -> dict[str, object]:
@@ -60,7 +68,10 @@ class DemoResult:
                 f"  submitted     {self.uploaded} objects uploaded in {self.first_seconds:.2f} s",
                 f"  resubmitted   {self.resubmitted_uploaded} uploaded in"
                 f" {self.resubmit_seconds:.2f} s (the caches knew the rest)",
-                f"  verified      the manifest in S3 lists {self.manifest_entries} files",
+                f"  downloaded    {self.downloaded} files elsewhere, as a worker would, in"
+                f" {self.download_seconds:.2f} s",
+                f"  verified      the manifest in S3 lists {self.manifest_entries} files, and"
+                + (" every download matches it" if self.verified else " a download DIFFERS"),
             ]
         )
 
@@ -115,9 +126,16 @@ def _submit(
         finally:
             hashes.close()
             checks.close()
-    entry = first.attachments["manifests"][0]
-    data, _ = bucket.get_bytes(f"{root_prefix}/Manifests/{entry['inputManifestPath']}")
-    manifest = Manifest.decode(data)
+        entry = first.attachments["manifests"][0]
+        data, _ = bucket.get_bytes(
+            layout(root_prefix).manifests_prefix + entry["inputManifestPath"]
+        )
+        manifest = Manifest.decode(data)
+        where = S3Location(bucket_name, root_prefix)
+        synced = sync_inputs(where, first.attachments, Path(tmp) / "worker", s3=config)
+        (local,) = synced.roots.values()
+        digests = hash_files(local, [e.path for e in manifest.entries])
+        verified = digests == [e.hash for e in manifest.entries]
     return DemoResult(
         endpoint_url=endpoint_url,
         bucket=bucket_name,
@@ -129,5 +147,8 @@ def _submit(
         resubmitted_uploaded=again.statistics.files_uploaded,
         resubmit_seconds=again.statistics.seconds,
         manifest_entries=len(manifest),
+        downloaded=synced.downloaded_files,
+        download_seconds=synced.seconds,
+        verified=verified,
         attachments=first.attachments,
     )
