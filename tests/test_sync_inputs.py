@@ -19,9 +19,11 @@ from jobattach import (
     Manifest,
     S3Config,
     S3Location,
+    SessionAction,
     StorageError,
     ValidationError,
     sync_inputs,
+    sync_outputs,
 )
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
 from jobattach_host.storage import Bucket
@@ -226,3 +228,71 @@ def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -
     assert again.stdout.strip() == (
         f"{uploaded['root']} -> {tmp_path / 'dest' / session_root_name(str(uploaded['root']))}"
     )
+
+
+def test_outputs_go_where_the_official_tools_find_them(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    from deadline.job_attachments._utils import _float_to_iso_datetime_string
+    from deadline.job_attachments.asset_manifests.hash_algorithms import HashAlgorithm, hash_data
+    from deadline.job_attachments.download import (
+        download_files_from_manifests,
+        get_asset_root_and_manifest_from_s3,
+    )
+
+    bucket: Bucket = uploaded["bucket"]
+    root = str(uploaded["root"])
+    attachments = dict(uploaded["attachments"])
+    attachments["manifests"] = [
+        {**m, "outputRelativeDirectories": ["renders", "emoji \U0001f600"]}
+        for m in attachments["manifests"]
+    ]
+    where = S3Location(bucket.name, "JA")
+    session = tmp_path / "session"
+    inputs = sync_inputs(where, attachments, session, s3=aws)
+    local = Path(inputs.roots[root])
+    (local / "renders").mkdir()
+    (local / "renders" / "beauty.0001.exr").write_bytes(b"pixels" * 1000)
+    (local / "renders" / "deep").mkdir()
+    (local / "renders" / "deep" / "z.exr").write_bytes(b"depth")
+    touched = local / "emoji \U0001f600" / "inner.txt"  # an input the task rewrote
+    touched.write_bytes(b"rewritten by the task")
+    action = SessionAction(
+        "farm-1",
+        "queue-1",
+        "job-1",
+        "step-1",
+        "sessionaction-1-0",
+        started=1_700_000_123.4567891,
+        task_id="task-1",
+    )
+
+    result = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
+
+    assert result.files == 3
+    expected_prefix = (
+        f"JA/Manifests/farm-1/queue-1/job-1/step-1/task-1/"
+        f"{_float_to_iso_datetime_string(action.started)}_sessionaction-1-0/"
+    )
+    name = hash_data(root.encode(), HashAlgorithm.XXH128)
+    assert result.manifest_keys == [f"{expected_prefix}{name}_output"]
+
+    session_ = boto3.Session(region_name=REGION)
+    asset_root, manifest = get_asset_root_and_manifest_from_s3(
+        result.manifest_keys[0], bucket.name, session_
+    )
+    assert asset_root == root
+    assert sorted(p.path for p in manifest.paths) == [
+        "emoji \U0001f600/inner.txt",
+        "renders/beauty.0001.exr",
+        "renders/deep/z.exr",
+    ]
+    elsewhere = tmp_path / "fetched"
+    download_files_from_manifests(
+        bucket.name, {str(elsewhere): manifest}, "JA/Data", session=session_
+    )
+    assert (elsewhere / "renders" / "beauty.0001.exr").read_bytes() == b"pixels" * 1000
+    assert (elsewhere / "emoji \U0001f600" / "inner.txt").read_bytes() == b"rewritten by the task"
+
+    nothing = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
+    assert nothing.uploaded_files == 0  # the content is there already

@@ -27,6 +27,45 @@ pub fn session_root(root_path: &str) -> String {
     name
 }
 
+/// `%Y-%m-%dT%H:%M:%S.%fZ` (UTC) of a time in microseconds since the epoch, as the official
+/// worker names a session action's outputs.
+pub fn iso_time(us: i64) -> String {
+    let (secs, micros) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, sec) = (day_secs / 3600, day_secs % 3600 / 60, day_secs % 60);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{micros:06}Z")
+}
+
+/// Where a session action's output manifest for one root goes, and its metadata:
+/// `{"key", "metadata"}`. `task_id` is empty for a step-level action.
+pub fn output_manifest(
+    root_prefix: &str,
+    ids: [&str; 5], // farm, queue, job, step, task
+    session_action: &str,
+    start_us: i64,
+    root: &str,
+    location: Option<&str>,
+) -> String {
+    let [farm, queue, job, step, task] = ids;
+    let mut key = format!("{}Manifests/{farm}/{queue}/{job}/{step}/", prefix(root_prefix));
+    if !task.is_empty() {
+        let _ = write!(key, "{task}/");
+    }
+    let name = xxh128_of(&format!("{}{root}", location.unwrap_or("")));
+    let _ = write!(key, "{}_{session_action}/{name}_output", iso_time(start_us));
+    manifest_object(&key, root, location)
+}
+
 /// `{"data_prefix", "data_suffix", "manifests_prefix"}`: a content's key is data_prefix +
 /// xxh128 + data_suffix, a manifest's is manifests_prefix + its path in the attachments.
 pub fn layout(root_prefix: &str) -> String {
@@ -184,6 +223,29 @@ mod tests {
     fn session_roots_are_named_as_the_worker_names_them() {
         // hashlib.shake_256(b"/tmp/ja-vectors/unicode").hexdigest(10)
         assert_eq!(session_root("/tmp/ja-vectors/unicode"), "assetroot-2fd6f1a167bd6d7e2d2d");
+    }
+
+    #[test]
+    fn times_are_spelled_as_the_worker_spells_them() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(iso_time(1_700_000_123_456_789), "2023-11-14T22:15:23.456789Z");
+        assert_eq!(iso_time(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(iso_time(-1), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn output_manifests_go_under_the_session_action() {
+        let out = output_manifest("JA", ["f", "q", "j", "s", "t"], "sa", 0, "/r", None);
+        let name = xxh128_of("/r");
+        assert!(
+            out.contains(&format!(
+                r#""key":"JA/Manifests/f/q/j/s/t/1970-01-01T00:00:00.000000Z_sa/{name}_output""#
+            )),
+            "{out}"
+        );
+        let step = output_manifest("JA", ["f", "q", "j", "s", ""], "sa", 0, "/r", Some("L"));
+        assert!(step.contains("/j/s/1970-01-01T00:00:00.000000Z_sa/"), "{step}");
+        assert!(step.contains(&xxh128_of("L/r")), "{step}");
     }
 
     #[test]

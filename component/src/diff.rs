@@ -109,6 +109,20 @@ pub fn diff_tree(
     Ok(d)
 }
 
+/// A task's outputs: the entries of `current` (the files under its output directories) that
+/// are new, or whose mtime grew since the inputs were written (the official worker's rule).
+pub fn outputs(inputs: &Manifest, current: &Manifest) -> Result<Manifest> {
+    let before: BTreeMap<&[u16], i64> =
+        inputs.entries().iter().map(|e| (e.path.as_slice(), e.mtime)).collect();
+    let changed = current
+        .entries()
+        .iter()
+        .filter(|e| before.get(e.path.as_slice()).is_none_or(|&m| e.mtime > m))
+        .cloned()
+        .collect();
+    Manifest::new(changed)
+}
+
 /// Same content by size and hash.
 pub fn same_content(a: &Entry, b: &Entry) -> Result<bool> {
     Ok(a.size == b.size && a.hash == b.hash)
@@ -192,6 +206,18 @@ mod tests {
         assert!(d
             .to_json()
             .starts_with(r#"{"added":[{"hash":"00000000000000000000000000000006","#));
+    }
+
+    #[test]
+    fn outputs_are_new_files_and_files_touched_since_the_inputs() {
+        let inputs = Manifest::new(vec![e("in/a", 1, 1, 10), e("in/b", 2, 2, 10)]).unwrap();
+        let now =
+            Manifest::new(vec![e("in/a", 1, 1, 10), e("in/b", 2, 2, 11), e("out/c", 3, 3, 5)])
+                .unwrap();
+        let out = outputs(&inputs, &now).unwrap();
+        let paths: Vec<String> =
+            out.entries().iter().map(|e| String::from_utf16_lossy(&e.path)).collect();
+        assert_eq!(paths, ["in/b", "out/c"]);
     }
 
     #[test]

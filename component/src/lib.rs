@@ -126,6 +126,13 @@ mod bindings {
             Ok(d.to_json())
         }
 
+        fn outputs(inputs: String, current: String) -> Result<manifest::Canonical, types::Error> {
+            let (inputs, current) =
+                (crate::manifest::decode(&inputs)?, crate::manifest::decode(&current)?);
+            let out = crate::diff::outputs(&inputs, &current)?;
+            Ok(canonical(&crate::formats::AnyManifest::V2023(out)))
+        }
+
         fn merge(manifests: Vec<String>) -> Result<manifest::Canonical, types::Error> {
             let decoded = manifests
                 .iter()
@@ -137,6 +144,46 @@ mod bindings {
             let merged = crate::formats::AnyManifest::V2023(crate::diff::merge(decoded)?);
             Ok(canonical(&merged))
         }
+    }
+
+    fn output_manifest_of(request: &str) -> crate::error::Result<String> {
+        use crate::json::Value;
+        let bad = |what: &str| Error::invalid(format!("output manifest request: {what}"));
+        let Value::Object(fields) = crate::json::parse(request)? else {
+            return Err(bad("must be an object"));
+        };
+        let text = |name: &str| -> crate::error::Result<Option<String>> {
+            match fields.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(u)) => {
+                    String::from_utf16(u).map(Some).map_err(|_| bad("a string is not Unicode"))
+                }
+                Some(_) => Err(bad(&format!("{name} must be a string"))),
+            }
+        };
+        let need = |name: &str| text(name)?.ok_or_else(|| bad(&format!("{name} is missing")));
+        let start_us = match fields.iter().find(|(k, _)| k == "start_us").map(|(_, v)| v) {
+            Some(Value::Number(n)) => {
+                n.parse::<i64>().map_err(|_| bad("start_us must be an integer"))?
+            }
+            _ => return Err(bad("start_us must be an integer")),
+        };
+        let ids = [
+            need("farm_id")?,
+            need("queue_id")?,
+            need("job_id")?,
+            need("step_id")?,
+            text("task_id")?.unwrap_or_default(),
+        ];
+        let location = text("location")?.filter(|l| !l.is_empty());
+        Ok(crate::attachments::output_manifest(
+            &text("root_prefix")?.unwrap_or_default(),
+            [&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]],
+            &need("session_action_id")?,
+            start_us,
+            &need("root")?,
+            location.as_deref(),
+        ))
     }
 
     fn canonical(m: &crate::formats::AnyManifest) -> manifest::Canonical {
@@ -170,6 +217,10 @@ mod bindings {
 
         fn layout(root_prefix: String) -> String {
             crate::attachments::layout(&root_prefix)
+        }
+
+        fn output_manifest(request: String) -> Result<String, types::Error> {
+            Ok(output_manifest_of(&request)?)
         }
 
         fn map_path(

@@ -44,7 +44,7 @@ from .submit import (
     submit_bundle_attachments,
     submit_bundle_attachments_async,
 )
-from .sync import SyncInputsResult, sync_inputs
+from .sync import SessionAction, SyncInputsResult, SyncOutputsResult, sync_inputs, sync_outputs
 
 __version__ = "0.1.0"
 
@@ -65,11 +65,13 @@ __all__ = [
     "ProgressReport",
     "S3Config",
     "S3Location",
+    "SessionAction",
     "SnapshotResult",
     "StorageError",
     "StorageProfile",
     "SummaryStatistics",
     "SyncInputsResult",
+    "SyncOutputsResult",
     "ValidationError",
     "__version__",
     "create_manifest",
@@ -82,6 +84,7 @@ __all__ = [
     "submit_bundle_attachments",
     "submit_bundle_attachments_async",
     "sync_inputs",
+    "sync_outputs",
     "versions",
 ]
 

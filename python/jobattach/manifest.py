@@ -245,3 +245,10 @@ def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
     return Manifest._from_canonical(
         session_for().call("manifest", "merge", [m._encoded for m in manifests])
     )
+
+
+def manifest_outputs(inputs: Manifest, current: Manifest) -> Manifest:
+    """The entries of ``current`` that are new or whose mtime grew since ``inputs``."""
+    return Manifest._from_canonical(
+        session_for().call("manifest", "outputs", inputs._encoded, current._encoded)
+    )

@@ -11,6 +11,7 @@ left in place.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -22,10 +23,13 @@ from typing import Any
 
 from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, StorageError, ValidationError
+from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config
 from jobattach_host.sync import Layout, PathMappingRule, layout, map_path, session_root_name
+from jobattach_host.upload import upload_contents
 
-from .manifest import Manifest, ManifestEntry, merge_manifests
+from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
+from .snapshot import create_manifest
 from .submit import S3Location
 
 #: What to do with a file that exists and differs from the manifest.
@@ -46,6 +50,8 @@ class SyncInputsResult:
     #: Local files that differed from the manifest, by policy outcome: overwritten, skipped.
     conflicts: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Each job root's merged input manifest: what sync_outputs compares outputs against.
+    manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
 
 
 def sync_inputs(
@@ -65,12 +71,15 @@ def sync_inputs(
     where = layout(s3_location.root_prefix)
     by_dest: dict[Path, list[Manifest]] = {}
     roots: dict[str, str] = {}
+    by_root: dict[str, list[Manifest]] = {}
     for props in attachments.get("manifests", []):
         dest = _destination(props, Path(session_dir), path_mapping_rules)
         roots[props["rootPath"]] = str(dest)
         if props.get("inputManifestPath"):
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
-            by_dest.setdefault(dest, []).append(Manifest.decode(data))  # validates every path
+            manifest = Manifest.decode(data)  # validates every path
+            by_dest.setdefault(dest, []).append(manifest)
+            by_root.setdefault(props["rootPath"], []).append(manifest)
     totals = {
         "files": 0,
         "bytes": 0,
@@ -86,7 +95,11 @@ def sync_inputs(
     for dest, todo in plans:  # nothing is written before every root's plan stands
         _download(bucket, where, dest, todo, totals)
     return SyncInputsResult(
-        roots=roots, conflicts=conflicts, seconds=time.perf_counter() - t0, **totals
+        roots=roots,
+        conflicts=conflicts,
+        seconds=time.perf_counter() - t0,
+        manifests={root: merge_manifests(ms) for root, ms in by_root.items()},
+        **totals,
     )
 
 
@@ -205,3 +218,115 @@ def _place(staged: Path, target: Path, real_dest: str, *, last: bool) -> None:
     else:
         shutil.copyfile(staged, temporary)
     os.replace(temporary, target)
+
+
+def _microseconds(seconds: float) -> int:
+    # Whole seconds, then the fraction truncated to microseconds: the official worker's
+    # arithmetic, so the same start time names the same folder.
+    whole = int(seconds)
+    return whole * 1_000_000 + int((seconds - whole) * 1_000_000)
+
+
+@dataclass(frozen=True)
+class SyncOutputsResult:
+    #: Output files found (new, or touched since the inputs were written), and their bytes.
+    files: int
+    bytes: int
+    uploaded_files: int
+    uploaded_bytes: int
+    #: The object keys of the output manifests written, one per root with outputs.
+    manifest_keys: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SessionAction:
+    """Which task's run produced the outputs: names the output manifest's place in S3."""
+
+    farm_id: str
+    queue_id: str
+    job_id: str
+    step_id: str
+    session_action_id: str
+    #: When the session action started, seconds since the epoch.
+    started: float
+    #: Empty for a step-level action.
+    task_id: str = ""
+
+
+def sync_outputs(
+    s3_location: S3Location,
+    attachments: dict[str, Any],
+    session_dir: str | os.PathLike[str],
+    action: SessionAction,
+    *,
+    inputs: SyncInputsResult | None = None,
+    path_mapping_rules: Sequence[PathMappingRule] = (),
+    s3: S3Config | None = None,
+) -> SyncOutputsResult:
+    """Uploads a task's outputs and writes their manifests where the official worker does.
+
+    The outputs are the files under each root's ``outputRelativeDirectories`` that are new,
+    or whose mtime grew since ``inputs`` wrote them. Content goes first (what S3 has is
+    skipped), manifests last.
+    """
+    t0 = time.perf_counter()
+    bucket = Bucket(s3_location.bucket, s3 or S3Config())
+    where = layout(s3_location.root_prefix)
+    planned: list[tuple[dict[str, Any], Path, Manifest]] = []
+    for props in attachments.get("manifests", []):
+        outputs = props.get("outputRelativeDirectories") or []
+        local = _destination(props, Path(session_dir), path_mapping_rules)
+        if not outputs or not local.is_dir():
+            continue
+        current = create_manifest(local, include=[f"{d}/**" for d in outputs]).manifest
+        before = (
+            inputs.manifests.get(props["rootPath"]) if inputs else None
+        ) or Manifest.from_entries([])
+        found = manifest_outputs(before, current)
+        if len(found):
+            planned.append((props, local, found))
+    files = [
+        (e.hash, local / e.path, e.size or 0)
+        for _, local, m in planned
+        for e in m.entries
+        if e.hash is not None
+    ]
+    stats = upload_contents(bucket, where.data_key, files, under=where.data_prefix)
+    keys = []
+    for props, _, m in planned:
+        target = json.loads(
+            session_for().call(
+                "sync",
+                "output-manifest",
+                json.dumps(
+                    {
+                        "root_prefix": s3_location.root_prefix,
+                        "farm_id": action.farm_id,
+                        "queue_id": action.queue_id,
+                        "job_id": action.job_id,
+                        "step_id": action.step_id,
+                        "task_id": action.task_id,
+                        "session_action_id": action.session_action_id,
+                        "start_us": _microseconds(action.started),
+                        "root": props["rootPath"],
+                        "location": props.get("fileSystemLocationName"),
+                    }
+                ),
+            )
+        )
+        bucket.put_bytes(
+            target["key"],
+            m.encode(),
+            metadata=target["metadata"],
+            content_type="application/x-deadline-manifest-2023-03-03",
+        )
+        keys.append(target["key"])
+    return SyncOutputsResult(
+        files=stats.files,
+        bytes=stats.bytes,
+        uploaded_files=stats.uploaded_files,
+        uploaded_bytes=stats.uploaded_bytes,
+        manifest_keys=keys,
+        seconds=time.perf_counter() - t0,
+    )
