@@ -7,8 +7,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from jobattach_host.storage import S3Config
 
 ROOT = Path(__file__).resolve().parents[1]
 WASM = ROOT / "host" / "jobattach_host" / "jobattach.wasm"
@@ -40,3 +43,52 @@ def wasm_tools(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(VENV_BIN / "wasm-tools"), *args], capture_output=True, text=True, check=False
     )
+
+
+REGION = "us-west-2"
+
+
+@pytest.fixture
+def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Config:
+    """The environment boto3 users (and the official tools) read, all pointing at the local
+    server; returns the matching S3Config."""
+    from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
+
+    for name, value in {
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ENDPOINT_URL_STS": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCOUNT_ID": "123456789012",
+        "HOME": str(tmp_path / "home"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return S3Config(region=REGION)
+
+
+def official_upload(
+    bucket: str, root_prefix: str, inputs: list[str], scratch: Path, farm: str, queue: str
+) -> Any:
+    """Uploads ``inputs`` with the official deadline-job-attachments; returns its Attachments."""
+    import boto3
+    from deadline.job_attachments.models import JobAttachmentS3Settings
+    from deadline.job_attachments.upload import S3AssetManager
+
+    manager = S3AssetManager(
+        farm_id=farm,
+        queue_id=queue,
+        job_attachment_settings=JobAttachmentS3Settings(
+            s3BucketName=bucket, rootPrefix=root_prefix
+        ),
+        session=boto3.Session(region_name=REGION),  # not a session cached by an earlier test
+    )
+    group = manager.prepare_paths_for_upload(inputs, [], [])
+    _, manifests = manager.hash_assets_and_create_manifest(
+        group.asset_groups,
+        group.total_input_files,
+        group.total_input_bytes,
+        hash_cache_dir=str(scratch / "official-cache"),
+    )
+    _, attachments = manager.upload_assets(manifests, s3_check_cache_dir=str(scratch / "oc"))
+    return attachments

@@ -20,7 +20,7 @@ from deadline.job_attachments.download import (
 
 import jobattach
 import jobattach.sample
-from conftest import VECTORS
+from conftest import REGION, VECTORS, official_upload
 from jobattach import (
     AssetReferences,
     BundleSubmitOptions,
@@ -33,32 +33,14 @@ from jobattach import (
     ValidationError,
     submit_bundle_attachments,
 )
-from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.storage import Bucket
 
-REGION = "us-west-2"
 PREFIX = "JobAttachments"
 WHERE = ManifestLocation(
     "farm-0123456789abcdef0123456789abcdef", "queue-0123456789abcdef0123456789abcdef"
 )
-
-
-@pytest.fixture
-def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Config:
-    """The environment boto3 users (and the official tools) read: all pointing at moto."""
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "AWS_ENDPOINT_URL_STS": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCOUNT_ID": "123456789012",
-        "HOME": str(tmp_path / "home"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    return S3Config(region=REGION)
 
 
 @pytest.fixture
@@ -325,31 +307,14 @@ def test_progress_is_reported_at_a_bounded_rate_and_ends_complete(
 def test_our_manifest_objects_are_the_official_uploads_byte_for_byte(
     bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
 ) -> None:
-    from deadline.job_attachments.models import JobAttachmentS3Settings
-    from deadline.job_attachments.upload import S3AssetManager
-
     root = tmp_path / "assets"
     subprocess.run(
         [sys.executable, str(VECTORS / "unicode" / "gen_tree.py"), str(root)], check=True
     )
     inputs = sorted(str(p) for p in root.rglob("*") if p.is_file())
 
-    settings = JobAttachmentS3Settings(s3BucketName=bucket.name, rootPrefix="Official")
-    manager = S3AssetManager(
-        farm_id=WHERE.farm_id,
-        queue_id=WHERE.queue_id,
-        job_attachment_settings=settings,
-        session=boto3.Session(region_name=REGION),  # not a session cached by an earlier test
-    )
-    group = manager.prepare_paths_for_upload(inputs, [], [])
-    _, manifests = manager.hash_assets_and_create_manifest(
-        group.asset_groups,
-        group.total_input_files,
-        group.total_input_bytes,
-        hash_cache_dir=str(tmp_path / "official-cache"),
-    )
-    _, official = manager.upload_assets(
-        manifests, s3_check_cache_dir=str(tmp_path / "official-cache")
+    official = official_upload(
+        bucket.name, "Official", inputs, tmp_path, WHERE.farm_id, WHERE.queue_id
     )
 
     ours = submit_bundle_attachments(

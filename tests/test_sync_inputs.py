@@ -11,10 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-from deadline.job_attachments.models import JobAttachmentS3Settings
-from deadline.job_attachments.upload import S3AssetManager
 
-from conftest import VECTORS
+from conftest import REGION, VECTORS, official_upload
 from jobattach import (
     Manifest,
     S3Config,
@@ -25,26 +23,14 @@ from jobattach import (
     sync_inputs,
     sync_outputs,
 )
-from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
 from jobattach_host.storage import Bucket
 from jobattach_host.sync import PathMappingRule, session_root_name
 
-REGION = "us-west-2"
-
 
 @pytest.fixture
-def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Config:
-    for name, value in {
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "AWS_ENDPOINT_URL_STS": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCOUNT_ID": "123456789012",
-        "HOME": str(tmp_path / "home"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    return S3Config(region=REGION)
+def aws(aws_env: S3Config) -> S3Config:
+    """The local server's S3 configuration, with boto3's environment pointed at it."""
+    return aws_env
 
 
 @pytest.fixture
@@ -57,20 +43,7 @@ def uploaded(aws: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> d
         [sys.executable, str(VECTORS / "unicode" / "gen_tree.py"), str(root)], check=True
     )
     inputs = sorted(str(p) for p in root.rglob("*") if p.is_file())
-    manager = S3AssetManager(
-        farm_id="farm-1",
-        queue_id="queue-1",
-        job_attachment_settings=JobAttachmentS3Settings(s3BucketName=bucket.name, rootPrefix="JA"),
-        session=boto3.Session(region_name=REGION),
-    )
-    group = manager.prepare_paths_for_upload(inputs, [], [])
-    _, manifests = manager.hash_assets_and_create_manifest(
-        group.asset_groups,
-        group.total_input_files,
-        group.total_input_bytes,
-        hash_cache_dir=str(tmp_path / "official-cache"),
-    )
-    _, attachments = manager.upload_assets(manifests, s3_check_cache_dir=str(tmp_path / "oc"))
+    attachments = official_upload(bucket.name, "JA", inputs, tmp_path, "farm-1", "queue-1")
     return {"bucket": bucket, "root": root, "attachments": attachments.to_dict()}
 
 
