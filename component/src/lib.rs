@@ -12,6 +12,7 @@ pub mod hash;
 pub mod json;
 pub mod manifest;
 pub mod manifest_v2025;
+pub mod mirror;
 pub mod pathmap;
 pub mod relpath;
 pub mod roots;
@@ -217,6 +218,10 @@ mod bindings {
 
         fn layout(root_prefix: String) -> String {
             crate::attachments::layout(&root_prefix)
+        }
+
+        fn plan_mirror(request: String) -> Result<String, types::Error> {
+            Ok(crate::mirror::plan(&request)?)
         }
 
         fn output_manifest(request: String) -> Result<String, types::Error> {

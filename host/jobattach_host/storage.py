@@ -158,6 +158,30 @@ class Bucket:
                 found.update(obj["Key"] for obj in page.get("Contents", []))
         return found
 
+    def listing(self, prefix: str) -> list[tuple[str, int, int]]:
+        """(key, size, last modified in microseconds) of every object under ``prefix``."""
+        out: list[tuple[str, int, int]] = []
+        with _storage_errors("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.name, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    modified = int(obj["LastModified"].timestamp() * 1_000_000)
+                    out.append((obj["Key"], int(obj["Size"]), modified))
+        return out
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Deletes objects, a thousand per request."""
+        todo = list(keys)
+        for i in range(0, len(todo), 1000):
+            batch = todo[i : i + 1000]
+            with _storage_errors("delete", batch[0]):
+                reply = self.client.delete_objects(
+                    Bucket=self.name, Delete={"Objects": [{"Key": k} for k in batch]}
+                )
+            if reply.get("Errors"):
+                first = reply["Errors"][0]
+                raise StorageError(f"S3 delete failed ({first.get('Code')})", path=first.get("Key"))
+
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists (one HEAD request)."""
         with _storage_errors("check", key):

@@ -30,6 +30,7 @@ from .manifest import (
     diff_manifests,
     merge_manifests,
 )
+from .mirror import S3Path, SyncOptions, SyncStats, parse_path, sync, sync_with_options
 from .snapshot import SnapshotResult, create_manifest
 from .submit import (
     AssetReferences,
@@ -44,7 +45,7 @@ from .submit import (
     submit_bundle_attachments,
     submit_bundle_attachments_async,
 )
-from .sync import SessionAction, SyncInputsResult, SyncOutputsResult, sync_inputs, sync_outputs
+from .worker import SessionAction, SyncInputsResult, SyncOutputsResult, sync_inputs, sync_outputs
 
 __version__ = "0.1.0"
 
@@ -65,13 +66,16 @@ __all__ = [
     "ProgressReport",
     "S3Config",
     "S3Location",
+    "S3Path",
     "SessionAction",
     "SnapshotResult",
     "StorageError",
     "StorageProfile",
     "SummaryStatistics",
     "SyncInputsResult",
+    "SyncOptions",
     "SyncOutputsResult",
+    "SyncStats",
     "ValidationError",
     "__version__",
     "create_manifest",
@@ -81,10 +85,13 @@ __all__ = [
     "hash_file",
     "hash_files",
     "merge_manifests",
+    "parse_path",
     "submit_bundle_attachments",
     "submit_bundle_attachments_async",
+    "sync",
     "sync_inputs",
     "sync_outputs",
+    "sync_with_options",
     "versions",
 ]
 

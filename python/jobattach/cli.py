@@ -28,6 +28,7 @@ from . import (
     hash_file,
     merge_manifests,
     submit_bundle_attachments,
+    sync,
     sync_inputs,
     versions,
 )
@@ -171,6 +172,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     down.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    sy = sub.add_parser("sync", help="mirror a directory to s3://bucket/prefix, or back")
+    sy.add_argument("source", metavar="SRC")
+    sy.add_argument("dest", metavar="DEST")
+    sy.add_argument("--delete", action="store_true", help="remove what the source lacks")
+    sy.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    sy.add_argument("--include", action="append", default=[], metavar="GLOB")
+    sy.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    sy.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
     d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
     d.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting a local one")
     d.add_argument("--bucket", default="jobattach-demo")
@@ -188,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "manifest":
             return _MANIFEST_COMMANDS[args.manifest_command](args)
+        if args.command == "sync":
+            return _sync(args)
         if args.command == "attachments":
             return _upload(args) if args.attachments_command == "upload" else _download(args)
     except AttachmentError as e:
@@ -375,6 +387,30 @@ def _download(args: argparse.Namespace) -> int:
         f" downloaded, {result.unchanged_files} already there"
         + "".join(f", {len(v)} {k}" for k, v in sorted(result.conflicts.items()))
         + f"; {result.seconds:.2f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    stats = sync(
+        args.source,
+        args.dest,
+        delete=args.delete,
+        dry_run=args.dry_run,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(stats), indent=2))
+        return 0
+    verb = "would copy" if stats.dry_run else "copied"
+    print(
+        f"jobattach: {stats.scanned_files} files: {verb} {stats.transferred_files}"
+        f" ({stats.transferred_bytes / 1e6:.1f} MB), {stats.skipped_files} unchanged,"
+        f" {stats.deleted_files} {'to delete' if stats.dry_run else 'deleted'}"
+        + (f", {len(stats.unsupported)} unsupported names" if stats.unsupported else "")
+        + f"; {stats.seconds:.2f} s",
         file=sys.stderr,
     )
     return 0

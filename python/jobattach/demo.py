@@ -30,7 +30,7 @@ from .submit import (
     S3Location,
     submit_bundle_attachments,
 )
-from .sync import sync_inputs
+from .worker import sync_inputs
 
 FARM = ManifestLocation(
     "farm-00000000000000000000000000demo", "queue-0000000000000000000000000demo"

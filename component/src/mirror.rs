@@ -1,0 +1,150 @@
+//! Mirroring one tree to another (a directory and an S3 prefix, either way): what to copy,
+//! what to leave, what to delete. Like `rclone sync` and `s5cmd sync`, a file is copied when
+//! the destination lacks it, holds another size, or holds an older copy (by modification time,
+//! to the second, as S3 keeps it);
+//! with `delete`, destination files the source lacks are removed. Paths must follow the
+//! relative-path rules; any that do not are reported and left alone.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::error::{Error, Result};
+use crate::glob::Glob;
+use crate::json::{self, Value};
+use crate::relpath;
+
+struct Item {
+    size: u64,
+    mtime_us: i64,
+}
+
+fn listing(v: Value, what: &str) -> Result<BTreeMap<Vec<u16>, Item>> {
+    let bad = || Error::invalid(format!("{what} must be a list of [path, size, mtime_us]"));
+    let Value::Array(rows) = v else { return Err(bad()) };
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let Value::Array(cols) = row else { return Err(bad()) };
+        let [Value::String(path), Value::Number(size), Value::Number(mtime)] =
+            <[Value; 3]>::try_from(cols).map_err(|_| bad())?
+        else {
+            return Err(bad());
+        };
+        let item = Item {
+            size: size.parse().map_err(|_| bad())?,
+            mtime_us: mtime.parse().map_err(|_| bad())?,
+        };
+        out.insert(path, item);
+    }
+    Ok(out)
+}
+
+/// Plans a mirror; `request` is `{"source": [[path, size, mtime_us]], "dest": [...],
+/// "delete": bool, "include": [glob], "exclude": [glob]}`. Returns `{"copy": [path],
+/// "unchanged": [path], "delete": [path], "unsupported": [path], "excluded": n}`.
+pub fn plan(request: &str) -> Result<String> {
+    let Value::Object(fields) = json::parse(request)? else {
+        return Err(Error::invalid("a mirror request must be a JSON object"));
+    };
+    let (mut source, mut dest, mut delete) = (None, None, false);
+    let (mut include, mut exclude) = (Vec::new(), Vec::new());
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("source", v) => source = Some(listing(v, "source")?),
+            ("dest", v) => dest = Some(listing(v, "dest")?),
+            ("delete", Value::Bool(d)) => delete = d,
+            (name @ ("include" | "exclude"), Value::Array(globs)) => {
+                for g in globs {
+                    let Value::String(u) = g else {
+                        return Err(Error::invalid(format!("{name} patterns must be strings")));
+                    };
+                    let glob = Glob::new(&String::from_utf16_lossy(&u));
+                    if name == "include" {
+                        include.push(glob)
+                    } else {
+                        exclude.push(glob)
+                    }
+                }
+            }
+            (other, _) => {
+                return Err(Error::invalid(format!("unknown or mistyped field {other:?}")))
+            }
+        }
+    }
+    let (source, dest) = (source.unwrap_or_default(), dest.unwrap_or_default());
+    let keeps = |p: &[u16]| {
+        (include.is_empty() || include.iter().any(|g| g.matches(p)))
+            && !exclude.iter().any(|g| g.matches(p))
+    };
+    let (mut copy, mut unchanged, mut gone, mut unsupported) = (vec![], vec![], vec![], vec![]);
+    let mut excluded = 0usize;
+    for (path, item) in &source {
+        if !keeps(path) {
+            excluded += 1;
+        } else if relpath::check_units(path).is_err() {
+            unsupported.push(path);
+        } else {
+            match dest.get(path) {
+                // Whole seconds: S3 keeps modification times to the second.
+                Some(d)
+                    if d.size == item.size
+                        && d.mtime_us.div_euclid(1_000_000)
+                            >= item.mtime_us.div_euclid(1_000_000) =>
+                {
+                    unchanged.push(path)
+                }
+                _ => copy.push(path),
+            }
+        }
+    }
+    if delete {
+        for path in dest.keys() {
+            if !source.contains_key(path) && keeps(path) && relpath::check_units(path).is_ok() {
+                gone.push(path);
+            }
+        }
+    }
+    let mut out = String::from("{");
+    for (i, (name, paths)) in [
+        ("copy", &copy),
+        ("unchanged", &unchanged),
+        ("delete", &gone),
+        ("unsupported", &unsupported),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = write!(out, "{}\"{name}\":[", if i > 0 { "," } else { "" });
+        for (j, p) in paths.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            json::write_string(&mut out, p);
+        }
+        out.push(']');
+    }
+    let _ = write!(out, ",\"excluded\":{excluded}}}");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan;
+
+    #[test]
+    fn copies_new_changed_and_newer_files_and_deletes_on_request() {
+        let req = r#"{"source":[["same",1,10],["bigger",2,10],["newer",1,2000000],["new",1,1],["../bad",1,1]],
+                      "dest":[["same",1,900000],["bigger",1,10],["newer",1,10],["extra",1,1]],
+                      "delete":true}"#;
+        assert_eq!(
+            plan(req).unwrap(),
+            r#"{"copy":["bigger","new","newer"],"unchanged":["same"],"delete":["extra"],"unsupported":["../bad"],"excluded":0}"#
+        );
+        let kept = plan(&req.replace("\"delete\":true", "\"delete\":false,\"exclude\":[\"new*\"]"))
+            .unwrap();
+        assert!(
+            kept.starts_with(r#"{"copy":["bigger"],"unchanged":["same"],"delete":[],"#),
+            "{kept}"
+        );
+        assert!(kept.ends_with(r#""excluded":2}"#), "{kept}");
+    }
+}

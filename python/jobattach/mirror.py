@@ -1,0 +1,191 @@
+"""``sync(source, dest)``: mirror a directory to an S3 prefix or back, as rclone or s5cmd do.
+
+Objects are stored under their paths relative to the source. The component plans (what to
+copy, keep and delete); files move by path with boto3. Downloads land under a temporary name
+and are renamed into place with the object's modification time, so an unchanged tree syncs
+with no transfer either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from jobattach_host.errors import FileAccessError, ValidationError
+from jobattach_host.host_files import list_tree
+from jobattach_host.sandbox import session_for
+from jobattach_host.storage import Bucket, ClientOptions, S3Config
+
+
+@dataclass(frozen=True)
+class S3Path:
+    bucket: str
+    prefix: str
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}{rel}"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class LocalPath:
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+SyncPath = Union[S3Path, LocalPath]
+
+
+def parse_path(text: str | os.PathLike[str]) -> SyncPath:
+    """``s3://bucket/prefix`` as an :class:`S3Path` (the prefix ending in ``/``), anything
+    else as a local directory."""
+    s = os.fspath(text)
+    if not s.startswith("s3://"):
+        return LocalPath(Path(s))
+    bucket, _, prefix = s[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValidationError(f"{s!r} names no bucket")
+    prefix = prefix.strip("/")
+    return S3Path(bucket, f"{prefix}/" if prefix else "")
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    #: Remove destination files the source lacks.
+    delete: bool = False
+    #: Plan and count, change nothing.
+    dry_run: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    s3: S3Config = field(default_factory=S3Config)
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    scanned_files: int
+    scanned_bytes: int
+    transferred_files: int
+    transferred_bytes: int
+    skipped_files: int
+    skipped_bytes: int
+    deleted_files: int
+    #: Source paths no manifest-style relative path can carry, left alone.
+    unsupported: list[str]
+    dry_run: bool
+    seconds: float
+
+
+def sync(source: str | os.PathLike[str], dest: str | os.PathLike[str], **options: Any) -> SyncStats:
+    """Mirrors ``source`` to ``dest``; ``options`` are :class:`SyncOptions`' fields."""
+    return sync_with_options(source, dest, SyncOptions(**options))
+
+
+def sync_with_options(
+    source: str | os.PathLike[str], dest: str | os.PathLike[str], options: SyncOptions
+) -> SyncStats:
+    t0 = time.perf_counter()
+    src, dst = parse_path(source), parse_path(dest)
+    if isinstance(src, S3Path) == isinstance(dst, S3Path):
+        raise ValidationError("sync goes between a local directory and s3://bucket/prefix")
+    remote = src if isinstance(src, S3Path) else dst
+    assert isinstance(remote, S3Path)  # one side is S3, checked above
+    bucket = Bucket(remote.bucket, options.s3)
+    src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
+    request = {
+        "source": [[p, s, m] for p, (s, m) in src_items.items()],
+        "dest": [[p, s, m] for p, (s, m) in dst_items.items()],
+        "delete": options.delete,
+        "include": list(options.include),
+        "exclude": list(options.exclude),
+    }
+    plan = json.loads(session_for().call("sync", "plan-mirror", json.dumps(request)))
+    copy, gone = plan["copy"], plan["delete"]
+    if not options.dry_run:
+        if isinstance(src, LocalPath) and isinstance(dst, S3Path):
+            _upload(src, dst, bucket, copy)
+        elif isinstance(src, S3Path) and isinstance(dst, LocalPath):
+            _download(src, dst, bucket, copy, src_items)
+        _delete(dst, bucket, gone)
+
+    def size(paths: list[str]) -> int:
+        return sum(src_items[p][0] for p in paths)
+
+    return SyncStats(
+        scanned_files=len(copy) + len(plan["unchanged"]),
+        scanned_bytes=size(copy) + size(plan["unchanged"]),
+        transferred_files=len(copy),
+        transferred_bytes=size(copy),
+        skipped_files=len(plan["unchanged"]),
+        skipped_bytes=size(plan["unchanged"]),
+        deleted_files=len(gone),
+        unsupported=plan["unsupported"],
+        dry_run=options.dry_run,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _listing(where: SyncPath, bucket: Bucket) -> dict[str, tuple[int, int]]:
+    """Path -> (size, mtime in microseconds) of every file below ``where``."""
+    if isinstance(where, S3Path):
+        n = len(where.prefix)
+        return {k[n:]: (s, m) for k, s, m in bucket.listing(where.prefix) if not k.endswith("/")}
+    if not where.path.exists():
+        return {}
+    if not where.path.is_dir():
+        raise FileAccessError("is not a directory", path=str(where.path))
+    rows = json.loads(list_tree(where.path.resolve()))
+    return {p: (size, mtime_ns // 1000) for p, kind, size, mtime_ns, *_ in rows if kind == "f"}
+
+
+def _parallel(bucket: Bucket, work: Callable[[str], None], paths: list[str]) -> None:
+    workers = max(1, bucket.config.options.max_pool_connections // 2)
+    with ThreadPoolExecutor(workers, thread_name_prefix="jobattach-sync") as pool:
+        list(pool.map(work, paths))
+
+
+def _upload(src: LocalPath, dst: S3Path, bucket: Bucket, paths: list[str]) -> None:
+    _parallel(bucket, lambda rel: bucket.upload_file(dst.key(rel), src.path / rel), paths)
+
+
+def _download(
+    src: S3Path, dst: LocalPath, bucket: Bucket, paths: list[str], items: dict[str, tuple[int, int]]
+) -> None:
+    def download(rel: str) -> None:
+        target = dst.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.jobattach-tmp")
+        bucket.download_file(src.key(rel), temporary)
+        os.replace(temporary, target)
+        mtime_ns = items[rel][1] * 1000  # the object's time, so the next sync sees it current
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+
+    _parallel(bucket, download, paths)
+
+
+def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:
+    if isinstance(dst, S3Path):
+        bucket.delete(dst.key(p) for p in paths)
+        return
+    for p in paths:
+        (dst.path / p).unlink()
+
+
+__all__ = [
+    "ClientOptions",
+    "LocalPath",
+    "S3Path",
+    "SyncOptions",
+    "SyncStats",
+    "parse_path",
+    "sync",
+    "sync_with_options",
+]

@@ -1,0 +1,119 @@
+"""sync(source, dest): a directory mirrored to an S3 prefix and back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobattach import S3Config, S3Path, ValidationError, parse_path, sync
+from jobattach_host.storage import Bucket
+
+
+@pytest.fixture
+def bucket(aws_env: S3Config) -> Bucket:
+    b = Bucket("mirror-test", aws_env)
+    b.create()
+    for key in b.keys(""):
+        b.client.delete_object(Bucket=b.name, Key=key)
+    return b
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.txt": b"a",
+        "dir/b.bin": os.urandom(3000),
+        "dir/sub/c.exr": b"c" * 10,
+        "skip.tmp": b"tmp",
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def test_paths_parse() -> None:
+    assert parse_path("s3://b/p/q") == S3Path("b", "p/q/")
+    assert parse_path("s3://b") == S3Path("b", "")
+    with pytest.raises(ValidationError):
+        parse_path("s3:///x")
+
+
+def test_up_down_and_an_unchanged_resync(bucket: Bucket, aws_env: S3Config, tmp_path: Path) -> None:
+    files = _tree(tmp_path / "src")
+    up = sync(tmp_path / "src", "s3://mirror-test/data", s3=aws_env, exclude=("*.tmp",))
+    assert (up.transferred_files, up.skipped_files) == (3, 0)
+    assert bucket.keys("data/") == {"data/a.txt", "data/dir/b.bin", "data/dir/sub/c.exr"}
+    again = sync(tmp_path / "src", "s3://mirror-test/data", s3=aws_env, exclude=("*.tmp",))
+    assert (again.transferred_files, again.skipped_files) == (0, 3)
+
+    down = sync("s3://mirror-test/data", tmp_path / "dst", s3=aws_env)
+    assert down.transferred_files == 3
+    for rel in ["a.txt", "dir/b.bin", "dir/sub/c.exr"]:
+        assert (tmp_path / "dst" / rel).read_bytes() == files[rel]
+    assert sync("s3://mirror-test/data", tmp_path / "dst", s3=aws_env).transferred_files == 0
+
+    (tmp_path / "src" / "a.txt").write_bytes(
+        b"longer now"
+    )  # another size: copied whatever the time
+    changed = sync(tmp_path / "src", "s3://mirror-test/data", s3=aws_env, exclude=("*.tmp",))
+    assert changed.transferred_files == 1
+    assert bucket.get_bytes("data/a.txt")[0] == b"longer now"
+
+
+def test_delete_and_dry_run(bucket: Bucket, aws_env: S3Config, tmp_path: Path) -> None:
+    _tree(tmp_path / "src")
+    sync(tmp_path / "src", "s3://mirror-test/d", s3=aws_env)
+    (tmp_path / "src" / "skip.tmp").unlink()
+    dry = sync(tmp_path / "src", "s3://mirror-test/d", s3=aws_env, delete=True, dry_run=True)
+    assert (dry.deleted_files, dry.dry_run) == (1, True)
+    assert "d/skip.tmp" in bucket.keys("d/")
+    real = sync(tmp_path / "src", "s3://mirror-test/d", s3=aws_env, delete=True)
+    assert real.deleted_files == 1
+    assert "d/skip.tmp" not in bucket.keys("d/")
+    sync("s3://mirror-test/d", tmp_path / "back", s3=aws_env)
+    (tmp_path / "back" / "stray.txt").write_text("x")
+    sync("s3://mirror-test/d", tmp_path / "back", s3=aws_env, delete=True)
+    assert not (tmp_path / "back" / "stray.txt").exists()
+
+
+def test_keys_that_would_escape_are_left_alone(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    bucket.put_bytes("e/ok.txt", b"ok")
+    bucket.put_bytes("e/../escape.txt", b"no")
+    stats = sync("s3://mirror-test/e", tmp_path / "dst", s3=aws_env)
+    assert stats.unsupported == ["../escape.txt"]
+    assert (tmp_path / "dst" / "ok.txt").read_bytes() == b"ok"
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_both_sides_local_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="between a local directory and s3"):
+        sync(tmp_path / "a", tmp_path / "b")
+
+
+def test_cli_sync(bucket: Bucket, aws_env: S3Config, tmp_path: Path) -> None:
+    _tree(tmp_path / "src")
+    cli = str(Path(sys.executable).parent / "jobattach")
+    out = subprocess.run(
+        [cli, "sync", str(tmp_path / "src"), "s3://mirror-test/cli", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["transferred_files"] == 4
+    again = subprocess.run(
+        [cli, "sync", str(tmp_path / "src"), "s3://mirror-test/cli"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
+    assert "copied 0" in again.stderr
