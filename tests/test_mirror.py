@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from jobattach import S3Config, S3Path, ValidationError, parse_path, sync
 from jobattach_host.storage import Bucket
@@ -117,3 +118,29 @@ def test_cli_sync(bucket: Bucket, aws_env: S3Config, tmp_path: Path) -> None:
         env=dict(os.environ),
     )
     assert "copied 0" in again.stderr
+
+
+def test_by_hash_sees_a_same_size_change_that_times_miss(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    _tree(tmp_path / "src")
+    first = sync(tmp_path / "src", "s3://mirror-test/h", s3=aws_env, by_hash=True)
+    assert first.transferred_files == 4
+    meta = bucket.metadata("h/a.txt")
+    assert meta is not None
+    assert meta["xxh128"] == xxhash.xxh3_128_hexdigest(b"a")
+    # Same size, and a time set back into the past: only the hash tells.
+    target = tmp_path / "src" / "a.txt"
+    target.write_bytes(b"b")
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    assert sync(tmp_path / "src", "s3://mirror-test/h", s3=aws_env).transferred_files == 0
+    by_hash = sync(tmp_path / "src", "s3://mirror-test/h", s3=aws_env, by_hash=True)
+    assert (by_hash.transferred_files, by_hash.skipped_files) == (1, 3)
+    assert bucket.get_bytes("h/a.txt")[0] == b"b"
+    # Downloading, the local copies are hashed against what S3 recorded.
+    sync("s3://mirror-test/h", tmp_path / "back", s3=aws_env)
+    (tmp_path / "back" / "a.txt").write_bytes(b"z")
+    os.utime(tmp_path / "back" / "a.txt", ns=(4_000_000_000_000_000_000,) * 2)
+    down = sync("s3://mirror-test/h", tmp_path / "back", s3=aws_env, by_hash=True)
+    assert down.transferred_files == 1
+    assert (tmp_path / "back" / "a.txt").read_bytes() == b"b"

@@ -39,19 +39,22 @@ fn listing(v: Value, what: &str) -> Result<BTreeMap<Vec<u16>, Item>> {
 }
 
 /// Plans a mirror; `request` is `{"source": [[path, size, mtime_us]], "dest": [...],
-/// "delete": bool, "include": [glob], "exclude": [glob]}`. Returns `{"copy": [path],
-/// "unchanged": [path], "delete": [path], "unsupported": [path], "excluded": n}`.
+/// "delete": bool, "by_hash": bool, "include": [glob], "exclude": [glob]}`. Returns
+/// `{"copy": [path], "unchanged": [path], "compare": [path], "delete": [path], "unsupported":
+/// [path], "excluded": n}`. With `by_hash`, files of the same size on both sides are listed in
+/// `compare`, for the caller to copy those whose xxh3-128 differs.
 pub fn plan(request: &str) -> Result<String> {
     let Value::Object(fields) = json::parse(request)? else {
         return Err(Error::invalid("a mirror request must be a JSON object"));
     };
-    let (mut source, mut dest, mut delete) = (None, None, false);
+    let (mut source, mut dest, mut delete, mut by_hash) = (None, None, false, false);
     let (mut include, mut exclude) = (Vec::new(), Vec::new());
     for (key, value) in fields {
         match (key.as_str(), value) {
             ("source", v) => source = Some(listing(v, "source")?),
             ("dest", v) => dest = Some(listing(v, "dest")?),
             ("delete", Value::Bool(d)) => delete = d,
+            ("by_hash", Value::Bool(h)) => by_hash = h,
             (name @ ("include" | "exclude"), Value::Array(globs)) => {
                 for g in globs {
                     let Value::String(u) = g else {
@@ -76,6 +79,7 @@ pub fn plan(request: &str) -> Result<String> {
             && !exclude.iter().any(|g| g.matches(p))
     };
     let (mut copy, mut unchanged, mut gone, mut unsupported) = (vec![], vec![], vec![], vec![]);
+    let mut compare = vec![];
     let mut excluded = 0usize;
     for (path, item) in &source {
         if !keeps(path) {
@@ -84,6 +88,7 @@ pub fn plan(request: &str) -> Result<String> {
             unsupported.push(path);
         } else {
             match dest.get(path) {
+                Some(d) if by_hash && d.size == item.size => compare.push(path),
                 // Whole seconds: S3 keeps modification times to the second.
                 Some(d)
                     if d.size == item.size
@@ -107,6 +112,7 @@ pub fn plan(request: &str) -> Result<String> {
     for (i, (name, paths)) in [
         ("copy", &copy),
         ("unchanged", &unchanged),
+        ("compare", &compare),
         ("delete", &gone),
         ("unsupported", &unsupported),
     ]
@@ -137,14 +143,15 @@ mod tests {
                       "delete":true}"#;
         assert_eq!(
             plan(req).unwrap(),
-            r#"{"copy":["bigger","new","newer"],"unchanged":["same"],"delete":["extra"],"unsupported":["../bad"],"excluded":0}"#
+            r#"{"copy":["bigger","new","newer"],"unchanged":["same"],"compare":[],"delete":["extra"],"unsupported":["../bad"],"excluded":0}"#
         );
         let kept = plan(&req.replace("\"delete\":true", "\"delete\":false,\"exclude\":[\"new*\"]"))
             .unwrap();
-        assert!(
-            kept.starts_with(r#"{"copy":["bigger"],"unchanged":["same"],"delete":[],"#),
-            "{kept}"
-        );
+        let start = r#"{"copy":["bigger"],"unchanged":["same"],"compare":[],"delete":[],"#;
+        assert!(kept.starts_with(start), "{kept}");
         assert!(kept.ends_with(r#""excluded":2}"#), "{kept}");
+        let hashed = plan(&req.replace("\"delete\":true", "\"by_hash\":true")).unwrap();
+        let start = r#"{"copy":["bigger","new"],"unchanged":[],"compare":["newer","same"],"#;
+        assert!(hashed.starts_with(start), "{hashed}");
     }
 }

@@ -179,6 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     sy.add_argument("--include", action="append", default=[], metavar="GLOB")
     sy.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    sy.add_argument(
+        "--hash",
+        action="store_true",
+        help="compare files of the same size by xxh3-128, not by time",
+    )
     sy.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
     d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
@@ -400,6 +405,7 @@ def _sync(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         include=tuple(args.include),
         exclude=tuple(args.exclude),
+        by_hash=args.hash,
     )
     if args.json:
         print(json.dumps(dataclasses.asdict(stats), indent=2))

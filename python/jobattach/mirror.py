@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
+from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
@@ -66,6 +67,9 @@ class SyncOptions:
     dry_run: bool = False
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: Compare files of the same size by xxh3-128 instead of by time; uploads then record
+    #: each object's digest in its metadata (``xxh128``) for later comparisons.
+    by_hash: bool = False
     s3: S3Config = field(default_factory=S3Config)
 
 
@@ -104,14 +108,24 @@ def sync_with_options(
         "source": [[p, s, m] for p, (s, m) in src_items.items()],
         "dest": [[p, s, m] for p, (s, m) in dst_items.items()],
         "delete": options.delete,
+        "by_hash": options.by_hash,
         "include": list(options.include),
         "exclude": list(options.exclude),
     }
     plan = json.loads(session_for().call("sync", "plan-mirror", json.dumps(request)))
-    copy, gone = plan["copy"], plan["delete"]
+    copy, gone, unchanged = plan["copy"], plan["delete"], plan["unchanged"]
+    local = src if isinstance(src, LocalPath) else dst
+    assert isinstance(local, LocalPath)
+    digests: dict[str, str] = {}
+    if options.by_hash:  # the component hashes the local side; S3 says what it recorded
+        wanted = plan["compare"] + (copy if isinstance(src, LocalPath) else [])
+        digests = dict(zip(wanted, hash_files(local.path, wanted)))
+        recorded = _recorded_digests(bucket, remote, plan["compare"])
+        for p in plan["compare"]:
+            (unchanged if recorded.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
         if isinstance(src, LocalPath) and isinstance(dst, S3Path):
-            _upload(src, dst, bucket, copy)
+            _upload(src, dst, bucket, copy, digests)
         elif isinstance(src, S3Path) and isinstance(dst, LocalPath):
             _download(src, dst, bucket, copy, src_items)
         _delete(dst, bucket, gone)
@@ -120,12 +134,12 @@ def sync_with_options(
         return sum(src_items[p][0] for p in paths)
 
     return SyncStats(
-        scanned_files=len(copy) + len(plan["unchanged"]),
-        scanned_bytes=size(copy) + size(plan["unchanged"]),
+        scanned_files=len(copy) + len(unchanged),
+        scanned_bytes=size(copy) + size(unchanged),
         transferred_files=len(copy),
         transferred_bytes=size(copy),
-        skipped_files=len(plan["unchanged"]),
-        skipped_bytes=size(plan["unchanged"]),
+        skipped_files=len(unchanged),
+        skipped_bytes=size(unchanged),
         deleted_files=len(gone),
         unsupported=plan["unsupported"],
         dry_run=options.dry_run,
@@ -152,8 +166,27 @@ def _parallel(bucket: Bucket, work: Callable[[str], None], paths: list[str]) -> 
         list(pool.map(work, paths))
 
 
-def _upload(src: LocalPath, dst: S3Path, bucket: Bucket, paths: list[str]) -> None:
-    _parallel(bucket, lambda rel: bucket.upload_file(dst.key(rel), src.path / rel), paths)
+def _upload(
+    src: LocalPath, dst: S3Path, bucket: Bucket, paths: list[str], digests: dict[str, str]
+) -> None:
+    def upload(rel: str) -> None:
+        metadata = {"xxh128": digests[rel]} if rel in digests else None
+        bucket.upload_file(dst.key(rel), src.path / rel, metadata=metadata)
+
+    _parallel(bucket, upload, paths)
+
+
+def _recorded_digests(bucket: Bucket, remote: S3Path, paths: list[str]) -> dict[str, str]:
+    """The ``xxh128`` each object's metadata records (none for objects written without)."""
+    found: dict[str, str] = {}
+
+    def look(rel: str) -> None:
+        digest = (bucket.metadata(remote.key(rel)) or {}).get("xxh128")
+        if digest:
+            found[rel] = digest
+
+    _parallel(bucket, look, paths)
+    return found
 
 
 def _download(
