@@ -71,16 +71,11 @@ pub fn output_manifest(
 pub fn layout(root_prefix: &str) -> String {
     let p = prefix(root_prefix);
     let mut out = String::from("{\"data_prefix\":");
-    string(&mut out, &format!("{p}Data/"));
+    json::write_str(&mut out, &format!("{p}Data/"));
     out.push_str(",\"data_suffix\":\".xxh128\",\"manifests_prefix\":");
-    string(&mut out, &format!("{p}Manifests/"));
+    json::write_str(&mut out, &format!("{p}Manifests/"));
     out.push('}');
     out
-}
-
-/// The object key of a content's data.
-pub fn data_key(root_prefix: &str, digest: &str) -> String {
-    format!("{}Data/{digest}.xxh128", prefix(root_prefix))
 }
 
 fn prefix(root_prefix: &str) -> String {
@@ -96,10 +91,6 @@ fn xxh128_of(text: &str) -> String {
     let mut h = Hasher::new();
     h.update(text.as_bytes());
     h.finish_hex()
-}
-
-fn string(out: &mut String, s: &str) {
-    json::write_string(out, &s.encode_utf16().collect::<Vec<_>>());
 }
 
 /// Describes a submission: `request` is `{"root_prefix", "farm_id", "queue_id", "file_system":
@@ -150,10 +141,10 @@ pub fn describe(request: &str) -> Result<String> {
             Some(v) => Some(text(v)?),
         };
         let mut entry = String::from("{\"rootPath\":");
-        string(&mut entry, &root);
+        json::write_str(&mut entry, &root);
         if let Some(name) = &location {
             entry.push_str(",\"fileSystemLocationName\":");
-            string(&mut entry, name);
+            json::write_str(&mut entry, name);
         }
         let _ = write!(entry, ",\"rootPathFormat\":\"{path_format}\"");
         match manifest_hash {
@@ -168,7 +159,7 @@ pub fn describe(request: &str) -> Result<String> {
                 let partial = format!("{farm}/{queue}/Inputs/{guid}/{}_input", xxh128_of(&root));
                 let key = format!("{}Manifests/{partial}", prefix(&root_prefix));
                 entry.push_str(",\"inputManifestPath\":");
-                string(&mut entry, &partial);
+                json::write_str(&mut entry, &partial);
                 let _ = write!(entry, ",\"inputManifestHash\":\"{hash}\"");
                 manifests.push(manifest_object(&key, &root, location.as_deref()));
             }
@@ -180,7 +171,7 @@ pub fn describe(request: &str) -> Result<String> {
                 if i > 0 {
                     entry.push(',');
                 }
-                string(&mut entry, o);
+                json::write_str(&mut entry, o);
             }
             entry.push(']');
         }
@@ -196,20 +187,20 @@ pub fn describe(request: &str) -> Result<String> {
 
 fn manifest_object(key: &str, root: &str, location: Option<&str>) -> String {
     let mut out = String::from("{\"key\":");
-    string(&mut out, key);
+    json::write_str(&mut out, key);
     out.push_str(",\"metadata\":{\"asset-root\":");
     if root.is_ascii() {
-        string(&mut out, root);
+        json::write_str(&mut out, root);
     } else {
         let mut ascii = String::new();
-        string(&mut ascii, root); // already ASCII JSON, as json.dumps(ensure_ascii=True)
-        string(&mut out, &ascii);
+        json::write_str(&mut ascii, root); // already ASCII JSON, as json.dumps(ensure_ascii=True)
+        json::write_str(&mut out, &ascii);
         out.push_str(",\"asset-root-json\":");
-        string(&mut out, &ascii);
+        json::write_str(&mut out, &ascii);
     }
     if let Some(name) = location {
         out.push_str(",\"file-system-location-name\":");
-        string(&mut out, name);
+        json::write_str(&mut out, name);
     }
     out.push_str("}}");
     out
@@ -258,8 +249,8 @@ mod tests {
 
     #[test]
     fn keys_follow_the_layout() {
-        assert_eq!(data_key("JobAttachments", "ab"), "JobAttachments/Data/ab.xxh128");
-        assert_eq!(data_key("", "ab"), "Data/ab.xxh128");
+        assert!(layout("JobAttachments").starts_with(r#"{"data_prefix":"JobAttachments/Data/","#));
+        assert!(layout("").starts_with(r#"{"data_prefix":"Data/","data_suffix":".xxh128","#));
         // DESIGN §4: root /tmp/ja-vectors/unicode names its manifest a86f27a4…_input.
         assert_eq!(xxh128_of("/tmp/ja-vectors/unicode"), "a86f27a456f886f45db9d237135c77f9");
     }

@@ -166,10 +166,10 @@ pub fn group(request: &str) -> Result<String> {
             v
         };
         let mut entry = String::from("{\"root\":");
-        write_str(&mut entry, &root.render(style));
+        json::write_str(&mut entry, &root.render(style));
         entry.push_str(",\"location\":");
         match &g.location {
-            Some(name) => write_str(&mut entry, name),
+            Some(name) => json::write_str(&mut entry, name),
             None => entry.push_str("null"),
         }
         for (name, paths) in
@@ -180,7 +180,7 @@ pub fn group(request: &str) -> Result<String> {
                 if i > 0 {
                     entry.push(',');
                 }
-                write_str(&mut entry, p);
+                json::write_str(&mut entry, p);
             }
             entry.push(']');
         }
@@ -194,14 +194,10 @@ pub fn group(request: &str) -> Result<String> {
         if i > 0 {
             doc.push(',');
         }
-        write_str(&mut doc, m);
+        json::write_str(&mut doc, m);
     }
     let _ = write!(doc, "],\"skipped_shared\":{skipped_shared}}}");
     Ok(doc)
-}
-
-fn write_str(out: &mut String, s: &str) {
-    json::write_string(out, &s.encode_utf16().collect::<Vec<_>>());
 }
 
 #[cfg(test)]

@@ -345,6 +345,11 @@ fn utf8_char(bytes: &[u8]) -> Option<char> {
     (1..=bytes.len()).find_map(|n| std::str::from_utf8(&bytes[..n]).ok()?.chars().next())
 }
 
+/// [`write_string`] for a Rust string.
+pub fn write_str(out: &mut String, s: &str) {
+    write_string(out, &s.encode_utf16().collect::<Vec<_>>());
+}
+
 /// Writes `units` as a JSON string the way Python's `json.dumps(ensure_ascii=True)` does:
 /// `\"`, `\\`, `\b \f \n \r \t`, and every other unit outside 0x20-0x7E as `\uXXXX` (lowercase
 /// hex), so astral characters become surrogate pairs and lone surrogates survive.

@@ -151,12 +151,7 @@ class Bucket:
 
     def keys(self, prefix: str) -> set[str]:
         """Every key under ``prefix``, by one paginated listing."""
-        found: set[str] = set()
-        with _storage_errors("list", prefix):
-            pages = self.client.get_paginator("list_objects_v2")
-            for page in pages.paginate(Bucket=self.name, Prefix=prefix):
-                found.update(obj["Key"] for obj in page.get("Contents", []))
-        return found
+        return {key for key, _, _ in self.listing(prefix)}
 
     def listing(self, prefix: str) -> list[tuple[str, int, int]]:
         """(key, size, last modified in microseconds) of every object under ``prefix``."""
@@ -184,14 +179,7 @@ class Bucket:
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists (one HEAD request)."""
-        with _storage_errors("check", key):
-            try:
-                self.client.head_object(Bucket=self.name, Key=key)
-                return True
-            except ClientError as e:
-                if _status(e) == 404:
-                    return False
-                raise
+        return self.metadata(key) is not None
 
     def existing(
         self, keys: Iterable[str], *, under: str | None = None, page_size: int = 1000
