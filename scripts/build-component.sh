@@ -10,10 +10,24 @@ host_triple=$(/usr/bin/rustc -vV | sed -n 's/^host: //p')
 llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 sysroot=$(/usr/bin/rustc --print sysroot)
 
+# wasm-component-ld: rustc-web shipped it up to 1.96.0+dfsg1-1~deb12u1 (its deb12u2 does not),
+# rustup's toolchain ships it beside its rustc; failing both, it is built from crates.io into
+# .tools/ once.
+component_ld() {
+  local root ld
+  for root in "$sysroot" "$(rustc --print sysroot 2>/dev/null || true)"; do
+    ld="$root/lib/rustlib/$host_triple/bin/wasm-component-ld"
+    [ -n "$root" ] && [ -x "$ld" ] && { echo "$ld"; return; }
+  done
+  [ -x .tools/bin/wasm-component-ld ] ||
+    scripts/cargo.sh install --quiet --locked --root .tools wasm-component-ld@0.5.21 >&2
+  echo "$PWD/.tools/bin/wasm-component-ld"
+}
+
 export RUSTC_BOOTSTRAP=1 # for -Z build-std on a stable compiler
 # wasm-component-ld links with wasm-ld and then turns the module into a component; the component
 # imports WASI 0.2 directly, so no preview-1 adapter is needed.
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$sysroot/lib/rustlib/$host_triple/bin/wasm-component-ld"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$(component_ld)"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128 -C link-arg=--wasm-ld-path=/usr/bin/wasm-ld-$llvm_major -C link-arg=--wasi-adapter=none"
 
 scripts/cargo.sh build --quiet --release --locked \
