@@ -78,7 +78,8 @@ pub fn layout(root_prefix: &str) -> String {
     out
 }
 
-fn prefix(root_prefix: &str) -> String {
+/// `root_prefix` without surrounding slashes and with one after it, or nothing.
+pub(crate) fn prefix(root_prefix: &str) -> String {
     let p = root_prefix.trim_matches('/');
     if p.is_empty() {
         String::new()
@@ -206,9 +207,47 @@ fn manifest_object(key: &str, root: &str, location: Option<&str>) -> String {
     out
 }
 
+/// The root a manifest object names in its user metadata (a JSON object of strings):
+/// `asset-root-json` decoded when present (it keeps a root that is not ASCII), else
+/// `asset-root`; None when neither is there.
+pub fn manifest_root(metadata: &str) -> Result<Option<String>> {
+    let bad = |why: &str| Error::invalid(format!("manifest metadata: {why}"));
+    let Value::Object(fields) = json::parse(metadata)? else {
+        return Err(bad("must be an object"));
+    };
+    let field = |name: &str| match fields.iter().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, Value::String(u))) => {
+            String::from_utf16(u).map(Some).map_err(|_| bad(&format!("{name} is not Unicode")))
+        }
+        Some(_) => Err(bad(&format!("{name} must be a string"))),
+    };
+    match field("asset-root-json")? {
+        Some(text) => match json::parse(&text) {
+            Ok(Value::String(u)) => String::from_utf16(u.as_slice())
+                .map(Some)
+                .map_err(|_| bad("asset-root-json is not Unicode")),
+            _ => Err(bad("asset-root-json must hold a JSON string")),
+        },
+        None => field("asset-root"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_is_read_back_from_the_metadata_written() {
+        for root in ["/show/a", "/show/caf\u{e9}", "C:\\proj\\\u{1f600}"] {
+            let object = manifest_object("k", root, Some("loc"));
+            let metadata = &object[object.find("\"metadata\":").unwrap() + 11..object.len() - 1];
+            assert_eq!(manifest_root(metadata).unwrap().as_deref(), Some(root));
+        }
+        assert_eq!(manifest_root("{}").unwrap(), None);
+        assert!(manifest_root("{\"asset-root-json\":\"nope\"}").is_err());
+        assert!(manifest_root("[]").is_err());
+    }
 
     #[test]
     fn session_roots_are_named_as_the_worker_names_them() {

@@ -9,6 +9,7 @@ pub mod formats;
 pub mod glob;
 pub mod grouping;
 pub mod hash;
+pub mod job_outputs;
 pub mod json;
 pub mod manifest;
 pub mod manifest_v2025;
@@ -147,44 +148,81 @@ mod bindings {
         }
     }
 
-    fn output_manifest_of(request: &str) -> crate::error::Result<String> {
-        use crate::json::Value;
-        let bad = |what: &str| Error::invalid(format!("output manifest request: {what}"));
-        let Value::Object(fields) = crate::json::parse(request)? else {
-            return Err(bad("must be an object"));
-        };
-        let text = |name: &str| -> crate::error::Result<Option<String>> {
-            match fields.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+    /// A request's fields, read as strings: `what` names the request in errors.
+    struct Request {
+        what: &'static str,
+        fields: Vec<(String, crate::json::Value)>,
+    }
+
+    impl Request {
+        fn parse(text: &str, what: &'static str) -> crate::error::Result<Self> {
+            match crate::json::parse(text)? {
+                crate::json::Value::Object(fields) => Ok(Request { what, fields }),
+                _ => Err(Error::invalid(format!("{what}: must be an object"))),
+            }
+        }
+
+        fn bad(&self, why: &str) -> Error {
+            Error::invalid(format!("{}: {why}", self.what))
+        }
+
+        fn get(&self, name: &str) -> Option<&crate::json::Value> {
+            self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        }
+
+        /// A string field; absent or null is `None`.
+        fn text(&self, name: &str) -> crate::error::Result<Option<String>> {
+            use crate::json::Value;
+            match self.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(u)) => {
-                    String::from_utf16(u).map(Some).map_err(|_| bad("a string is not Unicode"))
+                    String::from_utf16(u).map(Some).map_err(|_| self.bad("a string is not Unicode"))
                 }
-                Some(_) => Err(bad(&format!("{name} must be a string"))),
+                Some(_) => Err(self.bad(&format!("{name} must be a string"))),
             }
-        };
-        let need = |name: &str| text(name)?.ok_or_else(|| bad(&format!("{name} is missing")));
-        let start_us = match fields.iter().find(|(k, _)| k == "start_us").map(|(_, v)| v) {
-            Some(Value::Number(n)) => {
-                n.parse::<i64>().map_err(|_| bad("start_us must be an integer"))?
+        }
+
+        fn need(&self, name: &str) -> crate::error::Result<String> {
+            self.text(name)?.ok_or_else(|| self.bad(&format!("{name} is missing")))
+        }
+    }
+
+    fn output_manifest_of(request: &str) -> crate::error::Result<String> {
+        let r = Request::parse(request, "output manifest request")?;
+        let start_us = match r.get("start_us") {
+            Some(crate::json::Value::Number(n)) => {
+                n.parse::<i64>().map_err(|_| r.bad("start_us must be an integer"))?
             }
-            _ => return Err(bad("start_us must be an integer")),
+            _ => return Err(r.bad("start_us must be an integer")),
         };
         let ids = [
-            need("farm_id")?,
-            need("queue_id")?,
-            need("job_id")?,
-            need("step_id")?,
-            text("task_id")?.unwrap_or_default(),
+            r.need("farm_id")?,
+            r.need("queue_id")?,
+            r.need("job_id")?,
+            r.need("step_id")?,
+            r.text("task_id")?.unwrap_or_default(),
         ];
-        let location = text("location")?.filter(|l| !l.is_empty());
+        let location = r.text("location")?.filter(|l| !l.is_empty());
         Ok(crate::attachments::output_manifest(
-            &text("root_prefix")?.unwrap_or_default(),
+            &r.text("root_prefix")?.unwrap_or_default(),
             [&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]],
-            &need("session_action_id")?,
+            &r.need("session_action_id")?,
             start_us,
-            &need("root")?,
+            &r.need("root")?,
             location.as_deref(),
         ))
+    }
+
+    fn outputs_prefix_of(request: &str) -> crate::error::Result<String> {
+        let r = Request::parse(request, "outputs request")?;
+        crate::job_outputs::prefix(
+            &r.text("root_prefix")?.unwrap_or_default(),
+            &r.need("farm_id")?,
+            &r.need("queue_id")?,
+            &r.need("job_id")?,
+            &r.text("step_id")?.unwrap_or_default(),
+            &r.text("task_id")?.unwrap_or_default(),
+        )
     }
 
     fn canonical(m: &crate::formats::AnyManifest) -> manifest::Canonical {
@@ -226,6 +264,18 @@ mod bindings {
 
         fn output_manifest(request: String) -> Result<String, types::Error> {
             Ok(output_manifest_of(&request)?)
+        }
+
+        fn outputs_prefix(request: String) -> Result<String, types::Error> {
+            Ok(outputs_prefix_of(&request)?)
+        }
+
+        fn select_outputs(listing: String) -> Result<String, types::Error> {
+            Ok(crate::job_outputs::select(&listing)?)
+        }
+
+        fn manifest_root(metadata: String) -> Result<Option<String>, types::Error> {
+            Ok(crate::attachments::manifest_root(&metadata)?)
         }
 
         fn map_path(

@@ -1,10 +1,11 @@
-"""Where a job's roots land on a worker: the component's rules, called from the host."""
+"""Where a job's objects are and where its roots land: the component's rules, called from the
+host."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .sandbox import session_for
@@ -46,3 +47,31 @@ def map_path(rules: Sequence[PathMappingRule], path: str) -> str | None:
     text = json.dumps([[r.source_path_format, r.source_path, r.destination_path] for r in rules])
     mapped = session_for().call("sync", "map-path", text, path, os.sep)
     return None if mapped is None else str(mapped)
+
+
+def outputs_prefix(
+    root_prefix: str, farm_id: str, queue_id: str, job_id: str, step_id: str = "", task_id: str = ""
+) -> str:
+    """Where the output manifests of a job (or of one step, or one task of a step) are."""
+    request = {
+        "root_prefix": root_prefix,
+        "farm_id": farm_id,
+        "queue_id": queue_id,
+        "job_id": job_id,
+        "step_id": step_id,
+        "task_id": task_id,
+    }
+    return str(session_for().call("sync", "outputs-prefix", json.dumps(request)))
+
+
+def select_outputs(listing: Sequence[tuple[str, int]]) -> list[str]:
+    """The output manifests to read from a listing of ``(key, last modified in µs)``, oldest
+    first: each task's latest session action's, and all of steps without tasks."""
+    chosen = session_for().call("sync", "select-outputs", json.dumps(listing))
+    return list(json.loads(chosen))
+
+
+def manifest_root(metadata: Mapping[str, str]) -> str | None:
+    """The root a manifest object names in its user metadata."""
+    root = session_for().call("sync", "manifest-root", json.dumps(dict(metadata)))
+    return None if root is None else str(root)

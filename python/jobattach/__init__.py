@@ -45,7 +45,14 @@ from .submit import (
     submit_bundle_attachments,
     submit_bundle_attachments_async,
 )
-from .worker import SessionAction, SyncInputsResult, SyncOutputsResult, sync_inputs, sync_outputs
+from .worker import (
+    DownloadResult,
+    SessionAction,
+    SyncOutputsResult,
+    download_job_outputs,
+    sync_inputs,
+    sync_outputs,
+)
 
 __version__ = "0.1.0"
 
@@ -56,6 +63,7 @@ __all__ = [
     "BundleSubmitResult",
     "Cancelled",
     "ClientOptions",
+    "DownloadResult",
     "FileAccessError",
     "FileSystemLocation",
     "Manifest",
@@ -72,7 +80,6 @@ __all__ = [
     "StorageError",
     "StorageProfile",
     "SummaryStatistics",
-    "SyncInputsResult",
     "SyncOptions",
     "SyncOutputsResult",
     "SyncStats",
@@ -82,6 +89,7 @@ __all__ = [
     "decode_manifest",
     "diff_directory",
     "diff_manifests",
+    "download_job_outputs",
     "hash_file",
     "hash_files",
     "merge_manifests",

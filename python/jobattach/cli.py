@@ -7,13 +7,14 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import (
     AssetReferences,
     AttachmentError,
     BundleSubmitOptions,
+    DownloadResult,
     FileAccessError,
     FileSystemLocation,
     Manifest,
@@ -25,6 +26,7 @@ from . import (
     create_manifest,
     diff_directory,
     diff_manifests,
+    download_job_outputs,
     hash_file,
     merge_manifests,
     submit_bundle_attachments,
@@ -33,6 +35,7 @@ from . import (
     versions,
 )
 from .manifest import V2023, V2025_SNAPSHOT
+from .worker import CONFLICT_POLICIES
 
 
 def _version_text() -> str:
@@ -164,13 +167,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="each root lands in its own folder here unless a rule maps it",
     )
-    down.add_argument(
-        "--on-conflict",
-        choices=["overwrite", "skip", "error"],
-        default="overwrite",
-        help="what to do with local files that differ (default %(default)s)",
+    _conflict_and_json(down)
+
+    outs = asub.add_parser(
+        "download-outputs", help="download a job's outputs (each task's latest run)"
     )
-    down.add_argument("--json", action="store_true", help="print the result as JSON")
+    outs.add_argument("--bucket", required=True)
+    outs.add_argument("--root-prefix", required=True)
+    outs.add_argument("--farm-id", required=True)
+    outs.add_argument("--queue-id", required=True)
+    outs.add_argument("--job-id", required=True)
+    outs.add_argument("--step-id", default="", help="only this step's outputs")
+    outs.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
+    outs.add_argument(
+        "--dest",
+        type=Path,
+        metavar="DIR",
+        help="each root lands in its own folder here (default: the job's own root paths)",
+    )
+    _conflict_and_json(outs)
 
     sy = sub.add_parser("sync", help="mirror a directory to s3://bucket/prefix, or back")
     sy.add_argument("source", metavar="SRC")
@@ -194,6 +209,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _conflict_and_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--on-conflict",
+        choices=CONFLICT_POLICIES,
+        default="overwrite",
+        help="what to do with local files that differ (default %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -206,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sync":
             return _sync(args)
         if args.command == "attachments":
-            return _upload(args) if args.attachments_command == "upload" else _download(args)
+            return _ATTACHMENTS_COMMANDS[args.attachments_command](args)
     except AttachmentError as e:
         print(f"jobattach: error: {e}", file=sys.stderr)
         return 1
@@ -293,7 +318,12 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-_MANIFEST_COMMANDS = {"snapshot": _snapshot, "diff": _diff, "merge": _merge, "convert": _convert}
+_MANIFEST_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "snapshot": _snapshot,
+    "diff": _diff,
+    "merge": _merge,
+    "convert": _convert,
+}
 
 
 def _storage_profile(path: Path | None) -> StorageProfile | None:
@@ -382,7 +412,25 @@ def _download(args: argparse.Namespace) -> int:
         args.dest,
         on_conflict=args.on_conflict,
     )
-    if args.json:
+    return _report_download(result, as_json=args.json)
+
+
+def _download_outputs(args: argparse.Namespace) -> int:
+    result = download_job_outputs(
+        S3Location(args.bucket, args.root_prefix),
+        args.farm_id,
+        args.queue_id,
+        args.job_id,
+        args.dest,
+        step_id=args.step_id,
+        task_id=args.task_id,
+        on_conflict=args.on_conflict,
+    )
+    return _report_download(result, as_json=args.json)
+
+
+def _report_download(result: DownloadResult, *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(dataclasses.asdict(result), indent=2))
         return 0
     for root, local in result.roots.items():
@@ -395,6 +443,13 @@ def _download(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+_ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "upload": _upload,
+    "download": _download,
+    "download-outputs": _download_outputs,
+}
 
 
 def _sync(args: argparse.Namespace) -> int:

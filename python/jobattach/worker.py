@@ -25,7 +25,16 @@ from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, StorageError, ValidationError
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config
-from jobattach_host.sync import Layout, PathMappingRule, layout, map_path, session_root_name
+from jobattach_host.sync import (
+    Layout,
+    PathMappingRule,
+    layout,
+    manifest_root,
+    map_path,
+    outputs_prefix,
+    select_outputs,
+    session_root_name,
+)
 from jobattach_host.upload import upload_contents
 
 from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
@@ -38,7 +47,9 @@ _STAGING = ".jobattach-staging"
 
 
 @dataclass(frozen=True)
-class SyncInputsResult:
+class DownloadResult:
+    """What a download of a job's inputs or outputs did."""
+
     #: Each job root (its rootPath) and the local directory it landed in.
     roots: dict[str, str]
     files: int
@@ -50,7 +61,7 @@ class SyncInputsResult:
     #: Local files that differed from the manifest, by policy outcome: overwritten, skipped.
     conflicts: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
-    #: Each job root's merged input manifest: what sync_outputs compares outputs against.
+    #: Each job root's merged manifest: for inputs, what sync_outputs compares outputs against.
     manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
 
 
@@ -62,24 +73,80 @@ def sync_inputs(
     path_mapping_rules: Sequence[PathMappingRule] = (),
     on_conflict: str = "overwrite",
     s3: S3Config | None = None,
-) -> SyncInputsResult:
+) -> DownloadResult:
     """Downloads a job's inputs (see the module's doc) and says what it did."""
-    if on_conflict not in CONFLICT_POLICIES:
-        raise ValidationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+    _check_policy(on_conflict)
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
-    by_dest: dict[Path, list[Manifest]] = {}
-    roots: dict[str, str] = {}
+    roots: dict[str, Path] = {}
     by_root: dict[str, list[Manifest]] = {}
     for props in attachments.get("manifests", []):
-        dest = _destination(props, Path(session_dir), path_mapping_rules)
-        roots[props["rootPath"]] = str(dest)
+        roots[props["rootPath"]] = _destination(props, session_dir, path_mapping_rules)
         if props.get("inputManifestPath"):
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
-            manifest = Manifest.decode(data)  # validates every path
-            by_dest.setdefault(dest, []).append(manifest)
-            by_root.setdefault(props["rootPath"], []).append(manifest)
+            # decoding validates every path
+            by_root.setdefault(props["rootPath"], []).append(Manifest.decode(data))
+    return _download_roots(bucket, where, roots, by_root, on_conflict, t0)
+
+
+def download_job_outputs(
+    s3_location: S3Location,
+    farm_id: str,
+    queue_id: str,
+    job_id: str,
+    dest: str | os.PathLike[str] | None = None,
+    *,
+    step_id: str = "",
+    task_id: str = "",
+    path_mapping_rules: Sequence[PathMappingRule] = (),
+    on_conflict: str = "overwrite",
+    s3: S3Config | None = None,
+) -> DownloadResult:
+    """Downloads the outputs of a job, or of one step, or one task of a step.
+
+    Reads the output manifests the official downloader reads (each task's latest session
+    action, every action of a step without tasks), merges those of a root oldest first, and
+    downloads as ``sync_inputs`` does. Each root lands where a path mapping rule maps it, else
+    in its own folder under ``dest``, else at the root's own path when that is absolute here.
+    """
+    _check_policy(on_conflict)
+    t0 = time.perf_counter()
+    bucket = Bucket(s3_location.bucket, s3 or S3Config())
+    where = layout(s3_location.root_prefix)
+    prefix = outputs_prefix(s3_location.root_prefix, farm_id, queue_id, job_id, step_id, task_id)
+    keys = select_outputs([(key, modified) for key, _, modified in bucket.listing(prefix)])
+    roots: dict[str, Path] = {}
+    by_root: dict[str, list[Manifest]] = {}
+    for key, (data, metadata) in zip(keys, bucket.get_many(keys)):
+        root = manifest_root(metadata)
+        if root is None:
+            raise StorageError("an output manifest names no root in its metadata", path=key)
+        if root not in roots:
+            props = {"rootPath": root}
+            roots[root] = _destination(props, dest, path_mapping_rules)
+        by_root.setdefault(root, []).append(Manifest.decode(data))
+    return _download_roots(bucket, where, roots, by_root, on_conflict, t0)
+
+
+def _check_policy(on_conflict: str) -> None:
+    if on_conflict not in CONFLICT_POLICIES:
+        raise ValidationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+
+
+def _download_roots(
+    bucket: Bucket,
+    where: Layout,
+    roots: dict[str, Path],
+    by_root: dict[str, list[Manifest]],
+    on_conflict: str,
+    t0: float,
+) -> DownloadResult:
+    """Downloads each root's merged manifest to its local directory; nothing is written before
+    every root's plan stands."""
+    by_dest: dict[Path, list[Manifest]] = {}
+    for root, manifests in by_root.items():  # roots mapped to one place merge there
+        by_dest.setdefault(roots[root], []).extend(manifests)
     totals = {
         "files": 0,
         "bytes": 0,
@@ -92,10 +159,10 @@ def sync_inputs(
         (dest, _plan(dest, merge_manifests(ms), on_conflict, conflicts, totals))
         for dest, ms in by_dest.items()
     ]
-    for dest, todo in plans:  # nothing is written before every root's plan stands
+    for dest, todo in plans:
         _download(bucket, where, dest, todo, totals)
-    return SyncInputsResult(
-        roots=roots,
+    return DownloadResult(
+        roots={root: str(dest) for root, dest in roots.items()},
         conflicts=conflicts,
         seconds=time.perf_counter() - t0,
         manifests={root: merge_manifests(ms) for root, ms in by_root.items()},
@@ -104,8 +171,12 @@ def sync_inputs(
 
 
 def _destination(
-    props: dict[str, Any], session_dir: Path, rules: Sequence[PathMappingRule]
+    props: dict[str, Any],
+    session_dir: str | os.PathLike[str] | None,
+    rules: Sequence[PathMappingRule],
 ) -> Path:
+    """Where a root lands: by a rule, else in ``session_dir`` (unless it is a file system
+    location, which must be mapped), else at its own path when that is absolute here."""
     root = props["rootPath"]
     mapped = map_path(rules, root) if rules else None
     if mapped is not None:
@@ -115,7 +186,14 @@ def _destination(
             f"no path mapping rule maps {root!r} (file system location"
             f" {props['fileSystemLocationName']!r})"
         )
-    return session_dir / session_root_name(root)
+    if session_dir is not None:
+        return Path(session_dir) / session_root_name(root)
+    if not os.path.isabs(root):
+        raise ValidationError(
+            f"the job's root {root!r} is no absolute path here: map it by a rule or give a"
+            " destination directory"
+        )
+    return Path(root)
 
 
 def _plan(
@@ -260,7 +338,7 @@ def sync_outputs(
     session_dir: str | os.PathLike[str],
     action: SessionAction,
     *,
-    inputs: SyncInputsResult | None = None,
+    inputs: DownloadResult | None = None,
     path_mapping_rules: Sequence[PathMappingRule] = (),
     s3: S3Config | None = None,
 ) -> SyncOutputsResult:
@@ -276,7 +354,7 @@ def sync_outputs(
     planned: list[tuple[dict[str, Any], Path, Manifest]] = []
     for props in attachments.get("manifests", []):
         outputs = props.get("outputRelativeDirectories") or []
-        local = _destination(props, Path(session_dir), path_mapping_rules)
+        local = _destination(props, session_dir, path_mapping_rules)
         if not outputs or not local.is_dir():
             continue
         current = create_manifest(local, include=[f"{d}/**" for d in outputs]).manifest
