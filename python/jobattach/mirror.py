@@ -194,10 +194,16 @@ def _download(
 ) -> None:
     def download(rel: str) -> None:
         target = dst.path / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.jobattach-tmp")
-        bucket.download_file(src.key(rel), temporary)
-        os.replace(temporary, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            bucket.download_file(src.key(rel), temporary, size=items[rel][0])
+            os.replace(temporary, target)
+        except BaseException as e:
+            temporary.unlink(missing_ok=True)  # nothing partial stays behind
+            if isinstance(e, OSError):
+                raise FileAccessError(f"cannot write: {e.strerror}", path=str(target)) from e
+            raise
         mtime_ns = items[rel][1] * 1000  # the object's time, so the next sync sees it current
         os.utime(target, ns=(mtime_ns, mtime_ns))
 

@@ -255,12 +255,13 @@ def _download(
     for e in todo:
         by_hash.setdefault(str(e.hash), []).append(e)
     digests = list(by_hash)
+    sizes = {digest: entries[0].size for digest, entries in by_hash.items()}
     try:
         workers = max(1, bucket.config.options.max_pool_connections // 2)
         with ThreadPoolExecutor(workers, thread_name_prefix="s3-download") as pool:
 
             def fetch(digest: str) -> None:
-                bucket.download_file(where.data_key(digest), staging / digest)
+                bucket.download_file(where.data_key(digest), staging / digest, size=sizes[digest])
 
             list(pool.map(fetch, digests))
         for digest, got in zip(digests, hash_files(staging, digests)):
