@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from jobattach import (
@@ -31,77 +24,14 @@ from jobattach import (
     S3Location,
     submit_bundle_attachments,
 )
-from jobattach.local_s3 import LocalS3Server
 from jobattach_host import default_engine
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.storage import Bucket
+from servers import BIN, OFFICIAL, SERVERS, children_cpu, config_for, env_for
 from trees import TREES, read_untimed, tree
 
-KEY, SECRET = "benchkey", "benchsecret"
-OFFICIAL = Path(".bench/venv-official/bin/python")
-BIN = Path(sys.executable).parent
 HERE = Path(__file__).parent
-
-
-@contextmanager
-def rclone(scratch: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = scratch / "rclone-data"
-    data.mkdir()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "rclone"),
-            "serve",
-            "s3",
-            "--auth-key",
-            f"{KEY},{SECRET}",
-            "--addr",
-            f"127.0.0.1:{port}",
-            str(data),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
-@contextmanager
-def moto(scratch: Path) -> Iterator[str]:
-    with LocalS3Server() as server:
-        yield server.endpoint_url
-
-
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def env_for(url: str, home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AWS_ENDPOINT_URL_S3": url,
-        "AWS_ENDPOINT_URL_STS": url,
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID": "123456789012",
-        "HOME": str(home),
-    }
 
 
 def official(url: str, bucket: str, root: Path, scratch: Path) -> tuple[float, float]:
@@ -165,14 +95,8 @@ def main() -> None:
             files = [str(t.root / f) for f in t.files]
             with tempfile.TemporaryDirectory(prefix="jobattach-bench-") as tmp:
                 scratch = Path(tmp)
-                start = rclone if server_name == "rclone" else moto
-                with start(scratch) as url:
-                    config = S3Config(
-                        access_key_id=KEY,
-                        secret_access_key=SECRET,
-                        region="us-east-1",
-                        endpoint_url=url,
-                    )
+                with SERVERS[server_name](scratch) as url:
+                    config = config_for(url)
                     for b in ("bench-official", "bench-ours", "bench-s5cmd"):
                         Bucket(b, config).create()
                     first = (

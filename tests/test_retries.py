@@ -127,3 +127,17 @@ def test_an_upload_that_stays_throttled_fails_naming_its_key(
     assert err.value.path == "Manifests/m"
     assert "SlowDown" in str(err.value)
     assert proxy.injected == 2  # every attempt the options allow was made
+
+
+def test_a_small_file_that_stays_throttled_fails_naming_its_key(
+    s3_endpoint: str, proxy_for: Callable[[int], FaultyProxy], tmp_path: Path
+) -> None:
+    _bucket(s3_endpoint, 3).create()
+    proxy = proxy_for(-1)
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"content")
+    with pytest.raises(StorageError) as err:
+        _bucket(proxy.url, 3).upload_file("Data/x", f)  # the direct path's own retries
+    assert err.value.path == "Data/x"
+    assert "SlowDown" in str(err.value)
+    assert proxy.injected == 3

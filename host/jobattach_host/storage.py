@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -28,11 +28,14 @@ from botocore.exceptions import (
 )
 
 from .errors import FileAccessError, StorageError
+from .s3wire import Failed, Fallback, Wire
 
 if TYPE_CHECKING:
+    from botocore.credentials import Credentials
     from mypy_boto3_s3 import S3Client
 
 MiB = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -93,20 +96,29 @@ class S3Config:
         """A client for this configuration, shared while the ``AWS_*`` environment it was made
         in stays the same: making one costs a tenth of a second (botocore loads its service
         model), and clients are thread-safe."""
-        aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-        return _client(self, aws_env)
+        return self._connection().client
 
-    def _new_client(self) -> S3Client:
+    def credentials(self) -> Credentials | None:
+        """The credentials the client signs with; None when boto3's chain found none."""
+        return self._connection().credentials
+
+    def _connection(self) -> _Connection:
+        aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        return _connect(self, aws_env)
+
+    def _new_connection(self) -> _Connection:
         o = self.options
         retries: Any = {"mode": o.retry_mode, "total_max_attempts": o.max_attempts}
-        session = boto3.session.Session(profile_name=self.profile)
-        return session.client(
-            "s3",
-            region_name=self.region,
-            endpoint_url=self.endpoint_url,
+        session = boto3.session.Session(
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
             aws_session_token=self.session_token,
+            profile_name=self.profile,
+        )
+        client = session.client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
             config=Config(
                 max_pool_connections=o.max_pool_connections,
                 connect_timeout=o.connect_timeout,
@@ -114,6 +126,7 @@ class S3Config:
                 retries=retries,
             ),
         )
+        return _Connection(client, session.get_credentials())
 
     def transfer_config(self) -> TransferConfig:
         o = self.options
@@ -124,9 +137,14 @@ class S3Config:
         )
 
 
+class _Connection(NamedTuple):
+    client: S3Client
+    credentials: Credentials | None
+
+
 @functools.lru_cache(maxsize=16)
-def _client(config: S3Config, aws_env: tuple[tuple[str, str], ...]) -> S3Client:
-    return config._new_client()
+def _connect(config: S3Config, aws_env: tuple[tuple[str, str], ...]) -> _Connection:
+    return config._new_connection()
 
 
 class Bucket:
@@ -137,6 +155,7 @@ class Bucket:
         self.config = config or S3Config()
         self.client = self.config.client()
         self._transfer = self.config.transfer_config()
+        self._wire = _wire_for(self)
 
     def create(self) -> None:
         """Creates the bucket if it does not exist yet."""
@@ -237,8 +256,10 @@ class Bucket:
             small = os.stat(path).st_size < self.config.options.multipart_threshold
             with _storage_errors("upload", key):
                 if small:
-                    with open(path, "rb") as body:
-                        self.client.put_object(Bucket=self.name, Key=key, Body=body, **extra)  # type: ignore[arg-type]
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    if self._direct("upload", key, lambda w: w.put(key, data, metadata)) is BOTO3:
+                        self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)  # type: ignore[arg-type]
                 else:
                     self.client.upload_file(
                         os.fspath(path), self.name, key, ExtraArgs=extra, Config=self._transfer
@@ -258,19 +279,25 @@ class Bucket:
         request, and spend milliseconds of CPU per file. A connection dropped mid-stream is
         retried like a failed request.
         """
-        with _storage_errors("download", key):
-            if size is None or size >= self.config.options.multipart_threshold:
+        if size is None or size >= self.config.options.multipart_threshold:
+            with _storage_errors("download", key):
                 self.client.download_file(self.name, key, os.fspath(path), Config=self._transfer)
+            return
+        with open(path, "wb") as f:
+            if self._direct("download", key, lambda w: w.get_to(key, f)) is not BOTO3:
                 return
-            for attempt in range(1, self.config.options.max_attempts + 1):
-                try:
-                    reply = self.client.get_object(Bucket=self.name, Key=key)
-                    with closing(reply["Body"]) as body, open(path, "wb") as f:
-                        shutil.copyfileobj(body, f, MiB)
-                    return
-                except (ResponseStreamingError, IncompleteReadError):
-                    if attempt == self.config.options.max_attempts:
-                        raise
+            with _storage_errors("download", key):
+                for attempt in range(1, self.config.options.max_attempts + 1):
+                    f.seek(0)
+                    f.truncate()
+                    try:
+                        reply = self.client.get_object(Bucket=self.name, Key=key)
+                        with closing(reply["Body"]) as body:
+                            shutil.copyfileobj(body, f, MiB)
+                        return
+                    except (ResponseStreamingError, IncompleteReadError):
+                        if attempt == self.config.options.max_attempts:
+                            raise
 
     def put_bytes(
         self,
@@ -289,6 +316,9 @@ class Bucket:
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """An object's user metadata, or None when there is no such object."""
+        found = self._direct("check", key, lambda w: w.head(key))
+        if found is not BOTO3:
+            return cast("dict[str, str] | None", found)
         with _storage_errors("check", key):
             try:
                 return dict(self.client.head_object(Bucket=self.name, Key=key).get("Metadata", {}))
@@ -308,8 +338,38 @@ class Bucket:
         with ThreadPoolExecutor(self._workers(len(keys)), thread_name_prefix="s3-get") as pool:
             return list(pool.map(self.get_bytes, keys))
 
+    def _direct(self, operation: str, key: str, call: Callable[[Wire], T]) -> T | object:
+        """``call`` on the direct path (s3wire), or ``BOTO3`` when boto3 must do the operation:
+        no direct path here, or a reply only boto3 handles, after which boto3 does them all."""
+        wire = self._wire
+        if wire is None:
+            return BOTO3
+        try:
+            return call(wire)
+        except Fallback:
+            self._wire = None
+            return BOTO3
+        except Failed as e:
+            raise StorageError(f"S3 {operation} failed ({e.code})", path=key) from e
+
     def _workers(self, jobs: int) -> int:
         return max(1, min(jobs, self.config.options.max_pool_connections))
+
+
+#: What ``Bucket._direct`` returns when boto3 must do the operation.
+BOTO3 = object()
+
+
+def _wire_for(bucket: Bucket) -> Wire | None:
+    try:
+        return Wire.for_bucket(
+            bucket.client,
+            bucket.config.credentials(),
+            bucket.name,
+            bucket.config.options.max_attempts,
+        )
+    except (BotoCoreError, ValueError):  # a name botocore refuses: boto3 will say so
+        return None
 
 
 def _status(e: ClientError) -> int:
