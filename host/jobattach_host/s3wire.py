@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
-import shutil
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -90,12 +89,16 @@ class Wire:
         """Writes the object's content to ``out``."""
 
         def stream(reply: Any) -> None:
-            expected = int(reply.headers.get("content-length", -1))
+            # Reads of exactly what is left: urllib3 allocates the whole amount asked for.
+            left = int(reply.headers["content-length"])
             out.seek(0)
             out.truncate()
-            shutil.copyfileobj(reply.raw, out, _CHUNK)
-            if expected >= 0 and out.tell() != expected:
-                raise ConnectionError(f"got {out.tell()} of {expected} bytes")
+            while left > 0:
+                chunk = reply.raw.read(min(_CHUNK, left))
+                if not chunk:
+                    raise ConnectionError(f"the connection closed {left} bytes short")
+                out.write(chunk)
+                left -= len(chunk)
 
         self._send("GET", key, stream=stream)
 
