@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -217,11 +218,8 @@ def _plan(
         except NotADirectoryError:
             differing.append(e)
             continue
-        if (
-            st.st_size == e.size
-            and st.st_mtime_ns // 1000 == e.mtime
-            and os.path.isfile(dest / e.path)
-        ):
+        # A symlink (even to the right content) is not the input: it is replaced.
+        if stat.S_ISREG(st.st_mode) and st.st_size == e.size and st.st_mtime_ns // 1000 == e.mtime:
             same_stat.append(e)
         else:
             differing.append(e)
