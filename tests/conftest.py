@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -92,3 +96,61 @@ def official_upload(
     )
     _, attachments = manager.upload_assets(manifests, s3_check_cache_dir=str(scratch / "oc"))
     return attachments
+
+
+#: Decides a request's fate in an ``S3Proxy``: answers it itself (returning True) or lets it
+#: through (False). Gets the handler (method, path, headers, wfile) and the request body.
+Fault = Callable[[BaseHTTPRequestHandler, bytes], bool]
+
+
+class S3Proxy:
+    """An HTTP proxy in front of the real local server that injects faults, as a flaky
+    network or a stricter server would."""
+
+    def __init__(self, target: str, fault: Fault) -> None:
+        self.target = urlparse(target)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if fault(self, body):
+                    return
+                conn = http.client.HTTPConnection(proxy.target.netloc)
+                conn.request(self.command, self.path, body, dict(self.headers))
+                reply = conn.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for k, v in reply.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint: str) -> Iterator[Callable[[Fault], S3Proxy]]:
+    """Starts ``S3Proxy``s in front of the local server; stops them after the test."""
+    started: list[S3Proxy] = []
+
+    def start(fault: Fault) -> S3Proxy:
+        proxy = S3Proxy(s3_endpoint, fault)
+        threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for p in started:
+        p.server.shutdown()
+        p.server.server_close()

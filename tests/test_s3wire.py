@@ -3,18 +3,17 @@ not handle itself handed to boto3."""
 
 from __future__ import annotations
 
-import http.client
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from conftest import Fault, S3Proxy
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
 from jobattach_host.s3wire import USER_AGENT, Wire
 from jobattach_host.storage import Bucket, S3Config
@@ -75,61 +74,29 @@ def test_no_direct_path_without_credentials(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 class OnlyBoto3:
-    """A proxy to the real server that refuses the direct path's requests (403), the way a
-    server would refuse what it cannot authorize, and counts them."""
+    """Refuses the direct path's requests (403), as a server would what it cannot authorize,
+    and counts them."""
 
-    def __init__(self, target: str) -> None:
-        self.target = urlparse(target)
+    def __init__(self) -> None:
         self.refused = 0
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.headers.get("User-Agent") == USER_AGENT:
-                    proxy.refused += 1
-                    self.send_response(403)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                conn = http.client.HTTPConnection(proxy.target.netloc)
-                conn.request(self.command, self.path, body, dict(self.headers))
-                reply = conn.getresponse()
-                data = reply.read()
-                self.send_response(reply.status)
-                for k, v in reply.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_HEAD = do_POST = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def only_boto3(s3_endpoint: str) -> Iterator[OnlyBoto3]:
-    proxy = OnlyBoto3(s3_endpoint)
-    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
-    thread.start()
-    yield proxy
-    proxy.server.shutdown()
-    proxy.server.server_close()
+    def __call__(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
+        if request.headers.get("User-Agent") != USER_AGENT:
+            return False
+        self.refused += 1
+        request.send_response(403)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+        return True
 
 
 def test_what_the_direct_path_cannot_do_boto3_does(
-    only_boto3: OnlyBoto3, s3_endpoint: str, tmp_path: Path
+    s3_proxy: Callable[[Fault], S3Proxy], s3_endpoint: str, tmp_path: Path
 ) -> None:
+    only_boto3 = OnlyBoto3()
+    proxy = s3_proxy(only_boto3)
     Bucket("fallback", _config(s3_endpoint)).create()
-    bucket = Bucket("fallback", _config(only_boto3.url))
+    bucket = Bucket("fallback", _config(proxy.url))
     f = tmp_path / "x.bin"
     f.write_bytes(b"content")
     bucket.upload_file("Data/x", f, metadata={"xxh128": "abc"})
