@@ -7,11 +7,11 @@ request per file in sequence. A key is recorded in the cache only once S3 confir
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import AttachmentError
 from .s3_check_cache import S3CheckCache
@@ -39,7 +39,7 @@ Progress = Callable[[int, int, int, int], bool]
 def upload_contents(
     bucket: Bucket,
     key_of: Callable[[str], str],
-    files: Sequence[tuple[str, Path, int]],
+    files: Sequence[tuple[str, str | os.PathLike[str], int]],
     *,
     under: str | None = None,
     check_cache: S3CheckCache | None = None,
@@ -51,7 +51,7 @@ def upload_contents(
     Raises :class:`Cancelled` when ``progress`` returns False; uploads already made stay (and
     are recorded), so a rerun does not send them again.
     """
-    first: dict[str, tuple[Path, int]] = {}
+    first: dict[str, tuple[str | os.PathLike[str], int]] = {}
     for digest, path, size in files:
         first.setdefault(digest, (path, size))
     keys = {d: key_of(d) for d in first}
@@ -73,7 +73,7 @@ def upload_contents(
             check_cache.record(bucket.name, confirmed)
         confirmed.clear()
 
-    def send(item: tuple[str, Path, int]) -> None:
+    def send(item: tuple[str, str | os.PathLike[str], int]) -> None:
         nonlocal done
         if stop.is_set():
             return
