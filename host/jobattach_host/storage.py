@@ -248,8 +248,9 @@ class Bucket:
     ) -> None:
         """Uploads a local file by path, in parallel parts above the multipart threshold.
 
-        Smaller files go up in one PUT straight from the open file: the transfer manager's
-        machinery costs milliseconds of CPU per file, more than the request itself.
+        Smaller files go up in one PUT of their bytes, read whole (below the threshold, so
+        bounded), by the direct path when it can: the transfer manager's machinery costs
+        milliseconds of CPU per file, more than the request itself.
         """
         extra = {"Metadata": dict(metadata)} if metadata else {}
         try:
