@@ -300,7 +300,9 @@ def test_progress_is_reported_at_a_bounded_rate_and_ends_complete(
     assert (last.files_done, last.bytes_done) == (last.files_total, last.bytes_total)
     assert last.files_total == result.statistics.files_uploaded
     between = [b[0] - a[0] for a, b in zip(uploading[1:-1], uploading[2:-1])]
-    assert all(gap >= 0.099 for gap in between)
+    # Stamped in the callback, a little after the reporter read its clock: a thread can wait
+    # out the GIL's 5 ms switch interval in between.
+    assert all(gap >= 0.09 for gap in between), min(between)
     assert len(uploading) < result.statistics.files_uploaded  # not one report per file
 
 

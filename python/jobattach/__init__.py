@@ -31,6 +31,7 @@ from .manifest import (
     merge_manifests,
 )
 from .mirror import S3Path, SyncOptions, SyncStats, parse_path, sync, sync_with_options
+from .progress import ProgressReport
 from .snapshot import SnapshotResult, create_manifest
 from .submit import (
     AssetReferences,
@@ -38,7 +39,6 @@ from .submit import (
     BundleSubmitResult,
     FileSystemLocation,
     ManifestLocation,
-    ProgressReport,
     S3Location,
     StorageProfile,
     SummaryStatistics,

@@ -7,7 +7,8 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import (
@@ -356,9 +357,9 @@ class _ProgressLine:
         now = time.monotonic()
         if now - self.last >= 0.1 or (r.bytes_total and r.bytes_done == r.bytes_total):
             self.last = now
-            if r.phase == "uploading":
+            if r.phase in ("uploading", "downloading"):
                 line = (
-                    f"uploading {r.bytes_done / 1e6:8.1f} of {r.bytes_total / 1e6:.1f} MB"
+                    f"{r.phase} {r.bytes_done / 1e6:8.1f} of {r.bytes_total / 1e6:.1f} MB"
                     f"  {r.rate / 1e6:6.1f} MB/s"
                 )
             else:
@@ -367,19 +368,28 @@ class _ProgressLine:
         return True
 
 
+@contextmanager
+def _progress_line(quiet: bool) -> Iterator[_ProgressLine | None]:
+    """A progress line on a terminal (ended with a newline), none with --json or off one."""
+    show = not quiet and sys.stderr.isatty()
+    try:
+        yield _ProgressLine() if show else None
+    finally:
+        if show:
+            print(file=sys.stderr)
+
+
 def _upload(args: argparse.Namespace) -> int:
-    show = not args.json and sys.stderr.isatty()
-    result = submit_bundle_attachments(
-        None,
-        S3Location(args.bucket, args.root_prefix),
-        ManifestLocation(args.farm_id, args.queue_id),
-        AssetReferences(args.input, args.output_dir, args.reference),
-        _storage_profile(args.storage_profile),
-        BundleSubmitOptions(args.require_paths_exist, args.file_system),
-        _ProgressLine() if show else None,
-    )
-    if show:
-        print(file=sys.stderr)
+    with _progress_line(args.json) as progress:
+        result = submit_bundle_attachments(
+            None,
+            S3Location(args.bucket, args.root_prefix),
+            ManifestLocation(args.farm_id, args.queue_id),
+            AssetReferences(args.input, args.output_dir, args.reference),
+            _storage_profile(args.storage_profile),
+            BundleSubmitOptions(args.require_paths_exist, args.file_system),
+            progress,
+        )
     if args.json:
         print(result.attachments_json)
         return 0
@@ -406,26 +416,30 @@ def _download(args: argparse.Namespace) -> int:
         raise FileAccessError(f"cannot read: {e.strerror}", path=str(args.attachments)) from e
     except ValueError as e:
         raise ValidationError(f"{args.attachments}: not JSON ({e})") from e
-    result = sync_inputs(
-        S3Location(args.bucket, args.root_prefix),
-        attachments,
-        args.dest,
-        on_conflict=args.on_conflict,
-    )
+    with _progress_line(args.json) as progress:
+        result = sync_inputs(
+            S3Location(args.bucket, args.root_prefix),
+            attachments,
+            args.dest,
+            on_conflict=args.on_conflict,
+            progress_callback=progress,
+        )
     return _report_download(result, as_json=args.json)
 
 
 def _download_outputs(args: argparse.Namespace) -> int:
-    result = download_job_outputs(
-        S3Location(args.bucket, args.root_prefix),
-        args.farm_id,
-        args.queue_id,
-        args.job_id,
-        args.dest,
-        step_id=args.step_id,
-        task_id=args.task_id,
-        on_conflict=args.on_conflict,
-    )
+    with _progress_line(args.json) as progress:
+        result = download_job_outputs(
+            S3Location(args.bucket, args.root_prefix),
+            args.farm_id,
+            args.queue_id,
+            args.job_id,
+            args.dest,
+            step_id=args.step_id,
+            task_id=args.task_id,
+            on_conflict=args.on_conflict,
+            progress_callback=progress,
+        )
     return _report_download(result, as_json=args.json)
 
 
@@ -453,15 +467,17 @@ _ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _sync(args: argparse.Namespace) -> int:
-    stats = sync(
-        args.source,
-        args.dest,
-        delete=args.delete,
-        dry_run=args.dry_run,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        by_hash=args.hash,
-    )
+    with _progress_line(args.json) as progress:
+        stats = sync(
+            args.source,
+            args.dest,
+            delete=args.delete,
+            dry_run=args.dry_run,
+            include=tuple(args.include),
+            exclude=tuple(args.exclude),
+            by_hash=args.hash,
+            progress_callback=progress,
+        )
     if args.json:
         print(json.dumps(dataclasses.asdict(stats), indent=2))
         return 0

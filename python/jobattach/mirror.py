@@ -21,6 +21,9 @@ from jobattach_host.errors import FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
+from jobattach_host.upload import Cancelled
+
+from .progress import ProgressCallback, Reporter, Tally
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class SyncOptions:
     #: each object's digest in its metadata (``xxh128``) for later comparisons.
     by_hash: bool = False
     s3: S3Config = field(default_factory=S3Config)
+    #: Gets a report of the transfer ("uploading" or "downloading") at most ten times a
+    #: second; returning False cancels it (:class:`Cancelled`): files already copied stay,
+    #: nothing partial does.
+    progress_callback: ProgressCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -124,10 +131,15 @@ def sync_with_options(
         for p in plan["compare"]:
             (unchanged if recorded.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
+        phase = "uploading" if isinstance(dst, S3Path) else "downloading"
+        total = sum(src_items[p][0] for p in copy)
+        tally = Tally(Reporter(options.progress_callback), phase, len(copy), total)
         if isinstance(src, LocalPath) and isinstance(dst, S3Path):
-            _upload(src, dst, bucket, copy, digests)
+            _upload(src, dst, bucket, copy, digests, src_items, tally)
         elif isinstance(src, S3Path) and isinstance(dst, LocalPath):
-            _download(src, dst, bucket, copy, src_items)
+            _download(src, dst, bucket, copy, src_items, tally)
+        if tally.cancelled.is_set():
+            raise Cancelled(f"the sync was cancelled while {phase}")
         _delete(dst, bucket, gone)
 
     def size(paths: list[str]) -> int:
@@ -160,20 +172,41 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, tuple[int, int]]:
     return {p: (size, mtime_ns // 1000) for p, kind, size, mtime_ns, *_ in rows if kind == "f"}
 
 
-def _parallel(bucket: Bucket, work: Callable[[str], None], paths: list[str]) -> None:
+def _parallel(
+    bucket: Bucket,
+    work: Callable[[str], None],
+    paths: list[str],
+    counted: tuple[Tally, dict[str, tuple[int, int]]] | None = None,
+) -> None:
+    """``work`` on every path on threads; when ``counted`` (a tally and each path's size and
+    time), each is counted, and none is started once the tally is cancelled."""
+
+    def one(rel: str) -> None:
+        if counted is not None and counted[0].cancelled.is_set():
+            return
+        work(rel)
+        if counted is not None:
+            counted[0].add(counted[1][rel][0])
+
     workers = max(1, bucket.config.options.max_pool_connections // 2)
     with ThreadPoolExecutor(workers, thread_name_prefix="jobattach-sync") as pool:
-        list(pool.map(work, paths))
+        list(pool.map(one, paths))
 
 
 def _upload(
-    src: LocalPath, dst: S3Path, bucket: Bucket, paths: list[str], digests: dict[str, str]
+    src: LocalPath,
+    dst: S3Path,
+    bucket: Bucket,
+    paths: list[str],
+    digests: dict[str, str],
+    items: dict[str, tuple[int, int]],
+    tally: Tally,
 ) -> None:
     def upload(rel: str) -> None:
         metadata = {"xxh128": digests[rel]} if rel in digests else None
         bucket.upload_file(dst.key(rel), src.path / rel, metadata=metadata)
 
-    _parallel(bucket, upload, paths)
+    _parallel(bucket, upload, paths, (tally, items))
 
 
 def _recorded_digests(bucket: Bucket, remote: S3Path, paths: list[str]) -> dict[str, str]:
@@ -190,7 +223,12 @@ def _recorded_digests(bucket: Bucket, remote: S3Path, paths: list[str]) -> dict[
 
 
 def _download(
-    src: S3Path, dst: LocalPath, bucket: Bucket, paths: list[str], items: dict[str, tuple[int, int]]
+    src: S3Path,
+    dst: LocalPath,
+    bucket: Bucket,
+    paths: list[str],
+    items: dict[str, tuple[int, int]],
+    tally: Tally,
 ) -> None:
     def download(rel: str) -> None:
         target = dst.path / rel
@@ -207,7 +245,7 @@ def _download(
         mtime_ns = items[rel][1] * 1000  # the object's time, so the next sync sees it current
         os.utime(target, ns=(mtime_ns, mtime_ns))
 
-    _parallel(bucket, download, paths)
+    _parallel(bucket, download, paths, (tally, items))
 
 
 def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:

@@ -14,7 +14,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from jobattach_host.sync import layout
 from jobattach_host.upload import Cancelled, upload_contents
 
 from .manifest import Manifest
+from .progress import ProgressCallback, Reporter
 from .snapshot import snapshot_of_plan
 
 
@@ -80,19 +81,6 @@ class BundleSubmitOptions:
 
 
 @dataclass(frozen=True)
-class ProgressReport:
-    """What a progress callback receives; it returns False to cancel."""
-
-    phase: str  # "hashing" or "uploading"
-    files_done: int
-    files_total: int
-    bytes_done: int
-    bytes_total: int
-    #: Bytes per second in this phase so far.
-    rate: float
-
-
-@dataclass(frozen=True)
 class SummaryStatistics:
     files_processed: int
     bytes_processed: int
@@ -125,9 +113,6 @@ class BundleSubmitResult:
     @property
     def attachments_json(self) -> str:
         return json.dumps(self.attachments)
-
-
-ProgressCallback = Callable[[ProgressReport], bool]
 
 
 def submit_bundle_attachments(
@@ -163,7 +148,7 @@ def submit_bundle_attachments(
         locations=locations,
         require_paths_exist=opts.require_paths_exist,
     )
-    report = _Reporter(progress_callback)
+    report = Reporter(progress_callback)
     hashes = HashCache() if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
     skipped: dict[str, list[str]] = {}
@@ -285,29 +270,3 @@ async def submit_bundle_attachments_async(
         options,
         progress_callback,
     )
-
-
-class _Reporter:
-    """Calls the user's progress callback at most ten times a second, and at each phase's
-    start and end; returns False once the callback asked to cancel."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self.callback = callback
-        self.phase = ""
-        self.started = self.last = 0.0
-
-    def __call__(
-        self, phase: str, files_done: int, files_total: int, done: int, total: int
-    ) -> bool:
-        if self.callback is None:
-            return True
-        now = time.perf_counter()
-        if phase != self.phase:
-            self.phase, self.started = phase, now
-        elif now - self.last < 0.1 and done < total:
-            return True
-        self.last = now
-        elapsed = now - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        report = ProgressReport(phase, files_done, files_total, done, total, rate)
-        return self.callback(report) is not False

@@ -36,9 +36,10 @@ from jobattach_host.sync import (
     select_outputs,
     session_root_name,
 )
-from jobattach_host.upload import upload_contents
+from jobattach_host.upload import Cancelled, upload_contents
 
 from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
+from .progress import ProgressCallback, Reporter, Tally
 from .snapshot import create_manifest
 from .submit import S3Location
 
@@ -74,8 +75,13 @@ def sync_inputs(
     path_mapping_rules: Sequence[PathMappingRule] = (),
     on_conflict: str = "overwrite",
     s3: S3Config | None = None,
+    progress_callback: ProgressCallback | None = None,
 ) -> DownloadResult:
-    """Downloads a job's inputs (see the module's doc) and says what it did."""
+    """Downloads a job's inputs (see the module's doc) and says what it did.
+
+    ``progress_callback`` gets a report of the download at most ten times a second; returning
+    False cancels it (:class:`Cancelled`), with nothing of the root being downloaded placed.
+    """
     _check_policy(on_conflict)
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
@@ -88,7 +94,7 @@ def sync_inputs(
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
             # decoding validates every path
             by_root.setdefault(props["rootPath"], []).append(Manifest.decode(data))
-    return _download_roots(bucket, where, roots, by_root, on_conflict, t0)
+    return _download_roots(bucket, where, roots, by_root, on_conflict, progress_callback, t0)
 
 
 def download_job_outputs(
@@ -103,6 +109,7 @@ def download_job_outputs(
     path_mapping_rules: Sequence[PathMappingRule] = (),
     on_conflict: str = "overwrite",
     s3: S3Config | None = None,
+    progress_callback: ProgressCallback | None = None,
 ) -> DownloadResult:
     """Downloads the outputs of a job, or of one step, or one task of a step.
 
@@ -110,6 +117,7 @@ def download_job_outputs(
     action, every action of a step without tasks), merges those of a root oldest first, and
     downloads as ``sync_inputs`` does. Each root lands where a path mapping rule maps it, else
     in its own folder under ``dest``, else at the root's own path when that is absolute here.
+    Progress and cancellation as for ``sync_inputs``.
     """
     _check_policy(on_conflict)
     t0 = time.perf_counter()
@@ -127,7 +135,7 @@ def download_job_outputs(
             props = {"rootPath": root}
             roots[root] = _destination(props, dest, path_mapping_rules)
         by_root.setdefault(root, []).append(Manifest.decode(data))
-    return _download_roots(bucket, where, roots, by_root, on_conflict, t0)
+    return _download_roots(bucket, where, roots, by_root, on_conflict, progress_callback, t0)
 
 
 def _check_policy(on_conflict: str) -> None:
@@ -141,6 +149,7 @@ def _download_roots(
     roots: dict[str, Path],
     by_root: dict[str, list[Manifest]],
     on_conflict: str,
+    progress: ProgressCallback | None,
     t0: float,
 ) -> DownloadResult:
     """Downloads each root's merged manifest to its local directory; nothing is written before
@@ -160,8 +169,12 @@ def _download_roots(
         (dest, _plan(dest, merge_manifests(ms), on_conflict, conflicts, totals))
         for dest, ms in by_dest.items()
     ]
+    contents = [e[0] for _, todo in plans for e in _by_hash(todo).values()]
+    tally = Tally(
+        Reporter(progress), "downloading", len(contents), sum(e.size or 0 for e in contents)
+    )
     for dest, todo in plans:
-        _download(bucket, where, dest, todo, totals)
+        _download(bucket, where, dest, todo, totals, tally)
     return DownloadResult(
         roots={root: str(dest) for root, dest in roots.items()},
         conflicts=conflicts,
@@ -239,29 +252,46 @@ def _plan(
     return todo + (differing if on_conflict == "overwrite" else [])
 
 
+def _by_hash(todo: list[ManifestEntry]) -> dict[str, list[ManifestEntry]]:
+    """The entries to download by content: each distinct content is downloaded once."""
+    by_hash: dict[str, list[ManifestEntry]] = {}
+    for e in todo:
+        by_hash.setdefault(str(e.hash), []).append(e)
+    return by_hash
+
+
 def _download(
-    bucket: Bucket, where: Layout, dest: Path, todo: list[ManifestEntry], totals: dict[str, int]
+    bucket: Bucket,
+    where: Layout,
+    dest: Path,
+    todo: list[ManifestEntry],
+    totals: dict[str, int],
+    tally: Tally,
 ) -> None:
     """Downloads each distinct content once, in parallel, checks them all in one batched call
-    to the component, then puts each file in place."""
+    to the component, then puts each file in place. A cancellation stops before anything of
+    this root is placed."""
     if not todo:
         return
     staging = dest / _STAGING
     staging.mkdir(parents=True, exist_ok=True)
     real_dest = os.path.realpath(dest)
-    by_hash: dict[str, list[ManifestEntry]] = {}
-    for e in todo:
-        by_hash.setdefault(str(e.hash), []).append(e)
+    by_hash = _by_hash(todo)
     digests = list(by_hash)
-    sizes = {digest: entries[0].size for digest, entries in by_hash.items()}
+    sizes = {digest: entries[0].size or 0 for digest, entries in by_hash.items()}
     try:
         workers = max(1, bucket.config.options.max_pool_connections // 2)
         with ThreadPoolExecutor(workers, thread_name_prefix="s3-download") as pool:
 
             def fetch(digest: str) -> None:
+                if tally.cancelled.is_set():
+                    return
                 bucket.download_file(where.data_key(digest), staging / digest, size=sizes[digest])
+                tally.add(sizes[digest])
 
             list(pool.map(fetch, digests))
+        if tally.cancelled.is_set():
+            raise Cancelled("the download was cancelled")
         for digest, got in zip(digests, hash_files(staging, digests)):
             if got != digest:
                 key = where.data_key(digest)
