@@ -38,9 +38,10 @@ def _kind(path: str) -> str:
         return "missing"
 
 
-def _absolute(path: str) -> str:
-    # Not resolved: symlinked directories keep the names the user gave (as the official code).
-    return os.path.normpath(os.path.abspath(path))
+def _absolute(path: str, cwd: str) -> str:
+    # os.path.abspath, with the working directory read once rather than once a path. Not
+    # resolved: symlinked directories keep the names the user gave (as the official code).
+    return os.path.normpath(os.path.join(cwd, path))
 
 
 def group_paths(
@@ -53,12 +54,13 @@ def group_paths(
 ) -> Grouping:
     """Groups paths into asset roots as the official submitter does. ``locations`` are
     ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input."""
-    absolute_inputs = [_absolute(os.fspath(p)) for p in inputs]
+    cwd = os.getcwd()
+    absolute_inputs = [_absolute(os.fspath(p), cwd) for p in inputs]
     request = {
         "style": "windows" if os.name == "nt" else "posix",
         "inputs": [[p, _kind(p)] for p in absolute_inputs],
-        "outputs": [_absolute(os.fspath(p)) for p in outputs],
-        "references": [_absolute(os.fspath(p)) for p in references],
+        "outputs": [_absolute(os.fspath(p), cwd) for p in outputs],
+        "references": [_absolute(os.fspath(p), cwd) for p in references],
         "locations": [list(loc) for loc in locations],
         "require_paths_exist": require_paths_exist,
     }

@@ -128,11 +128,18 @@ class Manifest:
         parent_hash: str | None = None,
     ) -> Manifest:
         """A manifest of these entries (in any order), validated by the component."""
-        view = {
-            "parent": parent_hash,
-            "dirs": [[d.path, d.deleted] for d in dirs],
-            "files": [e._view() for e in entries],
-        }
+        return cls._build(format, [e._view() for e in entries], dirs, parent_hash)
+
+    @classmethod
+    def _build(
+        cls,
+        format: str,
+        files: list[dict[str, object]],
+        dirs: Iterable[ManifestDir] = (),
+        parent_hash: str | None = None,
+    ) -> Manifest:
+        """A manifest of entries given as views (``ManifestEntry._view``'s form)."""
+        view = {"parent": parent_hash, "dirs": [[d.path, d.deleted] for d in dirs], "files": files}
         # ensure_ascii keeps lone surrogates (names that are not UTF-8) transportable.
         text = json.dumps(view, ensure_ascii=True)
         return cls._from_canonical(session_for().call("manifest", "build", format, text))

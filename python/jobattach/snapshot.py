@@ -16,7 +16,7 @@ from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
 from jobattach_host.snapshot import Plan, PlannedFile, plan
 
-from .manifest import V2023, Manifest, ManifestDir, ManifestEntry
+from .manifest import V2023, Manifest, ManifestDir
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,10 @@ def snapshot_of_plan(
     finally:
         if cache is True and store:
             store.close()
-    entries = [_entry(f, d) for f, d in zip(p.files, found) if d is not None]
-    entries += [
-        ManifestEntry(path, None, None, None, symlink=target) for path, target in p.symlinks
-    ]
-    manifest = Manifest.from_entries(entries, format=format, dirs=[ManifestDir(d) for d in p.dirs])
+    # Views straight from the plan: a ManifestEntry per file would cost 6 µs each.
+    views = [_view(f, d) for f, d in zip(p.files, found) if d is not None]
+    views += [{"path": path, "symlink": target} for path, target in p.symlinks]
+    manifest = Manifest._build(format, views, [ManifestDir(d) for d in p.dirs])
     return SnapshotResult(
         manifest=manifest,
         skipped=p.skipped,
@@ -99,7 +98,13 @@ def snapshot_of_plan(
     )
 
 
-def _entry(f: PlannedFile, digest: Digest) -> ManifestEntry:
+def _view(f: PlannedFile, digest: Digest) -> dict[str, object]:
+    """The file's entry as ``ManifestEntry._view`` writes it."""
+    view: dict[str, object] = {"path": f.path, "size": f.size, "mtime": f.mtime}
     if isinstance(digest, list):
-        return ManifestEntry(f.path, None, f.size, f.mtime, f.runnable, tuple(digest))
-    return ManifestEntry(f.path, digest, f.size, f.mtime, f.runnable)
+        view["chunkhashes"] = digest
+    else:
+        view["hash"] = digest
+    if f.runnable:
+        view["runnable"] = True
+    return view
