@@ -36,6 +36,31 @@ class Cancelled(AttachmentError):
 Progress = Callable[[int, int, int, int], bool]
 
 
+class Tally:
+    """Counts transfers finished on many threads and tells ``progress`` of each, in order;
+    ``cancelled`` is set once it returns False, for workers to check before each transfer."""
+
+    def __init__(self, progress: Progress | None, files: int, total: int) -> None:
+        self.progress, self.files, self.total = progress, files, total
+        self.files_done = self.done = 0
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        with self._lock:
+            self._tell()
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.files_done += 1
+            self.done += size
+            self._tell()
+
+    def _tell(self) -> None:
+        if self.progress is None:
+            return
+        if self.progress(self.files_done, self.files, self.done, self.total) is False:
+            self.cancelled.set()
+
+
 def upload_contents(
     bucket: Bucket,
     key_of: Callable[[str], str],
@@ -63,8 +88,8 @@ def upload_contents(
     there = present | found
     todo = [(d, p, n) for d, (p, n) in first.items() if keys[d] not in there]
     stats = UploadStats(files=len(files), bytes=sum(n for _, _, n in files))
-    total = sum(n for _, _, n in todo)
-    done, lock, stop = 0, threading.Lock(), threading.Event()
+    tally = Tally(progress, len(todo), sum(n for _, _, n in todo))
+    lock = threading.Lock()
 
     confirmed: list[str] = []  # uploaded, not yet recorded in the check cache
 
@@ -74,8 +99,7 @@ def upload_contents(
         confirmed.clear()
 
     def send(item: tuple[str, str | os.PathLike[str], int]) -> None:
-        nonlocal done
-        if stop.is_set():
+        if tally.cancelled.is_set():
             return
         digest, path, size = item
         bucket.upload_file(keys[digest], path)
@@ -83,12 +107,9 @@ def upload_contents(
             confirmed.append(keys[digest])
             if len(confirmed) >= 256:
                 flush()
-            done += size
             stats.uploaded_files += 1
             stats.uploaded_bytes += size
-            sent = stats.uploaded_files
-            if progress is not None and progress(sent, len(todo), done, total) is False:
-                stop.set()
+        tally.add(size)
 
     workers = max(1, bucket.config.options.max_pool_connections // 2)
     try:
@@ -97,7 +118,7 @@ def upload_contents(
                 pass
     finally:
         flush()  # what did go up is remembered even when an upload failed
-    if stop.is_set():
+    if tally.cancelled.is_set():
         raise Cancelled("the upload was cancelled")
     stats.skipped_files = stats.files - stats.uploaded_files
     stats.skipped_bytes = stats.bytes - stats.uploaded_bytes

@@ -21,9 +21,9 @@ from jobattach_host.errors import FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
-from jobattach_host.upload import Cancelled
+from jobattach_host.upload import Cancelled, Tally
 
-from .progress import ProgressCallback, Reporter, Tally
+from .progress import ProgressCallback, Reporter
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def sync_with_options(
     if not options.dry_run:
         phase = "uploading" if isinstance(dst, S3Path) else "downloading"
         total = sum(src_items[p][0] for p in copy)
-        tally = Tally(Reporter(options.progress_callback), phase, len(copy), total)
+        tally = Tally(Reporter(options.progress_callback).counts(phase), len(copy), total)
         if isinstance(src, LocalPath) and isinstance(dst, S3Path):
             _upload(src, dst, bucket, copy, digests, src_items, tally)
         elif isinstance(src, S3Path) and isinstance(dst, LocalPath):

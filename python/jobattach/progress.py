@@ -36,6 +36,10 @@ class Reporter:
         self.started = self.last = 0.0
         self._lock = threading.Lock()
 
+    def counts(self, phase: str) -> Callable[[int, int, int, int], bool]:
+        """This reporter for one phase, taking the counts a ``Tally`` gives."""
+        return lambda files_done, files, done, total: self(phase, files_done, files, done, total)
+
     def __call__(
         self, phase: str, files_done: int, files_total: int, done: int, total: int
     ) -> bool:
@@ -52,26 +56,3 @@ class Reporter:
             rate = done / elapsed if elapsed > 0 else 0.0
             report = ProgressReport(phase, files_done, files_total, done, total, rate)
             return self.callback(report) is not False
-
-
-class Tally:
-    """Counts transfers done by many threads and reports them; ``cancelled`` is set once the
-    callback asks to stop, for the workers to check before each transfer."""
-
-    def __init__(self, report: Reporter, phase: str, files: int, total: int) -> None:
-        self.report, self.phase = report, phase
-        self.files, self.total = files, total
-        self.files_done = self.done = 0
-        self.cancelled = threading.Event()
-        self._lock = threading.Lock()
-        self._tell()
-
-    def add(self, size: int) -> None:
-        with self._lock:
-            self.files_done += 1
-            self.done += size
-        self._tell()
-
-    def _tell(self) -> None:
-        if not self.report(self.phase, self.files_done, self.files, self.done, self.total):
-            self.cancelled.set()

@@ -207,7 +207,7 @@ def submit_bundle_attachments(
             files,
             under=where.data_prefix,
             check_cache=checks,
-            progress=lambda *counts: report("uploading", *counts),
+            progress=report.counts("uploading"),
         )
     finally:
         if check_cache is True and checks:

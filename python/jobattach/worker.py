@@ -36,10 +36,10 @@ from jobattach_host.sync import (
     select_outputs,
     session_root_name,
 )
-from jobattach_host.upload import Cancelled, upload_contents
+from jobattach_host.upload import Cancelled, Tally, upload_contents
 
 from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
-from .progress import ProgressCallback, Reporter, Tally
+from .progress import ProgressCallback, Reporter
 from .snapshot import create_manifest
 from .submit import S3Location
 
@@ -166,15 +166,14 @@ def _download_roots(
     }
     conflicts: dict[str, list[str]] = {}
     plans = [
-        (dest, _plan(dest, merge_manifests(ms), on_conflict, conflicts, totals))
+        (dest, _by_hash(_plan(dest, merge_manifests(ms), on_conflict, conflicts, totals)))
         for dest, ms in by_dest.items()
     ]
-    contents = [e[0] for _, todo in plans for e in _by_hash(todo).values()]
-    tally = Tally(
-        Reporter(progress), "downloading", len(contents), sum(e.size or 0 for e in contents)
-    )
-    for dest, todo in plans:
-        _download(bucket, where, dest, todo, totals, tally)
+    contents = [entries[0] for _, by_hash in plans for entries in by_hash.values()]
+    total = sum(e.size or 0 for e in contents)
+    tally = Tally(Reporter(progress).counts("downloading"), len(contents), total)
+    for dest, by_hash in plans:
+        _download(bucket, where, dest, by_hash, totals, tally)
     return DownloadResult(
         roots={root: str(dest) for root, dest in roots.items()},
         conflicts=conflicts,
@@ -264,19 +263,18 @@ def _download(
     bucket: Bucket,
     where: Layout,
     dest: Path,
-    todo: list[ManifestEntry],
+    by_hash: dict[str, list[ManifestEntry]],
     totals: dict[str, int],
     tally: Tally,
 ) -> None:
     """Downloads each distinct content once, in parallel, checks them all in one batched call
     to the component, then puts each file in place. A cancellation stops before anything of
     this root is placed."""
-    if not todo:
+    if not by_hash:
         return
     staging = dest / _STAGING
     staging.mkdir(parents=True, exist_ok=True)
     real_dest = os.path.realpath(dest)
-    by_hash = _by_hash(todo)
     digests = list(by_hash)
     sizes = {digest: entries[0].size or 0 for digest, entries in by_hash.items()}
     try:
