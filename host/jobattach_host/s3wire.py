@@ -64,13 +64,13 @@ class Wire:
         # or not), read off a presigned URL for a one-letter key.
         url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
         parts = urlsplit(url)
-        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self.origin = f"{parts.scheme}://{parts.netloc}"
         self._host = parts.netloc
         self._prefix = parts.path[: -len("/k")]
         self._region = client.meta.region_name or "us-east-1"
         self._credentials = credentials
-        self._http: Any = client._endpoint.http_session  # type: ignore[attr-defined]  # boto3's pool, proxies, TLS
-        self._attempts = attempts
+        self.http: Any = client._endpoint.http_session  # type: ignore[attr-defined]  # boto3's pool, proxies, TLS
+        self.attempts = attempts
 
     @classmethod
     def for_bucket(
@@ -125,18 +125,18 @@ class Wire:
         body: bytes | None = None,
         stream: Any = None,
     ) -> dict[str, str]:
-        path = self._prefix + "/" + quote(key, safe="/~")
-        for attempt in range(1, self._attempts + 1):
+        path = self.path_of(key)
+        for attempt in range(1, self.attempts + 1):
             signed = self.sign(method, path, dict(headers or {}), body)
             request = AWSPreparedRequest(
                 method,
-                self._origin + path,
+                self.origin + path,
                 cast(Any, signed),
                 body,
                 stream_output=stream is not None,
             )
             try:
-                reply = self._http.send(request)
+                reply = self.http.send(request)
                 status = reply.status_code
                 if status in (200, 204):
                     if stream is not None:
@@ -144,18 +144,22 @@ class Wire:
                     return {k.lower(): v for k, v in reply.headers.items()}
                 text = reply.raw.read() if stream is not None else reply.content
             except (HTTPClientError, BotoConnectionError, Urllib3Error, ConnectionError) as e:
-                if attempt == self._attempts:
+                if attempt == self.attempts:
                     raise Failed(type(e).__name__) from e
-                _backoff(attempt)
+                time.sleep(backoff_seconds(attempt))
                 continue
             if status == 404 and method == "HEAD":
                 raise Missing()
             if status not in RETRY_STATUS:
                 raise Fallback()
-            if attempt == self._attempts:
-                raise Failed(_error_code(text) or str(status))
-            _backoff(attempt)
+            if attempt == self.attempts:
+                raise Failed(error_code(text) or str(status))
+            time.sleep(backoff_seconds(attempt))
         raise AssertionError("unreachable")
+
+    def path_of(self, key: str) -> str:
+        """The request path of an object of this bucket."""
+        return self._prefix + "/" + quote(key, safe="/~")
 
     def sign(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None
@@ -194,7 +198,7 @@ class Wire:
         return headers
 
 
-def _error_code(body: bytes) -> str:
+def error_code(body: bytes) -> str:
     """The ``<Code>`` of an S3 error document, or empty."""
     start, end = body.find(b"<Code>"), body.find(b"</Code>")
     return body[start + 6 : end].decode("ascii", "replace") if 0 <= start < end else ""
@@ -207,6 +211,7 @@ def _signing_key(secret: str, day: str, region: str) -> bytes:
     return key
 
 
-def _backoff(attempt: int) -> None:
-    # botocore's standard mode: a random fraction of 2^(attempt-1) seconds, at most 20.
-    time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))
+def backoff_seconds(attempt: int) -> float:
+    """How long to wait after failed attempt ``attempt``: botocore's standard mode, a random
+    fraction of 2^(attempt-1) seconds, at most 20."""
+    return random.random() * min(20.0, 2.0 ** (attempt - 1))

@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import ssl
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -27,6 +29,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from . import s3loop
 from .errors import FileAccessError, StorageError
 from .s3wire import Failed, Fallback, Wire
 
@@ -147,6 +150,17 @@ def _connect(config: S3Config, aws_env: tuple[tuple[str, str], ...]) -> _Connect
     return config._new_connection()
 
 
+class Transfer(NamedTuple):
+    """One object moved between S3 and a local file."""
+
+    key: str
+    path: str | os.PathLike[str]
+    #: The content's size when known: only objects known to be small go many at a time.
+    size: int | None = None
+    #: Uploads: the object's user metadata.
+    metadata: Mapping[str, str] | None = None
+
+
 class Bucket:
     """One bucket, and the operations the host performs on it. Thread-safe."""
 
@@ -156,6 +170,9 @@ class Bucket:
         self.client = self.config.client()
         self._transfer = self.config.transfer_config()
         self._wire = _wire_for(self)
+        self._tls: ssl.SSLContext | Literal[False] | None = (
+            s3loop.tls_for(self._wire) if self._wire else False
+        )
 
     def create(self) -> None:
         """Creates the bucket if it does not exist yet."""
@@ -224,8 +241,7 @@ class Bucket:
             if complete:
                 return found
             todo = [k for k in todo if k not in listed]
-        with ThreadPoolExecutor(self._workers(len(todo)), thread_name_prefix="s3-check") as pool:
-            return found | {k for k, there in zip(todo, pool.map(self.exists, todo)) if there}
+        return found | {k for k, meta in zip(todo, self.metadata_many(todo)) if meta is not None}
 
     def _list_bounded(self, prefix: str, pages: int, page_size: int) -> tuple[set[str], bool]:
         """Keys under ``prefix`` from at most ``pages`` pages, and whether that was all."""
@@ -299,6 +315,120 @@ class Bucket:
                     except (ResponseStreamingError, IncompleteReadError):
                         if attempt == self.config.options.max_attempts:
                             raise
+
+    def download_files(
+        self,
+        transfers: Sequence[Transfer],
+        *,
+        done: Callable[[int], None] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> None:
+        """Downloads many objects to local paths: those known to be small many at a time on one
+        event loop (s3loop), the others as ``download_file`` does, in parallel. ``done(i)`` as
+        each finishes, from any thread; nothing more starts once ``cancelled`` is set."""
+
+        def one(i: int) -> None:
+            self.download_file(transfers[i].key, transfers[i].path, size=transfers[i].size)
+
+        requests = [s3loop.Request("GET", t.key, t.path) for t in transfers]
+        self._many("download", requests, [t.size for t in transfers], one, done, cancelled)
+
+    def upload_files(
+        self,
+        transfers: Sequence[Transfer],
+        *,
+        done: Callable[[int], None] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> None:
+        """Uploads many local files, as ``download_files`` downloads objects."""
+
+        def one(i: int) -> None:
+            self.upload_file(transfers[i].key, transfers[i].path, metadata=transfers[i].metadata)
+
+        requests = [s3loop.Request("PUT", t.key, t.path, t.metadata) for t in transfers]
+        self._many("upload", requests, [t.size for t in transfers], one, done, cancelled)
+
+    def metadata_many(self, keys: Sequence[str]) -> list[dict[str, str] | None]:
+        """``metadata`` of each key (None where there is no such object), many at a time."""
+        found: list[dict[str, str] | None] = [None] * len(keys)
+
+        def one(i: int) -> None:
+            found[i] = self.metadata(keys[i])
+
+        def each(i: int, result: Any) -> None:
+            found[i] = result
+
+        requests = [s3loop.Request("HEAD", k) for k in keys]
+        self._many("check", requests, [0] * len(keys), one, None, None, each)
+        return found
+
+    def _many(
+        self,
+        operation: str,
+        requests: list[s3loop.Request],
+        sizes: Sequence[int | None],
+        one: Callable[[int], None],
+        done: Callable[[int], None] | None,
+        cancelled: threading.Event | None,
+        result: Callable[[int, Any], None] | None = None,
+    ) -> None:
+        """Request ``i`` by ``one(i)`` on threads, but those known to be small (``sizes``) on
+        the event loop when it can be used, where ``result`` receives what each returned."""
+        threshold = self.config.options.multipart_threshold
+        small = [i for i, n in enumerate(sizes) if n is not None and n < threshold]
+        if self._wire is None or self._tls is False:
+            small = []
+        large = sorted(set(range(len(requests))) - set(small))
+
+        def each(i: int) -> None:
+            if cancelled is None or not cancelled.is_set():
+                one(i)
+                if done is not None:
+                    done(i)
+
+        def finished(k: int, value: Any) -> None:
+            if result is not None:
+                result(small[k], value)
+            if done is not None:
+                done(small[k])
+
+        pool = ThreadPoolExecutor(self._workers(len(requests)), thread_name_prefix="s3-many")
+        try:
+            threaded = [pool.submit(each, i) for i in large]
+            if small:
+                on_loop = [requests[i] for i in small]
+                left = self._on_loop(operation, on_loop, finished, cancelled)
+                threaded += [pool.submit(each, small[k]) for k in left]
+            for future in threaded:
+                future.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    def _on_loop(
+        self,
+        operation: str,
+        requests: list[s3loop.Request],
+        finished: Callable[[int, Any], None],
+        cancelled: threading.Event | None,
+    ) -> list[int]:
+        """Sends ``requests`` on the event loop; returns those boto3 must do."""
+        wire, tls, o = self._wire, self._tls, self.config.options
+        if wire is None or tls is False:
+            return list(range(len(requests)))
+        settings = s3loop.Settings(o.max_pool_connections, o.connect_timeout, o.read_timeout)
+        try:
+            left = s3loop.run(wire, tls, requests, settings, done=finished, cancelled=cancelled)
+        except s3loop.ItemFailed as e:
+            req, error = requests[e.index], e.error
+            if isinstance(error, Failed):
+                raise StorageError(f"S3 {operation} failed ({error.code})", path=req.key) from e
+            if operation == "upload" and isinstance(error, OSError):
+                why = f"cannot read for upload: {error.strerror}"
+                raise FileAccessError(why, path=os.fspath(req.path or "")) from error
+            raise error from None
+        if left:
+            self._wire = None  # as for a single request: boto3 does the rest, and what follows
+        return left
 
     def put_bytes(
         self,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import AttachmentError
 from .s3_check_cache import S3CheckCache
-from .storage import Bucket
+from .storage import Bucket, Transfer
 
 
 @dataclass
@@ -98,11 +97,8 @@ def upload_contents(
             check_cache.record(bucket.name, confirmed)
         confirmed.clear()
 
-    def send(item: tuple[str, str | os.PathLike[str], int]) -> None:
-        if tally.cancelled.is_set():
-            return
-        digest, path, size = item
-        bucket.upload_file(keys[digest], path)
+    def sent(i: int) -> None:
+        digest, _, size = todo[i]
         with lock:  # one writer at a time, in batches: a transaction per file would crawl
             confirmed.append(keys[digest])
             if len(confirmed) >= 256:
@@ -111,11 +107,9 @@ def upload_contents(
             stats.uploaded_bytes += size
         tally.add(size)
 
-    workers = max(1, bucket.config.options.max_pool_connections // 2)
+    transfers = [Transfer(keys[d], p, n) for d, p, n in todo]
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="s3-upload") as pool:
-            for _ in pool.map(send, todo):
-                pass
+        bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled)
     finally:
         flush()  # what did go up is remembered even when an upload failed
     if tally.cancelled.is_set():

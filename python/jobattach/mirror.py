@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
-from jobattach_host.storage import Bucket, ClientOptions, S3Config
+from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
 from jobattach_host.upload import Cancelled, Tally
 
 from .progress import ProgressCallback, Reporter
@@ -172,27 +171,6 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, tuple[int, int]]:
     return {p: (size, mtime_ns // 1000) for p, kind, size, mtime_ns, *_ in rows if kind == "f"}
 
 
-def _parallel(
-    bucket: Bucket,
-    work: Callable[[str], None],
-    paths: list[str],
-    counted: tuple[Tally, dict[str, tuple[int, int]]] | None = None,
-) -> None:
-    """``work`` on every path on threads; when ``counted`` (a tally and each path's size and
-    time), each is counted, and none is started once the tally is cancelled."""
-
-    def one(rel: str) -> None:
-        if counted is not None and counted[0].cancelled.is_set():
-            return
-        work(rel)
-        if counted is not None:
-            counted[0].add(counted[1][rel][0])
-
-    workers = max(1, bucket.config.options.max_pool_connections // 2)
-    with ThreadPoolExecutor(workers, thread_name_prefix="jobattach-sync") as pool:
-        list(pool.map(one, paths))
-
-
 def _upload(
     src: LocalPath,
     dst: S3Path,
@@ -202,24 +180,23 @@ def _upload(
     items: dict[str, tuple[int, int]],
     tally: Tally,
 ) -> None:
-    def upload(rel: str) -> None:
-        metadata = {"xxh128": digests[rel]} if rel in digests else None
-        bucket.upload_file(dst.key(rel), src.path / rel, metadata=metadata)
+    transfers = [
+        Transfer(dst.key(rel), src.path / rel, items[rel][0], _recorded(digests.get(rel)))
+        for rel in paths
+    ]
+    bucket.upload_files(
+        transfers, done=lambda i: tally.add(items[paths[i]][0]), cancelled=tally.cancelled
+    )
 
-    _parallel(bucket, upload, paths, (tally, items))
+
+def _recorded(digest: str | None) -> dict[str, str] | None:
+    return {"xxh128": digest} if digest else None
 
 
 def _recorded_digests(bucket: Bucket, remote: S3Path, paths: list[str]) -> dict[str, str]:
     """The ``xxh128`` each object's metadata records (none for objects written without)."""
-    found: dict[str, str] = {}
-
-    def look(rel: str) -> None:
-        digest = (bucket.metadata(remote.key(rel)) or {}).get("xxh128")
-        if digest:
-            found[rel] = digest
-
-    _parallel(bucket, look, paths)
-    return found
+    found = bucket.metadata_many([remote.key(rel) for rel in paths])
+    return {rel: m["xxh128"] for rel, m in zip(paths, found) if m and m.get("xxh128")}
 
 
 def _download(
@@ -230,22 +207,30 @@ def _download(
     items: dict[str, tuple[int, int]],
     tally: Tally,
 ) -> None:
-    def download(rel: str) -> None:
-        target = dst.path / rel
-        temporary = target.with_name(f".{target.name}.jobattach-tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            bucket.download_file(src.key(rel), temporary, size=items[rel][0])
-            os.replace(temporary, target)
-        except BaseException as e:
-            temporary.unlink(missing_ok=True)  # nothing partial stays behind
-            if isinstance(e, OSError):
-                raise FileAccessError(f"cannot write: {e.strerror}", path=str(target)) from e
-            raise
-        mtime_ns = items[rel][1] * 1000  # the object's time, so the next sync sees it current
-        os.utime(target, ns=(mtime_ns, mtime_ns))
+    """Each object to a temporary name beside its file, renamed into place once complete;
+    nothing partial stays behind."""
+    targets = [dst.path / rel for rel in paths]
+    temporaries = [t.with_name(f".{t.name}.jobattach-tmp") for t in targets]
 
-    _parallel(bucket, download, paths, (tally, items))
+    def placed(i: int) -> None:
+        os.replace(temporaries[i], targets[i])
+        size, mtime = items[paths[i]]
+        mtime_ns = mtime * 1000  # the object's time, so the next sync sees it current
+        os.utime(targets[i], ns=(mtime_ns, mtime_ns))
+        tally.add(size)
+
+    transfers = [Transfer(src.key(rel), tmp, items[rel][0]) for rel, tmp in zip(paths, temporaries)]
+    try:
+        for parent in {t.parent for t in targets}:
+            parent.mkdir(parents=True, exist_ok=True)
+        bucket.download_files(transfers, done=placed, cancelled=tally.cancelled)
+    except BaseException as e:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            where = e.filename or str(dst.path)
+            raise FileAccessError(f"cannot write: {e.strerror}", path=where) from e
+        raise
 
 
 def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:

@@ -17,7 +17,6 @@ import shutil
 import stat
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, StorageError, ValidationError
 from jobattach_host.sandbox import session_for
-from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
     Layout,
     PathMappingRule,
@@ -278,16 +277,10 @@ def _download(
     digests = list(by_hash)
     sizes = {digest: entries[0].size or 0 for digest, entries in by_hash.items()}
     try:
-        workers = max(1, bucket.config.options.max_pool_connections // 2)
-        with ThreadPoolExecutor(workers, thread_name_prefix="s3-download") as pool:
-
-            def fetch(digest: str) -> None:
-                if tally.cancelled.is_set():
-                    return
-                bucket.download_file(where.data_key(digest), staging / digest, size=sizes[digest])
-                tally.add(sizes[digest])
-
-            list(pool.map(fetch, digests))
+        transfers = [Transfer(where.data_key(d), staging / d, sizes[d]) for d in digests]
+        bucket.download_files(
+            transfers, done=lambda i: tally.add(sizes[digests[i]]), cancelled=tally.cancelled
+        )
         if tally.cancelled.is_set():
             raise Cancelled("the download was cancelled")
         for digest, got in zip(digests, hash_files(staging, digests)):
