@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -107,7 +108,7 @@ class S3Proxy:
     """An HTTP proxy in front of the real local server that injects faults, as a flaky
     network or a stricter server would."""
 
-    def __init__(self, target: str, fault: Fault) -> None:
+    def __init__(self, target: str, fault: Fault, tls: ssl.SSLContext | None = None) -> None:
         self.target = urlparse(target)
         proxy = self
 
@@ -136,16 +137,19 @@ class S3Proxy:
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:  # a TLS endpoint in front of the plain local server
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
 
 @pytest.fixture
-def s3_proxy(s3_endpoint: str) -> Iterator[Callable[[Fault], S3Proxy]]:
+def s3_proxy(s3_endpoint: str) -> Iterator[Callable[..., S3Proxy]]:
     """Starts ``S3Proxy``s in front of the local server; stops them after the test."""
     started: list[S3Proxy] = []
 
-    def start(fault: Fault) -> S3Proxy:
-        proxy = S3Proxy(s3_endpoint, fault)
+    def start(fault: Fault, tls: ssl.SSLContext | None = None) -> S3Proxy:
+        proxy = S3Proxy(s3_endpoint, fault, tls)
         threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
         started.append(proxy)
         return proxy

@@ -96,7 +96,7 @@ class S3Config:
     options: ClientOptions = field(default_factory=ClientOptions)
 
     def client(self) -> S3Client:
-        """A client for this configuration, shared while the ``AWS_*`` environment it was made
+        """A client for this configuration, shared while the environment it was made
         in stays the same: making one costs a tenth of a second (botocore loads its service
         model), and clients are thread-safe."""
         return self._connection().client
@@ -106,8 +106,8 @@ class S3Config:
         return self._connection().credentials
 
     def _connection(self) -> _Connection:
-        aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-        return _connect(self, aws_env)
+        env = tuple(sorted((k, v) for k, v in os.environ.items() if _client_reads(k)))
+        return _connect(self, env)
 
     def _new_connection(self) -> _Connection:
         o = self.options
@@ -145,8 +145,16 @@ class _Connection(NamedTuple):
     credentials: Credentials | None
 
 
+def _client_reads(variable: str) -> bool:
+    """Whether boto3 reads the environment variable when it makes a client."""
+    return variable.startswith("AWS_") or variable.lower() in _PROXY_VARIABLES
+
+
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "no_proxy"})
+
+
 @functools.lru_cache(maxsize=16)
-def _connect(config: S3Config, aws_env: tuple[tuple[str, str], ...]) -> _Connection:
+def _connect(config: S3Config, env: tuple[tuple[str, str], ...]) -> _Connection:
     return config._new_connection()
 
 
