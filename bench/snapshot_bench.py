@@ -14,16 +14,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from jobattach import Manifest, ManifestEntry, create_manifest
 from jobattach_host import default_engine
 from jobattach_host.hash_cache import HashCache
+from servers import OFFICIAL, scratch_dir
 from trees import TREES, read_untimed, tree
 
-OFFICIAL = Path(".bench/venv-official/bin/python")
 HERE = Path(__file__).parent
 
 
@@ -58,7 +57,7 @@ def main() -> None:
     for name in args.tree or list(TREES):
         t = tree(args.dir, name)
         read_untimed(t)
-        with tempfile.TemporaryDirectory(prefix="jobattach-bench-") as tmp:
+        with scratch_dir() as tmp:
             scratch = Path(tmp)
             cache = HashCache(scratch / "ours.sqlite3")
             off_cold, off_bytes = official(t.root, scratch, scratch / "official-cache")

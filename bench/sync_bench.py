@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from jobattach import S3Config, sync
 from jobattach_host import default_engine
 from jobattach_host.storage import Bucket
-from servers import BIN, KEY, SECRET, SERVERS, children_cpu, config_for, env_for
+from servers import BIN, KEY, SECRET, SERVERS, children_cpu, config_for, env_for, scratch_dir
 from trees import TREES, read_untimed, tree
 
 Timing = tuple[float, float]
@@ -96,7 +95,7 @@ def main() -> None:
     default_engine()
     t = tree(args.dir, args.tree)
     read_untimed(t)
-    with tempfile.TemporaryDirectory(prefix="jobattach-bench-") as tmp:
+    with scratch_dir() as tmp:
         scratch = Path(tmp)
         with SERVERS["rclone"](scratch) as url:
             config = config_for(url)

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from jobattach_host.s3wire import USER_AGENT
 from jobattach_host.storage import S3Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,3 +159,20 @@ def s3_proxy(s3_endpoint: str) -> Iterator[Callable[..., S3Proxy]]:
     for p in started:
         p.server.shutdown()
         p.server.server_close()
+
+
+class OnlyBoto3:
+    """Refuses the direct path's requests (403), as a server would what it cannot authorize,
+    and counts them."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+
+    def __call__(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
+        if request.headers.get("User-Agent") != USER_AGENT:
+            return False
+        self.refused += 1
+        request.send_response(403)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+        return True

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import S3Proxy
+from conftest import OnlyBoto3, S3Proxy
 from jobattach import FileAccessError, StorageError
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
 from jobattach_host.s3loop import _parse_head
@@ -137,27 +137,11 @@ def test_a_stalled_request_times_out_and_is_retried_then_fails_naming_its_key(
     assert stall.stalled == 2  # the first attempt timed out, the second was tried
 
 
-class Refuse:
-    """Refuses direct requests (403), as a server would what it cannot authorize."""
-
-    def __init__(self) -> None:
-        self.refused = 0
-
-    def __call__(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
-        if request.headers.get("User-Agent") != USER_AGENT:
-            return False
-        self.refused += 1
-        request.send_response(403)
-        request.send_header("Content-Length", "0")
-        request.end_headers()
-        return True
-
-
 def test_a_refused_batch_is_done_by_boto3(
     bucket: Bucket, s3_proxy: Proxies, tmp_path: Path
 ) -> None:
     paths = _files(tmp_path / "src", 12)  # boto3's PUTs wait out the proxy's 100-continue
-    refuse = Refuse()
+    refuse = OnlyBoto3()
     through = Bucket("loop", _config(s3_proxy(refuse).url, max_pool_connections=4))
     through.upload_files([Transfer(f"r/{p.name}", p, p.stat().st_size) for p in paths])
     assert 1 <= refuse.refused <= 4  # the requests already in flight; no more were sent

@@ -4,7 +4,6 @@ not handle itself handed to boto3."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,9 +12,9 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import Fault, S3Proxy
+from conftest import Fault, OnlyBoto3, S3Proxy
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.s3wire import USER_AGENT, Wire
+from jobattach_host.s3wire import Wire
 from jobattach_host.storage import Bucket, S3Config
 
 
@@ -71,23 +70,6 @@ def test_no_direct_path_without_credentials(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     config = S3Config(region="eu-central-1", endpoint_url="http://127.0.0.1:9")
     assert Wire.for_bucket(config.client(), config.credentials(), "b", 3) is None
-
-
-class OnlyBoto3:
-    """Refuses the direct path's requests (403), as a server would what it cannot authorize,
-    and counts them."""
-
-    def __init__(self) -> None:
-        self.refused = 0
-
-    def __call__(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
-        if request.headers.get("User-Agent") != USER_AGENT:
-            return False
-        self.refused += 1
-        request.send_response(403)
-        request.send_header("Content-Length", "0")
-        request.end_headers()
-        return True
 
 
 def test_what_the_direct_path_cannot_do_boto3_does(
