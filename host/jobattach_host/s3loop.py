@@ -30,6 +30,9 @@ from botocore.httpsession import get_cert_path
 from .s3wire import RETRY_STATUS, Failed, Wire, backoff_seconds, error_code
 
 _CHUNK = 1 << 20
+#: The largest file sent by PUT here: a body is read whole (its SHA-256 is signed), so a batch
+#: holds at most this much per connection.
+MAX_PUT_BYTES = 1 << 20
 #: What a failing connection raises: a reset, a timeout, a reply cut short or garbled.
 _CONNECTION_ERRORS = (
     OSError,

@@ -383,6 +383,8 @@ class Bucket:
         """Request ``i`` by ``one(i)`` on threads, but those known to be small (``sizes``) on
         the event loop when it can be used, where ``result`` receives what each returned."""
         threshold = self.config.options.multipart_threshold
+        if requests and requests[0].method == "PUT":  # bodies held in memory while sent
+            threshold = min(threshold, s3loop.MAX_PUT_BYTES + 1)
         small = [i for i, n in enumerate(sizes) if n is not None and n < threshold]
         if self._wire is None or self._tls is False:
             small = []
