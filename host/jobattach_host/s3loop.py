@@ -214,6 +214,7 @@ class _Batch:
                 if conn is None:
                     conn = await self._connect()
                 reply = await self._exchange(conn, req, body)
+                conn.deadline = 0.0  # idle until its next request: not a stall
             except _CONNECTION_ERRORS as e:
                 if conn is not None:
                     self._drop(conn)
