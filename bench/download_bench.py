@@ -27,7 +27,7 @@ from jobattach_host import default_engine
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.storage import Bucket, S3Config
-from servers import OFFICIAL, SERVERS, config_for, env_for, scratch_dir
+from servers import OFFICIAL, SERVERS, config_for, env_for, fast_dir
 from trees import TREES, read_untimed, tree
 
 HERE = Path(__file__).parent
@@ -81,7 +81,7 @@ def main() -> None:
         for name in args.tree or list(TREES):
             t = tree(args.dir, name)
             read_untimed(t)
-            with scratch_dir() as tmp:
+            with fast_dir() as tmp:
                 scratch = Path(tmp)
                 with SERVERS[server_name](scratch) as url:
                     config = config_for(url)

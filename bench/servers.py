@@ -28,8 +28,11 @@ def rclone(scratch: Path) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    data = scratch / "rclone-data"
-    data.mkdir()
+    with fast_dir() as data:  # the server's objects: a fixture, not the client's disk
+        yield from _serve(port, data)
+
+
+def _serve(port: int, data: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [
             str(BIN / "rclone"),
@@ -39,7 +42,7 @@ def rclone(scratch: Path) -> Iterator[str]:
             f"{KEY},{SECRET}",
             "--addr",
             f"127.0.0.1:{port}",
-            str(data),
+            data,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -65,9 +68,10 @@ def moto(scratch: Path) -> Iterator[str]:
         yield server.endpoint_url
 
 
-def scratch_dir() -> tempfile.TemporaryDirectory[str]:
-    """A run's scratch directory (the server's objects, downloads, caches), on tmpfs when the
-    machine has one, or where ``JOBATTACH_BENCH_SCRATCH`` says.
+def fast_dir() -> tempfile.TemporaryDirectory[str]:
+    """A directory where creating many files costs what it costs on a usual disk: on tmpfs
+    when the machine has one, or where ``JOBATTACH_BENCH_SCRATCH`` says. For the server's
+    objects and for downloaded trees; caches stay on the disk, as users have them.
 
     Not on this machine's disk: it is ext4 without a journal, whose inode allocator skips
     every inode freed in the last minutes (``recently_deleted`` took 55% of the CPU under

@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 from jobattach import Manifest, ManifestEntry, create_manifest
 from jobattach_host import default_engine
 from jobattach_host.hash_cache import HashCache
-from servers import OFFICIAL, scratch_dir
+from servers import OFFICIAL
 from trees import TREES, read_untimed, tree
 
 HERE = Path(__file__).parent
@@ -57,7 +58,7 @@ def main() -> None:
     for name in args.tree or list(TREES):
         t = tree(args.dir, name)
         read_untimed(t)
-        with scratch_dir() as tmp:
+        with tempfile.TemporaryDirectory(prefix="jobattach-bench-") as tmp:
             scratch = Path(tmp)
             cache = HashCache(scratch / "ours.sqlite3")
             off_cold, off_bytes = official(t.root, scratch, scratch / "official-cache")

@@ -17,7 +17,7 @@ from pathlib import Path
 from jobattach import S3Config, sync
 from jobattach_host import default_engine
 from jobattach_host.storage import Bucket
-from servers import BIN, KEY, SECRET, SERVERS, children_cpu, config_for, env_for, scratch_dir
+from servers import BIN, KEY, SECRET, SERVERS, children_cpu, config_for, env_for, fast_dir
 from trees import TREES, read_untimed, tree
 
 Timing = tuple[float, float]
@@ -95,7 +95,7 @@ def main() -> None:
     default_engine()
     t = tree(args.dir, args.tree)
     read_untimed(t)
-    with scratch_dir() as tmp:
+    with fast_dir() as tmp:
         scratch = Path(tmp)
         with SERVERS["rclone"](scratch) as url:
             config = config_for(url)

@@ -16,6 +16,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from jobattach_host import default_engine
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.storage import Bucket
-from servers import BIN, OFFICIAL, SERVERS, children_cpu, config_for, env_for, scratch_dir
+from servers import BIN, OFFICIAL, SERVERS, children_cpu, config_for, env_for
 from trees import TREES, read_untimed, tree
 
 HERE = Path(__file__).parent
@@ -104,7 +105,7 @@ def main() -> None:
             t = tree(args.dir, name)
             read_untimed(t)
             files = [str(t.root / f) for f in t.files]
-            with scratch_dir() as tmp:
+            with tempfile.TemporaryDirectory(prefix="jobattach-bench-") as tmp:
                 scratch = Path(tmp)
                 with SERVERS[server_name](scratch) as url:
                     config = config_for(url)
