@@ -4,7 +4,10 @@ refused ones handled, local file errors kept apart from S3's, and TLS verified a
 from __future__ import annotations
 
 import datetime
+import errno
 import ipaddress
+import os
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -248,3 +251,111 @@ def test_no_event_loop_where_boto3_goes_through_a_proxy(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "")
     assert Bucket("loop", _config(s3_endpoint))._tls is False
+
+
+class Scripted:
+    """A raw HTTP/1.1 peer on loopback answering each request by ``answer(connection number,
+    request number on it, request head)``, which returns the reply's bytes and whether to
+    close the connection after it: the replies a real server may give, one at a time."""
+
+    def __init__(self, answer: Callable[[int, int, bytes], tuple[bytes, bool]]) -> None:
+        self.answer = answer
+        self.connections = self.requests = 0
+        self.lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                number = self.connections
+            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        with conn, conn.makefile("rb") as f:
+            for k in range(1, 1000):
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = f.readline()
+                    if not line:
+                        return
+                    head += line
+                with self.lock:
+                    self.requests += 1
+                reply, close = self.answer(number, k, head)
+                conn.sendall(reply)
+                if close:
+                    return
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., Scripted]]:
+    started: list[Scripted] = []
+
+    def start(answer: Callable[[int, int, bytes], tuple[bytes, bool]]) -> Scripted:
+        started.append(Scripted(answer))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.sock.close()
+
+
+def test_a_keep_alive_connection_closed_while_idle_costs_no_attempt(
+    scripted: Callable[..., Scripted],
+) -> None:
+    # every connection answers one HEAD, says keep-alive, and is then closed by the server
+    peer = scripted(lambda n, k, head: (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", True))
+    bucket = Bucket("b", _config(peer.url, max_attempts=1, max_pool_connections=1))
+    assert bucket.metadata_many(["a", "b", "c"]) == [{}, {}, {}]
+    assert (peer.requests, peer.connections) == (3, 3)
+
+
+def test_chunked_replies_with_trailers_keep_the_connection_usable(
+    scripted: Callable[..., Scripted], tmp_path: Path
+) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\n\r\n"
+        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-amz-trailer: 1\r\n\r\n"
+    )
+    peer = scripted(lambda n, k, head: (chunked, False))
+    bucket = Bucket("b", _config(peer.url, max_pool_connections=1))
+    bucket.download_files([Transfer(f"k{i}", tmp_path / f"f{i}", 11) for i in range(3)])
+    assert [(tmp_path / f"f{i}").read_bytes() for i in range(3)] == [b"hello world"] * 3
+    assert peer.connections == 1
+
+
+def test_cancelling_stops_a_request_between_its_retries(
+    scripted: Callable[..., Scripted], tmp_path: Path
+) -> None:
+    cancel = threading.Event()
+
+    def throttle(n: int, k: int, head: bytes) -> tuple[bytes, bool]:
+        cancel.set()  # the caller cancels while its first request is being throttled
+        return b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n", False
+
+    peer = scripted(throttle)
+    (src,) = _files(tmp_path / "src", 1)
+    done: list[int] = []
+    bucket = Bucket("b", _config(peer.url, max_attempts=8))
+    bucket.upload_files(
+        [Transfer("k", src, src.stat().st_size)], done=done.append, cancelled=cancel
+    )
+    assert peer.requests == 1
+    assert done == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_a_local_error_not_retried(bucket: Bucket, tmp_path: Path) -> None:
+    (src,) = _files(tmp_path / "src", 1)
+    bucket.upload_files([Transfer("Data/full", src, src.stat().st_size)])
+    with pytest.raises(OSError, match="No space left") as raised:  # shows when the file closes
+        bucket.download_files([Transfer("Data/full", "/dev/full", src.stat().st_size)])
+    assert raised.value.errno == errno.ENOSPC
+    assert not isinstance(raised.value, StorageError)

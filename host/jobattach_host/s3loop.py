@@ -30,6 +30,8 @@ from botocore.httpsession import get_cert_path
 from .s3wire import RETRY_STATUS, Failed, Wire, backoff_seconds, error_code
 
 _CHUNK = 1 << 20
+#: A PUT body goes out in pieces of this size, the read timeout restarting with each.
+_SEND = 1 << 16
 #: The largest file sent by PUT here: a body is read whole (its SHA-256 is signed), so a batch
 #: holds at most this much per connection.
 MAX_PUT_BYTES = 1 << 20
@@ -108,7 +110,7 @@ def run(
         asyncio.get_running_loop()
     except RuntimeError:
         asyncio.run(batch.main())
-    else:  # called from inside a running loop (an async caller's thread): run beside it
+    else:  # a loop runs in this thread already: ours gets a thread of its own, this one waits
         with ThreadPoolExecutor(1, thread_name_prefix="s3-loop") as pool:
             pool.submit(asyncio.run, batch.main()).result()
     return sorted(batch.left)
@@ -126,9 +128,20 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.deadline = 0.0  # when the current wait for the server becomes a timeout
+        self.timed_out = False
+        self.replies = 0  # replies read on it: a reused connection may have been closed idle
 
     def close(self) -> None:
         self.writer.transport.abort()
+
+
+class _Stale(Exception):
+    """A reused keep-alive connection was closed by the server before this request's reply
+    began: the request is sent again on a new connection, which costs no attempt."""
+
+
+class ReadTimeout(Exception):
+    """The server sent nothing for the read timeout."""
 
 
 class _Reply(NamedTuple):
@@ -202,41 +215,61 @@ class _Batch:
             now = loop.time()
             for conn in list(self.open):
                 if conn.deadline and now > conn.deadline:
+                    conn.timed_out = True
                     conn.close()  # the waiting read fails, and the request is retried
 
     async def _one(self, i: int, conn: _Connection | None) -> _Connection | None:
-        """One request with its retries; returns the connection to reuse, if any."""
+        """One request with its retries; returns the connection to reuse, if any. A request
+        stops between attempts once the batch is cancelled, without being done."""
         req = self.requests[i]
         body = _read(req.path) if req.method == "PUT" else None
-        attempts = self.wire.attempts
-        for attempt in range(1, attempts + 1):
+        attempts, attempt = self.wire.attempts, 1
+        while True:
             try:
                 if conn is None:
                     conn = await self._connect()
                 reply = await self._exchange(conn, req, body)
                 conn.deadline = 0.0  # idle until its next request: not a stall
-            except _CONNECTION_ERRORS as e:
-                if conn is not None:
-                    self._drop(conn)
-                    conn = None
-                if attempt == attempts:
-                    raise Failed(type(e).__name__) from e
-                await asyncio.sleep(backoff_seconds(attempt))
-                continue
-            if not reply.keep_alive:
+            except _Stale:
                 self._drop(conn)
                 conn = None
-            if reply.status in (200, 204) or (reply.status == 404 and req.method == "HEAD"):
-                if self.done is not None:
-                    self.done(i, _metadata(reply) if reply.status != 404 else None)
+                continue
+            except ssl.SSLCertVerificationError as e:
+                raise Failed(type(e).__name__) from e  # no attempt will change the certificate
+            except _CONNECTION_ERRORS as e:
+                timed_out = conn is not None and conn.timed_out
+                self._drop(conn)
+                conn = None
+                error: Exception = ReadTimeout() if timed_out else e
+                if attempt == attempts:
+                    raise Failed(type(error).__name__) from e
+            else:
+                if reply.status in (200, 204) or (reply.status == 404 and req.method == "HEAD"):
+                    if not reply.keep_alive:
+                        self._drop(conn)
+                        conn = None
+                    if self.done is not None:
+                        self.done(i, _metadata(reply) if reply.status != 404 else None)
+                    return conn
+                if reply.status not in RETRY_STATUS:
+                    self.left.append(i)  # only boto3 knows what to do with this answer
+                    if reply.keep_alive:
+                        return conn
+                    self._drop(conn)
+                    return None
+                if attempt == attempts:
+                    raise Failed(error_code(reply.body) or str(reply.status))
+                self._drop(conn)  # the server may close it while we wait
+                conn = None
+            if self._cancelled():
                 return conn
-            if reply.status not in RETRY_STATUS:
-                self.left.append(i)  # only boto3 knows what to do with this answer
-                return conn
-            if attempt == attempts:
-                raise Failed(error_code(reply.body) or str(reply.status))
             await asyncio.sleep(backoff_seconds(attempt))
-        raise AssertionError("unreachable")
+            if self._cancelled():
+                return conn
+            attempt += 1
+
+    def _cancelled(self) -> bool:
+        return self.cancelled is not None and self.cancelled.is_set()
 
     async def _connect(self) -> _Connection:
         opening = asyncio.open_connection(
@@ -251,22 +284,30 @@ class _Batch:
         self.open.add(conn)
         return conn
 
-    def _drop(self, conn: _Connection) -> None:
-        conn.close()
-        self.open.discard(conn)
+    def _drop(self, conn: _Connection | None) -> None:
+        if conn is not None:
+            conn.close()
+            self.open.discard(conn)
 
     async def _exchange(self, conn: _Connection, req: Request, body: bytes | None) -> _Reply:
         path = self.wire.path_of(req.key)
         headers = {f"x-amz-meta-{k.lower()}": v for k, v in (req.metadata or {}).items()}
         signed = self.wire.sign(req.method, path, headers, body)
         lines = [f"{req.method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in signed.items())]
-        conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
-        if body:
-            conn.writer.write(body)
-        self._wait(conn)
-        await conn.writer.drain()
-        self._wait(conn)
-        head = await conn.reader.readuntil(b"\r\n\r\n")
+        try:
+            conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+            for start in range(0, len(body or b""), _SEND):  # a timeout per piece, not per body
+                conn.writer.write(memoryview(body or b"")[start : start + _SEND])
+                self._wait(conn)
+                await conn.writer.drain()
+            self._wait(conn)
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as e:
+            nothing = not isinstance(e, asyncio.IncompleteReadError) or not e.partial
+            if conn.replies and nothing and not conn.timed_out:
+                raise _Stale() from e  # closed while idle: nothing of this reply arrived
+            raise
+        conn.replies += 1
         status, headers_in, keep_alive = _parse_head(head)
         if req.method == "HEAD" or status in (204, 304):
             return _Reply(status, headers_in, keep_alive, b"")
@@ -275,8 +316,13 @@ class _Batch:
                 out = open(req.path, "wb")  # noqa: SIM115  # closed below; errors kept apart
             except OSError as e:
                 raise _Local(e) from e
-            with out:
+            try:
                 keep_alive &= await self._body(conn, headers_in, out.write)
+            finally:
+                try:
+                    out.close()  # a full disk may only show when the buffer is written
+                except OSError as e:
+                    raise _Local(e) from e
             return _Reply(status, headers_in, keep_alive, b"")
         chunks: list[bytes] = []
         keep_alive &= await self._body(conn, headers_in, chunks.append)
@@ -287,17 +333,19 @@ class _Batch:
     ) -> bool:
         """Reads a reply's body into ``sink``; whether the connection can be reused."""
         reader = conn.reader
-        if "content-length" in headers:
-            await self._exactly(conn, int(headers["content-length"]), sink)
-            return True
-        if headers.get("transfer-encoding", "").lower() == "chunked":
+        if "chunked" in _tokens(headers.get("transfer-encoding", "")):  # before any length
             while True:
                 self._wait(conn)
                 size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    while await reader.readuntil(b"\r\n") != b"\r\n":
+                        pass  # trailer fields
+                    return True
                 await self._exactly(conn, size, sink)
                 await reader.readexactly(2)
-                if size == 0:
-                    return True
+        if "content-length" in headers:
+            await self._exactly(conn, int(headers["content-length"]), sink)
+            return True
         while True:  # the body ends with the connection
             self._wait(conn)
             chunk = await reader.read(_CHUNK)
@@ -327,9 +375,13 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
-    connection = headers.get("connection", "").lower()
-    keep_alive = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"
+    connection = _tokens(headers.get("connection", ""))
+    keep_alive = "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
     return int(status), headers, keep_alive
+
+
+def _tokens(value: str) -> set[str]:
+    return {t.strip().lower() for t in value.split(",")}
 
 
 def _metadata(reply: _Reply) -> dict[str, str]:

@@ -428,6 +428,8 @@ class Bucket:
         settings = s3loop.Settings(o.max_pool_connections, o.connect_timeout, o.read_timeout)
         try:
             left = s3loop.run(wire, tls, requests, settings, done=finished, cancelled=cancelled)
+        except BotoCoreError as e:  # signing: credentials that could not be refreshed
+            raise StorageError(f"S3 {operation} failed: {e}", path=requests[0].key) from e
         except s3loop.ItemFailed as e:
             req, error = requests[e.index], e.error
             if isinstance(error, Failed):
