@@ -27,7 +27,15 @@ from urllib.parse import urlsplit
 
 from botocore.httpsession import get_cert_path
 
-from .s3wire import RETRY_STATUS, Failed, Wire, backoff_seconds, error_code
+from .s3wire import (
+    RETRY_STATUS,
+    Failed,
+    Wire,
+    backoff_seconds,
+    error_code,
+    metadata_headers,
+    user_metadata,
+)
 
 _CHUNK = 1 << 20
 #: A PUT body goes out in pieces of this size, the read timeout restarting with each.
@@ -186,8 +194,7 @@ class _Batch:
                 conn.close()
 
     def _take(self) -> int | None:
-        stop = self.left or (self.cancelled is not None and self.cancelled.is_set())
-        if stop or self.next >= len(self.requests):
+        if self.left or self._cancelled() or self.next >= len(self.requests):
             if self.left:  # boto3 takes over: everything not started goes to it
                 self.left.extend(range(self.next, len(self.requests)))
                 self.next = len(self.requests)
@@ -249,7 +256,7 @@ class _Batch:
                         self._drop(conn)
                         conn = None
                     if self.done is not None:
-                        self.done(i, _metadata(reply) if reply.status != 404 else None)
+                        self.done(i, user_metadata(reply.headers) if reply.status != 404 else None)
                     return conn
                 if reply.status not in RETRY_STATUS:
                     self.left.append(i)  # only boto3 knows what to do with this answer
@@ -291,8 +298,7 @@ class _Batch:
 
     async def _exchange(self, conn: _Connection, req: Request, body: bytes | None) -> _Reply:
         path = self.wire.path_of(req.key)
-        headers = {f"x-amz-meta-{k.lower()}": v for k, v in (req.metadata or {}).items()}
-        signed = self.wire.sign(req.method, path, headers, body)
+        signed = self.wire.sign(req.method, path, metadata_headers(req.metadata), body)
         lines = [f"{req.method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in signed.items())]
         try:
             conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
@@ -382,11 +388,6 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
 
 def _tokens(value: str) -> set[str]:
     return {t.strip().lower() for t in value.split(",")}
-
-
-def _metadata(reply: _Reply) -> dict[str, str]:
-    prefix = "x-amz-meta-"
-    return {k[len(prefix) :]: v for k, v in reply.headers.items() if k.startswith(prefix)}
 
 
 def _read(path: str | os.PathLike[str] | None) -> bytes:

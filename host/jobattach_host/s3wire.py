@@ -104,8 +104,7 @@ class Wire:
 
     def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
         """Writes an object; the payload's SHA-256 is signed, so S3 checks what arrived."""
-        headers = {f"x-amz-meta-{k.lower()}": v for k, v in (metadata or {}).items()}
-        self._send("PUT", key, headers=headers, body=data)
+        self._send("PUT", key, headers=metadata_headers(metadata), body=data)
 
     def head(self, key: str) -> dict[str, str] | None:
         """The object's user metadata, or None when it does not exist."""
@@ -113,8 +112,7 @@ class Wire:
             headers = self._send("HEAD", key)
         except Missing:
             return None
-        prefix = "x-amz-meta-"
-        return {k[len(prefix) :]: v for k, v in headers.items() if k.startswith(prefix)}
+        return user_metadata(headers)
 
     def _send(
         self,
@@ -196,6 +194,19 @@ class Wire:
             headers["content-length"] = str(len(body))
         headers["user-agent"] = USER_AGENT
         return headers
+
+
+_META = "x-amz-meta-"
+
+
+def metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """The request headers that give an object its user metadata."""
+    return {f"{_META}{k.lower()}": v for k, v in (metadata or {}).items()}
+
+
+def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """An object's user metadata from its reply headers (names in lower case)."""
+    return {k[len(_META) :]: v for k, v in headers.items() if k.startswith(_META)}
 
 
 def error_code(body: bytes) -> str:

@@ -385,9 +385,9 @@ class Bucket:
         threshold = self.config.options.multipart_threshold
         if requests and requests[0].method == "PUT":  # bodies held in memory while sent
             threshold = min(threshold, s3loop.MAX_PUT_BYTES + 1)
-        small = [i for i, n in enumerate(sizes) if n is not None and n < threshold]
-        if self._wire is None or self._tls is False:
-            small = []
+        wire, tls = self._wire, self._tls  # once: a fallback on another thread may clear it
+        loop = (wire, tls) if wire is not None and tls is not False else None
+        small = [i for i, n in enumerate(sizes) if n is not None and n < threshold] if loop else []
         large = sorted(set(range(len(requests))) - set(small))
 
         def each(i: int) -> None:
@@ -405,9 +405,9 @@ class Bucket:
         pool = ThreadPoolExecutor(self._workers(len(requests)), thread_name_prefix="s3-many")
         try:
             threaded = [pool.submit(each, i) for i in large]
-            if small:
+            if loop and small:
                 on_loop = [requests[i] for i in small]
-                left = self._on_loop(operation, on_loop, finished, cancelled)
+                left = self._on_loop(*loop, operation, on_loop, finished, cancelled)
                 threaded += [pool.submit(each, small[k]) for k in left]
             for future in threaded:
                 future.result()
@@ -416,15 +416,15 @@ class Bucket:
 
     def _on_loop(
         self,
+        wire: Wire,
+        tls: ssl.SSLContext | None,
         operation: str,
         requests: list[s3loop.Request],
         finished: Callable[[int, Any], None],
         cancelled: threading.Event | None,
     ) -> list[int]:
         """Sends ``requests`` on the event loop; returns those boto3 must do."""
-        wire, tls, o = self._wire, self._tls, self.config.options
-        if wire is None or tls is False:
-            return list(range(len(requests)))
+        o = self.config.options
         settings = s3loop.Settings(o.max_pool_connections, o.connect_timeout, o.read_timeout)
         try:
             left = s3loop.run(wire, tls, requests, settings, done=finished, cancelled=cancelled)
