@@ -25,6 +25,8 @@ from jobattach import (
     AssetReferences,
     BundleSubmitOptions,
     Cancelled,
+    ClientOptions,
+    FileChangedError,
     FileSystemLocation,
     ManifestLocation,
     S3Config,
@@ -199,6 +201,54 @@ def test_cancelling_writes_no_manifest_and_a_rerun_completes(
     assert done.statistics.files_uploaded + sent == len(bucket.keys(f"{PREFIX}/Data/"))
     assert len(bucket.keys(f"{PREFIX}/Manifests/")) == 1
     assert json.loads(done.attachments_json) == done.attachments
+
+
+@pytest.mark.parametrize("transport", ["event loop", "boto3"])
+@pytest.mark.parametrize("rewrite", ["longer", "same size"])
+def test_a_file_rewritten_after_hashing_leaves_nothing_under_its_old_digest(
+    bucket: Bucket,
+    aws_env: S3Config,
+    caches: dict[str, Any],
+    tmp_path: Path,
+    transport: str,
+    rewrite: str,
+) -> None:
+    root = tmp_path / "assets"
+    root.mkdir()
+    scene, texture = root / "scene.ma", root / "texture.png"
+    scene.write_bytes(b"version 1\n" * 100)
+    texture.write_bytes(b"texture")
+    os.utime(scene, (1_600_000_000, 1_600_000_000))  # a rewrite now cannot keep its mtime
+    old = jobattach.hash_file(scene)
+    new_content = b"version 2\n" * (101 if rewrite == "longer" else 100)
+    # Every file on the event loop, or (a 1-byte threshold) every file through boto3.
+    options = ClientOptions() if transport == "event loop" else ClientOptions(multipart_threshold=1)
+    s3 = S3Config(region=REGION, options=options)
+    where = S3Location(bucket.name, PREFIX)
+    refs = AssetReferences([str(scene), str(texture)])
+
+    def rewrite_once_uploading(report: jobattach.ProgressReport) -> bool:
+        if report.phase == "uploading" and scene.read_bytes() != new_content:
+            scene.write_bytes(new_content)
+        return True
+
+    with pytest.raises(FileChangedError) as raised:
+        submit_bundle_attachments(
+            REGION, where, WHERE, refs, progress_callback=rewrite_once_uploading, s3=s3, **caches
+        )
+    assert raised.value.path == str(scene)
+    data = bucket.keys(f"{PREFIX}/Data/")
+    assert f"{PREFIX}/Data/{old}.xxh128" not in data
+    assert f"{PREFIX}/Data/{jobattach.hash_file(texture)}.xxh128" in data
+    assert bucket.keys(f"{PREFIX}/Manifests/") == set()
+
+    again = submit_bundle_attachments(REGION, where, WHERE, refs, s3=s3, **caches)
+    (manifest_key,) = bucket.keys(f"{PREFIX}/Manifests/")
+    body, _ = bucket.get_bytes(manifest_key)
+    (entry,) = [e for e in jobattach.Manifest.decode(body).entries if e.path == "scene.ma"]
+    assert entry.hash == jobattach.hash_file(scene) != old
+    assert bucket.get_bytes(f"{PREFIX}/Data/{entry.hash}.xxh128")[0] == new_content
+    assert again.statistics.files_uploaded == 1  # the texture went up the first time
 
 
 def test_the_async_form_can_be_awaited(

@@ -4,7 +4,13 @@ It knows nothing of manifest rules; those live in the component (``wit/``, ``com
 """
 
 from .component import WASM_PATH, Engine, default_engine, wasmtime_version
-from .errors import AttachmentError, FileAccessError, StorageError, ValidationError
+from .errors import (
+    AttachmentError,
+    FileAccessError,
+    FileChangedError,
+    StorageError,
+    ValidationError,
+)
 from .hashing import hash_file, hash_files
 from .sandbox import Grant, Session, session_for
 
@@ -13,6 +19,7 @@ __all__ = [
     "AttachmentError",
     "Engine",
     "FileAccessError",
+    "FileChangedError",
     "Grant",
     "Session",
     "StorageError",

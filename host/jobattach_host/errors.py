@@ -32,6 +32,11 @@ class FileAccessError(AttachmentError):
     """A local file or directory could not be read or written: missing, refused, wrong type."""
 
 
+class FileChangedError(FileAccessError):
+    """A file changed between being hashed and being uploaded: what went up may not be the
+    content its digest names, so it was taken out of S3 again and nothing points at it."""
+
+
 class StorageError(AttachmentError):
     """The object store failed or refused an operation."""
 

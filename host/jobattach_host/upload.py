@@ -3,6 +3,10 @@
 Content-addressed: an object per distinct digest. What S3 holds is learnt from the S3-check
 cache (verified by a sample) and then from concurrent HEAD requests for the rest, never one
 request per file in sequence. A key is recorded in the cache only once S3 confirmed it.
+
+A file is hashed well before it is sent, and may be rewritten in between; so after each
+upload the file must still have the size and mtime its manifest records, or its object is
+deleted again: an object under a digest is always the content that digest names.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import AttachmentError
+from .errors import AttachmentError, FileChangedError
 from .s3_check_cache import S3CheckCache
 from .storage import Bucket, Transfer
 
@@ -33,6 +37,10 @@ class Cancelled(AttachmentError):
 
 #: Called with (files done, files to do, bytes done, bytes to do); returning False cancels.
 Progress = Callable[[int, int, int, int], bool]
+
+#: A file to upload: its digest, local path, and the size and mtime (µs) it was hashed with
+#: (an entry without an mtime is checked by its size alone).
+Content = tuple[str, "str | os.PathLike[str]", int, "int | None"]
 
 
 class Tally:
@@ -63,21 +71,22 @@ class Tally:
 def upload_contents(
     bucket: Bucket,
     key_of: Callable[[str], str],
-    files: Sequence[tuple[str, str | os.PathLike[str], int]],
+    files: Sequence[Content],
     *,
     under: str | None = None,
     check_cache: S3CheckCache | None = None,
     progress: Progress | None = None,
 ) -> UploadStats:
-    """Uploads each distinct content of ``files`` (digest, local path, size) that S3 lacks.
-    ``under`` is the prefix all content keys share, which lets a listing find many at once.
+    """Uploads each distinct content of ``files`` that S3 lacks. ``under`` is the prefix all
+    content keys share, which lets a listing find many at once.
 
     Raises :class:`Cancelled` when ``progress`` returns False; uploads already made stay (and
-    are recorded), so a rerun does not send them again.
+    are recorded), so a rerun does not send them again. Raises ``FileChangedError`` naming
+    the files whose size or mtime differ from ``files`` once sent, after deleting their objects.
     """
-    first: dict[str, tuple[str | os.PathLike[str], int]] = {}
-    for digest, path, size in files:
-        first.setdefault(digest, (path, size))
+    first: dict[str, tuple[str | os.PathLike[str], int, int | None]] = {}
+    for digest, path, size, mtime in files:
+        first.setdefault(digest, (path, size, mtime))
     keys = {d: key_of(d) for d in first}
     present = check_cache.trusted(bucket, list(keys.values())) if check_cache else set()
     unknown = [k for k in keys.values() if k not in present]
@@ -85,10 +94,11 @@ def upload_contents(
     if check_cache:
         check_cache.record(bucket.name, found)
     there = present | found
-    todo = [(d, p, n) for d, (p, n) in first.items() if keys[d] not in there]
-    stats = UploadStats(files=len(files), bytes=sum(n for _, _, n in files))
-    tally = Tally(progress, len(todo), sum(n for _, _, n in todo))
+    todo = [(d, p, n, t) for d, (p, n, t) in first.items() if keys[d] not in there]
+    stats = UploadStats(files=len(files), bytes=sum(f[2] for f in files))
+    tally = Tally(progress, len(todo), sum(n for _, _, n, _ in todo))
     lock = threading.Lock()
+    changed: list[int] = []
 
     confirmed: list[str] = []  # uploaded, not yet recorded in the check cache
 
@@ -98,7 +108,12 @@ def upload_contents(
         confirmed.clear()
 
     def sent(i: int) -> None:
-        digest, _, size = todo[i]
+        digest, path, size, mtime = todo[i]
+        if not _unchanged(path, size, mtime):
+            with lock:
+                changed.append(i)
+            tally.add(size)
+            return
         with lock:  # one writer at a time, in batches: a transaction per file would crawl
             confirmed.append(keys[digest])
             if len(confirmed) >= 256:
@@ -107,13 +122,36 @@ def upload_contents(
             stats.uploaded_bytes += size
         tally.add(size)
 
-    transfers = [Transfer(keys[d], p, n) for d, p, n in todo]
+    transfers = [Transfer(keys[d], p, n) for d, p, n, _ in todo]
     try:
         bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled)
     finally:
         flush()  # what did go up is remembered even when an upload failed
+        if changed:
+            bucket.delete(transfers[i].key for i in changed)
+    if changed:
+        raise _changed_error([os.fspath(todo[i][1]) for i in sorted(changed)])
     if tally.cancelled.is_set():
         raise Cancelled("the upload was cancelled")
     stats.skipped_files = stats.files - stats.uploaded_files
     stats.skipped_bytes = stats.bytes - stats.uploaded_bytes
     return stats
+
+
+def _unchanged(path: str | os.PathLike[str], size: int, mtime: int | None) -> bool:
+    """Whether ``path`` still has the size and mtime (µs, as manifests record it) it was
+    hashed with; a rewrite changes one or the other."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # gone: what was read of it cannot be vouched for
+    return st.st_size == size and mtime in (None, st.st_mtime_ns // 1000)
+
+
+def _changed_error(paths: list[str]) -> FileChangedError:
+    others = f" (and {len(paths) - 1} more: {', '.join(paths[1:6])})" if len(paths) > 1 else ""
+    why = (
+        f"changed after it was hashed{others}; what was sent was taken out of S3 again,"
+        " and nothing refers to it. Submit again once the files are final"
+    )
+    return FileChangedError(why, path=paths[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from jobattach_host import (
     AttachmentError,
     FileAccessError,
+    FileChangedError,
     StorageError,
     ValidationError,
     engine_version,
@@ -65,6 +66,7 @@ __all__ = [
     "ClientOptions",
     "DownloadResult",
     "FileAccessError",
+    "FileChangedError",
     "FileSystemLocation",
     "Manifest",
     "ManifestDiff",

@@ -192,7 +192,7 @@ def submit_bundle_attachments(
     where = layout(s3_location.root_prefix)
 
     files = [
-        (e.hash, os.path.join(g.root, e.path), e.size or 0)  # not pathlib: 10 µs a file
+        (e.hash, os.path.join(g.root, e.path), e.size or 0, e.mtime)  # not pathlib: 10 µs a file
         for g, m in zip(grouping.groups, manifests)
         if m is not None
         for e in m.entries

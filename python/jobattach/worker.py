@@ -385,7 +385,7 @@ def sync_outputs(
         if len(found):
             planned.append((props, local, found))
     files = [
-        (e.hash, local / e.path, e.size or 0)
+        (e.hash, local / e.path, e.size or 0, e.mtime)
         for _, local, m in planned
         for e in m.entries
         if e.hash is not None
