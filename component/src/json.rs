@@ -282,6 +282,13 @@ impl<'a> Parser<'a> {
         self.i += 1; // the opening quote
         let mut out = Vec::new();
         loop {
+            // Runs of plain ASCII (most of every manifest) are copied whole.
+            let run = self.s[self.i..]
+                .iter()
+                .position(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\')
+                .unwrap_or(self.s.len() - self.i);
+            out.extend(self.s[self.i..self.i + run].iter().map(|&b| u16::from(b)));
+            self.i += run;
             let Some(&b) = self.s.get(self.i) else {
                 return Err(self.err("unterminated string"));
             };
@@ -311,10 +318,6 @@ impl<'a> Parser<'a> {
                     out.push(unit);
                 }
                 0x00..=0x1f => return Err(self.err("control character in string")),
-                0x20..=0x7f => {
-                    out.push(u16::from(b));
-                    self.i += 1;
-                }
                 _ => {
                     // One multi-byte UTF-8 character (the input is a &str, so it is valid).
                     let end = (self.i + 4).min(self.s.len());
@@ -393,11 +396,14 @@ mod tests {
 
     #[test]
     fn strings_round_trip_including_lone_surrogates() {
-        for text in [r#""\udcff x""#, r#""\ud83d\ude00""#, "\"caf\u{e9}\"", r#""\u00E9""#] {
+        let cases = [r#""\udcff x""#, r#""\ud83d\ude00""#, "\"caf\u{e9}\"", r#""\u00E9""#];
+        for text in cases.into_iter().chain([r#""ab\"c\\dé f/g""#]) {
             let Value::String(units) = parse(text).unwrap() else { panic!() };
             let back = parse(&s(&units)).unwrap();
             assert_eq!(back, Value::String(units));
         }
+        let mixed: Vec<u16> = "ab\"c\\dé f/g".encode_utf16().collect();
+        assert_eq!(parse(r#""ab\"c\\dé f/g""#).unwrap(), Value::String(mixed));
     }
 
     #[test]
@@ -418,6 +424,8 @@ mod tests {
             "[1] x",
             "nul",
             "\"\\u+123\"",
+            "\"abc",
+            "\"abc\\",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
