@@ -130,6 +130,17 @@ def test_cli_reports_bad_manifests_by_file(tmp_path: Path) -> None:
     missing = _cli("manifest", "diff", str(tmp_path / "nope.json"), str(bad))
     assert missing.returncode == 1
     assert b"cannot read manifest" in missing.stderr
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe{}")
+    out = _cli("manifest", "diff", str(binary), str(binary))
+    assert (out.returncode, out.stderr.decode().count("\n")) == (1, 1)  # a message, no traceback
+    assert "not UTF-8" in out.stderr.decode()
+    nowhere = tmp_path / "no" / "such" / "dir" / "m.json"
+    out = _cli("manifest", "snapshot", str(tmp_path), "-o", str(nowhere))
+    assert out.returncode == 1
+    assert out.stderr.decode().strip() == (
+        f"jobattach: error: {nowhere}: cannot write: No such file or directory"
+    )
 
 
 def test_cli_convert_and_snapshot_format(tmp_path: Path) -> None:

@@ -161,12 +161,16 @@ def test_decoder_fuzz_gives_a_manifest_or_a_validation_error(data: st.DataObject
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_decoder_fuzz_on_arbitrary_text(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return  # a WIT string cannot carry lone surrogates; manifests cross as ASCII JSON
     with pytest.raises(ValidationError):
-        decode_manifest(text)
+        decode_manifest(text)  # lone surrogates included: a WIT string cannot carry them
+
+
+@pytest.mark.parametrize(
+    "data", [b"\xff\xfe{}", b'{"paths":"\xc3"}', '{"x":"\ud800"}'], ids=["bom", "cut", "surrogate"]
+)
+def test_text_that_is_not_unicode_is_a_validation_error(data: bytes | str) -> None:
+    with pytest.raises(ValidationError, match="not UTF-8"):
+        decode_manifest(data)
 
 
 def test_manifest_is_immutable_and_compares_by_content() -> None:

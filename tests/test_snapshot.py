@@ -79,6 +79,11 @@ def test_include_and_exclude_patterns(tmp_path: Path, cache: HashCache) -> None:
     r = create_manifest(tmp_path, include=["*.exr"], exclude=["b/cache/**"], cache=cache)
     assert [e.path for e in r.manifest.entries] == ["a/x.exr", "b/z.exr"]
     assert r.excluded == 2
+    # One pattern may be a plain string (not a sequence of one-character patterns); None is none.
+    one = create_manifest(tmp_path, include="*.exr", exclude="b/cache/**", cache=cache)
+    assert one.manifest == r.manifest
+    everything = create_manifest(tmp_path, include=None, exclude=None, cache=cache)
+    assert len(everything.manifest) == 4
 
 
 def test_a_rewritten_file_is_rehashed_even_with_its_mtime_restored(

@@ -5,10 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 from .host_files import list_paths
 from .sandbox import StrPath, session_for
+
+#: Glob patterns: several, one, or None for none.
+Patterns = Union[Sequence[str], str, None]
+
+
+def patterns(value: Patterns) -> list[str]:
+    """``value`` as a list of patterns (a lone string is one pattern, not its characters)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 class PlannedFile(NamedTuple):
@@ -42,8 +52,8 @@ class Plan:
 def plan(
     root: StrPath,
     *,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
+    include: Patterns = (),
+    exclude: Patterns = (),
     format: str = "v2023-03-03",
     only: Sequence[str] | None = None,
 ) -> Plan:
@@ -52,7 +62,9 @@ def plan(
     With ``only``, just those ``/``-separated paths below ``root`` are listed (a job's inputs).
     """
     s = session_for(root)
-    options = json.dumps({"include": list(include), "exclude": list(exclude), "format": format})
+    options = json.dumps(
+        {"include": patterns(include), "exclude": patterns(exclude), "format": format}
+    )
     if only is None:
         text = s.call("snapshot", "plan", s.roots[0], options)
     else:

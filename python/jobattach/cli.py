@@ -254,7 +254,10 @@ def _write(data: bytes, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        output.write_bytes(data)
+        try:
+            output.write_bytes(data)
+        except OSError as e:
+            raise FileAccessError(f"cannot write: {e.strerror}", path=str(output)) from None
 
 
 def _read_manifest(path: Path) -> Manifest:

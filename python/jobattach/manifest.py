@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobattach_host import session_for
+from jobattach_host import ValidationError, session_for
+from jobattach_host.snapshot import Patterns, patterns
 
 #: The formats: Deadline Cloud's, and the newer one's snapshot and diff manifests.
 V2023 = "v2023-03-03"
@@ -115,7 +116,14 @@ class Manifest:
     def decode(cls, data: bytes | str) -> Manifest:
         """Decodes and validates manifest bytes of either format; raises ``ValidationError``
         naming the problem."""
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        try:
+            # A WIT string carries Unicode only: bytes must be UTF-8, text free of lone
+            # surrogates (manifests escape those, and every other non-ASCII unit, as \uXXXX).
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            text.encode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError) as e:
+            why = f"malformed manifest: not UTF-8 text ({e.reason} at position {e.start})"
+            raise ValidationError(why, kind="invalid-input") from None
         return cls._from_canonical(session_for().call("manifest", "canonicalize", text))
 
     @classmethod
@@ -237,12 +245,12 @@ def diff_directory(
     root: str | os.PathLike[str],
     *,
     by_hash: bool = False,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
+    include: Patterns = (),
+    exclude: Patterns = (),
 ) -> ManifestDiff:
     """What changed in ``root`` since ``manifest``: by size and mtime, or by hash on request."""
     s = session_for(root)
-    options = json.dumps({"include": list(include), "exclude": list(exclude)})
+    options = json.dumps({"include": patterns(include), "exclude": patterns(exclude)})
     text = s.call("snapshot", "diff", s.roots[0], manifest._encoded, options, by_hash)
     return ManifestDiff._from_json(text)
 

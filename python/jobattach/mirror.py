@@ -19,6 +19,7 @@ from jobattach_host import hash_files
 from jobattach_host.errors import FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
+from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
 from jobattach_host.upload import Cancelled, Tally
 
@@ -115,8 +116,8 @@ def sync_with_options(
         "dest": [[p, s, m] for p, (s, m) in dst_items.items()],
         "delete": options.delete,
         "by_hash": options.by_hash,
-        "include": list(options.include),
-        "exclude": list(options.exclude),
+        "include": patterns(options.include),
+        "exclude": patterns(options.exclude),
     }
     plan = json.loads(session_for().call("sync", "plan-mirror", json.dumps(request)))
     copy, gone, unchanged = plan["copy"], plan["delete"], plan["unchanged"]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
-from jobattach_host.snapshot import Plan, PlannedFile, plan
+from jobattach_host.snapshot import Patterns, Plan, PlannedFile, plan
 
 from .manifest import V2023, Manifest, ManifestDir
 
@@ -36,8 +35,8 @@ class SnapshotResult:
 def create_manifest(
     root: str | os.PathLike[str],
     *,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
+    include: Patterns = (),
+    exclude: Patterns = (),
     format: str = V2023,
     cache: HashCache | bool = True,
     workers: int | None = None,
@@ -47,8 +46,8 @@ def create_manifest(
     ``format`` is ``v2023-03-03`` (symlinks to files inside the root are followed) or
     ``v2025-12-snapshot`` (symlinks kept as symlinks, directories listed, executables marked
     runnable, files over 256 MiB hashed in chunks). ``include`` and ``exclude`` are glob
-    patterns (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file names
-    anywhere). ``cache`` is a :class:`HashCache`, True for the default one, or False to hash
+    patterns, one or several (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file
+    names anywhere). ``cache`` is a :class:`HashCache`, True for the default one, or False to hash
     everything.
     """
     t0 = time.perf_counter()
