@@ -14,9 +14,11 @@ import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import jobattach
 from conftest import VECTORS
 from jobattach import create_manifest
 from jobattach_host.hash_cache import HashCache
+from jobattach_host.sqlite import CacheError
 
 
 @pytest.fixture
@@ -236,3 +238,69 @@ def test_an_unreadable_directory_fails_the_snapshot_naming_it(tmp_path: Path) ->
     assert report["type"] == "FileAccessError"
     assert "closed" in report["text"]
     assert "Permission denied" in report["text"]
+
+
+def _files(root: Path, n: int) -> None:
+    for i in range(n):
+        (root / f"f{i:03d}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"f{i:03d}.txt").write_text(f"file {i}")
+
+
+def test_a_corrupt_default_cache_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(tmp_path / "tree", 20)
+    monkeypatch.setenv("JOBATTACH_CACHE_DIR", str(tmp_path / "caches"))
+    (tmp_path / "caches").mkdir()
+    (tmp_path / "caches" / "digests-v1.sqlite3").write_bytes(b"not a database" * 100)
+    first = create_manifest(tmp_path / "tree")
+    assert (first.hashed, first.from_cache) == (20, 0)
+    again = create_manifest(tmp_path / "tree")
+    assert (again.hashed, again.from_cache) == (0, 20)
+    assert again.manifest == first.manifest
+
+
+def test_a_default_cache_that_cannot_be_used_warns_and_the_snapshot_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(tmp_path / "tree", 5)
+    (tmp_path / "not-a-dir").write_text("a file where the cache directory should be")
+    monkeypatch.setenv("JOBATTACH_CACHE_DIR", str(tmp_path / "not-a-dir"))
+    with pytest.warns(RuntimeWarning, match="cannot use this cache"):
+        r = create_manifest(tmp_path / "tree")
+    assert r.manifest == create_manifest(tmp_path / "tree", cache=False).manifest
+
+
+def test_a_cache_opened_by_path_fails_loudly(tmp_path: Path) -> None:
+    bad = tmp_path / "digests.sqlite3"
+    bad.write_bytes(b"not a database" * 100)
+    with pytest.raises(CacheError, match="cannot use this cache") as raised:
+        HashCache(bad)
+    assert raised.value.path == str(bad)
+    assert isinstance(raised.value, jobattach.FileAccessError)
+
+
+_SNAPSHOT_WITH_CACHE = """
+import sys, jobattach
+from pathlib import Path
+from jobattach_host.hash_cache import HashCache
+try:
+    jobattach.create_manifest(sys.argv[1], cache=HashCache(Path(sys.argv[2])), workers=4)
+except jobattach.FileAccessError as e:
+    print(e.path)
+"""
+
+
+def test_digests_hashed_before_a_failure_are_kept(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    _files(tree, 300)  # several batches on several Stores
+    locked = tree / "f150.txt"
+    locked.chmod(0)
+    cache = tmp_path / "digests.sqlite3"
+    out = _without_read_override(_SNAPSHOT_WITH_CACHE, str(tree), str(cache))
+    assert out.stdout.strip() == "f150.txt", out.stderr
+    locked.chmod(0o644)
+    rerun = create_manifest(tree, cache=HashCache(cache))
+    # Only the failed file's batch (a few dozen files at most) is hashed again.
+    assert 0 < rerun.hashed <= 50, rerun.hashed
+    assert rerun.from_cache == 300 - rerun.hashed

@@ -9,12 +9,13 @@ each snapshot reads once and writes its new digests in one transaction.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
 from .component import cache_dir
-from .sqlite import open_db
+from .sqlite import Cache
 
 #: (path relative to the root, size, mtime_ns, ctime_ns, chunk size or 0 for one digest)
 Key = tuple[str, int, int, int, int]
@@ -40,18 +41,23 @@ def _blob(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-class HashCache:
-    """Digests keyed by root, path, size, mtime_ns and ctime_ns. Use from one thread at a time."""
+class HashCache(Cache):
+    """Digests keyed by root, path, size, mtime_ns and ctime_ns. Use from one thread at a time.
+    ``lenient`` as for :class:`~.sqlite.Cache`."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path if path is not None else cache_dir() / "digests-v1.sqlite3"
-        self._db = open_db(self.path, _SCHEMA)
+    def __init__(self, path: Path | None = None, *, lenient: bool = False) -> None:
+        path = path if path is not None else cache_dir() / "digests-v1.sqlite3"
+        super().__init__(path, _SCHEMA, lenient=lenient)
 
     def lookup(self, root: str | os.PathLike[str], keys: Sequence[Key]) -> list[Digest | None]:
         """The cached digest of each key, or None where there is none or it is stale."""
-        rows = self._db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, chunk, xxh128 FROM digests WHERE root = ?",
-            (_blob(os.fspath(root)),),
+        r = _blob(os.fspath(root))
+        rows: list[tuple[bytes, int, int, int, int, str]] = self._run(
+            lambda db: db.execute(
+                "SELECT path, size, mtime_ns, ctime_ns, chunk, xxh128 FROM digests WHERE root = ?",
+                (r,),
+            ).fetchall(),
+            [],
         )
         known = {(bytes(p), s, m, c, k): h for p, s, m, c, k, h in rows}
         found = [known.get((_blob(p), s, m, c, k)) for p, s, m, c, k in keys]
@@ -66,11 +72,10 @@ class HashCache:
             (r, _blob(p), k, s, m, c, h if isinstance(h, str) else ",".join(h))
             for (p, s, m, c, k), h in entries
         ]
-        with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows
-            )
 
-    def close(self) -> None:
-        self._db.close()
+        def write(db: sqlite3.Connection) -> None:
+            with db:  # BEGIN ... COMMIT, or ROLLBACK on error
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+        self._run(write, None)

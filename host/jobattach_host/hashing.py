@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -45,12 +45,19 @@ def hash_files(
     return [str(d) for d in digests(root, paths, workers=workers)]
 
 
-def digests(root: StrPath, items: Sequence[Item], *, workers: int | None = None) -> list[Digest]:
+def digests(
+    root: StrPath,
+    items: Sequence[Item],
+    *,
+    workers: int | None = None,
+    done: Callable[[int, list[Digest]], None] | None = None,
+) -> list[Digest]:
     """:func:`hash_files` for any :data:`Item`; ``(path, size, chunk)`` gives the list of
-    digests of each ``chunk`` bytes (the newer format's ``chunkhashes``)."""
+    digests of each ``chunk`` bytes (the newer format's ``chunkhashes``). ``done(start,
+    digests)`` hears of each batch hashed (see :func:`map_batches`)."""
 
     def call(s: Session, batch: list[Item]) -> list[Digest]:
         return list(json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch))))
 
     n = default_workers() if workers is None else workers
-    return map_batches(lambda: session_for(root), call, items, n)
+    return map_batches(lambda: session_for(root), call, items, n, done)

@@ -33,22 +33,28 @@ def map_batches(
     call: Callable[[Session, list[T]], list[R]],
     items: Sequence[T],
     workers: int,
+    done: Callable[[int, list[R]], None] | None = None,
 ) -> list[R]:
     """``call(session, batch)`` over batches of ``items``; results in the order of ``items``.
 
-    The first batch (in order) that raises stops the whole operation with its exception.
+    ``done(start, results)`` hears of each batch that finishes, on the thread that ran it, so
+    the caller can keep what was done when another batch fails. The first batch (in order)
+    that raises stops the whole operation with its exception, once the others have run.
     """
     per_batch = max(1, min(MAX_BATCH, -(-len(items) // (4 * max(workers, 1)))))
-    batches = [list(items[i : i + per_batch]) for i in range(0, len(items), per_batch)]
-    if workers <= 1 or len(batches) <= 1:
-        return call(new_session(), list(items))
+    starts = range(0, len(items), per_batch)
     local = threading.local()
 
-    def run(batch: list[T]) -> list[R]:
+    def run(start: int) -> list[R]:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = new_session()
-        return call(session, batch)
+        results = call(session, list(items[start : start + per_batch]))
+        if done is not None:
+            done(start, results)
+        return results
 
-    with ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="jobattach") as pool:
-        return [r for batch_result in pool.map(run, batches) for r in batch_result]
+    if workers <= 1 or len(starts) <= 1:
+        return [r for start in starts for r in run(start)]
+    with ThreadPoolExecutor(min(workers, len(starts)), thread_name_prefix="jobattach") as pool:
+        return [r for batch_result in pool.map(run, starts) for r in batch_result]

@@ -9,12 +9,13 @@ cache for that bucket.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .component import cache_dir
-from .sqlite import open_db
+from .sqlite import Cache
 from .storage import Bucket
 
 _SCHEMA = """
@@ -30,36 +31,45 @@ CREATE TABLE IF NOT EXISTS present (
 SAMPLE = 30
 
 
-class S3CheckCache:
-    """Keys known to exist, per bucket, in SQLite (WAL: several processes may share it)."""
+class S3CheckCache(Cache):
+    """Keys known to exist, per bucket, in SQLite (WAL: several processes may share it).
+    ``lenient`` as for :class:`~.sqlite.Cache`."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path if path is not None else cache_dir() / "s3-check-v1.sqlite3"
-        self._db = open_db(self.path, _SCHEMA)
+    def __init__(self, path: Path | None = None, *, lenient: bool = False) -> None:
+        path = path if path is not None else cache_dir() / "s3-check-v1.sqlite3"
+        super().__init__(path, _SCHEMA, lenient=lenient)
 
     def known(self, bucket: str, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` the cache holds (asked in batches: a bucket may hold millions)."""
         wanted = list(dict.fromkeys(keys))
-        found: set[str] = set()
-        for i in range(0, len(wanted), 500):
-            batch = wanted[i : i + 500]
-            marks = ",".join("?" * len(batch))
-            sql = f"SELECT key FROM present WHERE bucket = ? AND key IN ({marks})"
-            found.update(k for (k,) in self._db.execute(sql, (bucket, *batch)))
-        return found
+
+        def select(db: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for i in range(0, len(wanted), 500):
+                batch = wanted[i : i + 500]
+                marks = ",".join("?" * len(batch))
+                sql = f"SELECT key FROM present WHERE bucket = ? AND key IN ({marks})"
+                found.update(k for (k,) in db.execute(sql, (bucket, *batch)))
+            return found
+
+        return self._run(select, set())
 
     def record(self, bucket: str, keys: Iterable[str]) -> None:
         now = time.time()
         rows = [(bucket, k, now) for k in keys]
         if rows:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows)
+            self._write("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows)
 
     def forget(self, bucket: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM present WHERE bucket = ?", (bucket,))
+        self._write("DELETE FROM present WHERE bucket = ?", [(bucket,)])
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            with db:  # BEGIN ... COMMIT, or ROLLBACK on error
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(sql, rows)
+
+        self._run(write, None)
 
     def trusted(self, bucket: Bucket, keys: Sequence[str]) -> set[str]:
         """The keys of ``keys`` the cache vouches for, after a sample of them was found in S3;
@@ -70,6 +80,3 @@ class S3CheckCache:
             self.forget(bucket.name)
             return set()
         return known
-
-    def close(self) -> None:
-        self._db.close()

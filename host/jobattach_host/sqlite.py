@@ -1,30 +1,102 @@
-"""The SQLite set-up both persistent caches share."""
+"""The SQLite set-up both persistent caches share, and what they do when SQLite fails.
+
+A cache only saves time. The default one (``lenient``) must never fail the work it serves: a
+corrupt database is replaced, and one that cannot be used at all (a read-only directory, a
+full disk) is left out with a warning. A cache the caller opened by path fails loudly, with a
+``CacheError`` naming the file.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from .errors import FileAccessError
+
+T = TypeVar("T")
 
 
-def open_db(path: Path, schema: str) -> sqlite3.Connection:
+class CacheError(FileAccessError):
+    """A persistent cache could not be opened, read or written."""
+
+
+class Cache:
+    """A database at ``path`` with ``schema``, used from one thread at a time. ``lenient``
+    (the default caches' setting) turns SQLite failures into a warning and a cache that knows
+    nothing; otherwise they raise ``CacheError``."""
+
+    def __init__(self, path: Path, schema: str, *, lenient: bool) -> None:
+        self.path, self._lenient = path, lenient
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = _open(path, schema)
+        except sqlite3.DatabaseError as e:
+            if lenient and type(e) is sqlite3.DatabaseError:  # not a database, or malformed
+                self._replace(schema)
+            else:
+                self._failed(e)
+        except OSError as e:
+            self._failed(e)
+
+    def _replace(self, schema: str) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        try:
+            self._db = _open(self.path, schema)
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T], fallback: T) -> T:
+        """``work`` on the database; if SQLite fails, ``fallback`` (lenient) or a CacheError."""
+        if self._db is None:
+            return fallback
+        try:
+            return work(self._db)
+        except sqlite3.Error as e:
+            self._failed(e)
+            return fallback
+
+    def _failed(self, e: Exception) -> None:
+        error = CacheError(f"cannot use this cache: {e}", path=str(self.path))
+        if not self._lenient:
+            raise error from e
+        warnings.warn(f"{error}; going on without it", RuntimeWarning, stacklevel=4)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _open(path: Path, schema: str) -> sqlite3.Connection:
     """Opens (creating) a database in WAL mode, so several processes may share it.
 
     The connection is used from one thread at a time, not always the one that opened it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA synchronous=NORMAL")
-    deadline = time.monotonic() + 60
-    while True:
-        # Switching to WAL takes an exclusive lock without waiting on the busy timeout, so a
-        # process that creates the database while another does retries for a moment.
-        try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute(schema)
-            return db
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+    try:
+        db.execute("PRAGMA synchronous=NORMAL")
+        deadline = time.monotonic() + 60
+        while True:
+            # Switching to WAL takes an exclusive lock without waiting on the busy timeout, so
+            # a process that creates the database while another does retries for a moment.
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute(schema)
+                return db
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    except BaseException:
+        db.close()
+        raise

@@ -69,17 +69,25 @@ def snapshot_of_plan(
     builds its manifest."""
     t0 = time.perf_counter() if started is None else started
     keys = [(f.path, f.size, f.mtime_ns, f.ctime_ns, f.chunk) for f in p.files]
-    store = HashCache() if cache is True else (cache or None)
+    store = HashCache(lenient=True) if cache is True else (cache or None)
     try:
         found: list[Digest | None] = store.lookup(top, keys) if store else [None] * len(keys)
         missing = [i for i, d in enumerate(found) if d is None]
         # Sizes from the listing spare a stat per file, and pin what the manifest records.
         items: list[Item] = [(f.path, f.size, f.chunk) for f in (p.files[i] for i in missing)]
-        fresh = digests(top, items, workers=workers)
-        for i, digest in zip(missing, fresh):
-            found[i] = digest
-        if store:
-            store.store(top, [(keys[i], d) for i, d in zip(missing, fresh)])
+        hashed: dict[int, Digest] = {}  # index in `missing` -> digest, batch by batch
+
+        def keep(start: int, batch: list[Digest]) -> None:
+            hashed.update(zip(range(start, start + len(batch)), batch))
+
+        try:
+            digests(top, items, workers=workers, done=keep)
+        finally:
+            # Kept even when a file failed the snapshot: a rerun hashes only what is left.
+            if store:
+                store.store(top, [(keys[missing[j]], d) for j, d in sorted(hashed.items())])
+        for j, digest in hashed.items():
+            found[missing[j]] = digest
     finally:
         if cache is True and store:
             store.close()

@@ -149,7 +149,7 @@ def submit_bundle_attachments(
         require_paths_exist=opts.require_paths_exist,
     )
     report = Reporter(progress_callback)
-    hashes = HashCache() if hash_cache is True else (hash_cache or None)
+    hashes = HashCache(lenient=True) if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
     skipped: dict[str, list[str]] = {}
     hashed = cached = 0
@@ -199,7 +199,7 @@ def submit_bundle_attachments(
         if e.hash is not None
     ]
     bucket = Bucket(s3_location.bucket, config)
-    checks = S3CheckCache() if check_cache is True else (check_cache or None)
+    checks = S3CheckCache(lenient=True) if check_cache is True else (check_cache or None)
     try:
         stats = upload_contents(
             bucket,
