@@ -182,3 +182,16 @@ def test_manifest_is_immutable_and_compares_by_content() -> None:
     assert a.hash_alg == "xxh128"
     with pytest.raises(AttributeError):
         a.format = "v2025-12-snapshot"  # type: ignore[misc]
+
+
+def test_error_messages_escape_what_would_garble_a_terminal() -> None:
+    doc = {
+        "hashAlg": "xxh128",
+        "manifestVersion": "2023-03-03",
+        "paths": [{"hash": "0" * 32, "mtime": 1, "path": "x\n\x00\x7f/é", "size": 1}],
+        "totalSize": 1,
+    }
+    with pytest.raises(ValidationError) as raised:
+        decode_manifest(json.dumps(doc))
+    assert raised.value.path == "x\n\x00\x7f/é"  # the path itself, exactly
+    assert str(raised.value).startswith("x\\n\\x00\\x7f/é: ")  # shown escaped, on one line

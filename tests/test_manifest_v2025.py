@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import VECTORS
-from jobattach import Manifest, ManifestDir, ManifestEntry, ValidationError, create_manifest
+from jobattach import (
+    Manifest,
+    ManifestDir,
+    ManifestEntry,
+    ValidationError,
+    create_manifest,
+    diff_directory,
+    diff_manifests,
+    merge_manifests,
+)
 from jobattach.manifest import V2023, V2025_DIFF, V2025_SNAPSHOT
 
 CHUNK = 256 << 20
@@ -162,6 +171,18 @@ def test_conversion_refuses_to_lose_anything(
     m = Manifest.from_entries([entry], format=V2025_SNAPSHOT, dirs=dirs)
     with pytest.raises(ValidationError, match=why):
         m.convert(V2023)
+
+
+def test_operations_of_the_old_format_only_say_so(tmp_path: Path) -> None:
+    newer = Manifest.from_entries([ManifestEntry("a", "0" * 32, 1, 1)], format=V2025_SNAPSHOT)
+    why = "takes v2023-03-03 manifests, not v2025-12-snapshot"
+    for operation in (
+        lambda: diff_manifests(newer, newer),
+        lambda: merge_manifests([newer]),
+        lambda: diff_directory(newer, tmp_path),
+    ):
+        with pytest.raises(ValidationError, match=why):
+            operation()
 
 
 def test_large_files_do_not_convert_to_the_newer_format() -> None:

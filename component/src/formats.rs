@@ -28,6 +28,18 @@ pub fn decode(text: &str) -> Result<AnyManifest> {
     }
 }
 
+/// Decodes a manifest for the operations defined on v2023-03-03 only (diff, merge, outputs),
+/// saying so plainly when the document is of the newer format.
+pub fn decode_v2023(text: &str) -> Result<v2023::Manifest> {
+    match decode(text)? {
+        AnyManifest::V2023(m) => Ok(m),
+        other => Err(Error::invalid(format!(
+            "this takes v2023-03-03 manifests, not {} (convert it first where that is lossless)",
+            other.format()
+        ))),
+    }
+}
+
 impl AnyManifest {
     pub fn format(&self) -> &'static str {
         match self {

@@ -100,7 +100,7 @@ mod bindings {
             options: String,
             by_hash: bool,
         ) -> Result<String, types::Error> {
-            let base = crate::manifest::decode(&manifest)?;
+            let base = crate::formats::decode_v2023(&manifest)?;
             let plan = plan_root(&root, &options)?;
             let dir = crate::roots::open_root(&root)?;
             let raw = raw_reader(&root);
@@ -123,14 +123,14 @@ mod bindings {
         }
 
         fn diff(old: String, new: String) -> Result<String, types::Error> {
-            let (old, new) = (crate::manifest::decode(&old)?, crate::manifest::decode(&new)?);
+            let (old, new) = (crate::formats::decode_v2023(&old)?, crate::formats::decode_v2023(&new)?);
             let d = crate::diff::diff(old.entries(), new.entries(), crate::diff::same_content)?;
             Ok(d.to_json())
         }
 
         fn outputs(inputs: String, current: String) -> Result<manifest::Canonical, types::Error> {
             let (inputs, current) =
-                (crate::manifest::decode(&inputs)?, crate::manifest::decode(&current)?);
+                (crate::formats::decode_v2023(&inputs)?, crate::formats::decode_v2023(&current)?);
             let out = crate::diff::outputs(&inputs, &current)?;
             Ok(canonical(&crate::formats::AnyManifest::V2023(out)))
         }
@@ -140,7 +140,7 @@ mod bindings {
                 .iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    crate::manifest::decode(m).map_err(|e| e.within(&format!("manifests[{i}]")))
+                    crate::formats::decode_v2023(m).map_err(|e| e.within(&format!("manifests[{i}]")))
                 })
                 .collect::<crate::error::Result<Vec<_>>>()?;
             let merged = crate::formats::AnyManifest::V2023(crate::diff::merge(decoded)?);

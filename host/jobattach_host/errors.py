@@ -13,7 +13,7 @@ class AttachmentError(Exception):
     """
 
     def __init__(self, message: str, *, kind: str = "", path: str | None = None) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+        super().__init__(f"{_shown(path)}: {message}" if path else message)
         self.reason = message
         self.kind = kind
         self.path = path
@@ -22,6 +22,14 @@ class AttachmentError(Exception):
         """The same error with its root-relative path spelled from ``root``."""
         path = os.path.join(root, self.path) if self.path else root
         return type(self)(self.reason, kind=self.kind, path=path)
+
+
+def _shown(path: str) -> str:
+    """``path`` for a message: characters that would garble a terminal or a log line (control
+    characters, lone surrogates) escaped, every other one as it is."""
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 class ValidationError(AttachmentError):
