@@ -123,7 +123,8 @@ mod bindings {
         }
 
         fn diff(old: String, new: String) -> Result<String, types::Error> {
-            let (old, new) = (crate::formats::decode_v2023(&old)?, crate::formats::decode_v2023(&new)?);
+            let (old, new) =
+                (crate::formats::decode_v2023(&old)?, crate::formats::decode_v2023(&new)?);
             let d = crate::diff::diff(old.entries(), new.entries(), crate::diff::same_content)?;
             Ok(d.to_json())
         }
@@ -140,7 +141,8 @@ mod bindings {
                 .iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    crate::formats::decode_v2023(m).map_err(|e| e.within(&format!("manifests[{i}]")))
+                    crate::formats::decode_v2023(m)
+                        .map_err(|e| e.within(&format!("manifests[{i}]")))
                 })
                 .collect::<crate::error::Result<Vec<_>>>()?;
             let merged = crate::formats::AnyManifest::V2023(crate::diff::merge(decoded)?);
