@@ -195,3 +195,10 @@ def test_error_messages_escape_what_would_garble_a_terminal() -> None:
         decode_manifest(json.dumps(doc))
     assert raised.value.path == "x\n\x00\x7f/é"  # the path itself, exactly
     assert str(raised.value).startswith("x\\n\\x00\\x7f/é: ")  # shown escaped, on one line
+
+
+def test_a_file_that_is_also_a_directory_is_refused() -> None:
+    entries = [{"hash": "0" * 32, "mtime": 1, "path": p, "size": 1} for p in ("a", "a/b")]
+    doc = {"hashAlg": "xxh128", "manifestVersion": "2023-03-03", "paths": entries, "totalSize": 2}
+    with pytest.raises(ValidationError, match='"a" is a file and also the directory of "a/b"'):
+        decode_manifest(json.dumps(doc))

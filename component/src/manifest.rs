@@ -45,6 +45,7 @@ impl Manifest {
             let path = String::from_utf16_lossy(&w[0].path);
             return Err(Error::invalid(format!("path {path:?} appears more than once")).at(&path));
         }
+        check_no_file_is_a_directory(&entries)?;
         Ok(Manifest { entries })
     }
 
@@ -71,6 +72,26 @@ impl Manifest {
         let _ = write!(out, r#"],"totalSize":{}}}"#, self.total_size());
         out
     }
+}
+
+/// Refuses a file that is also the directory of another (`a` and `a/b`): no tree holds both,
+/// and writing one would fail halfway through a download. `entries` are sorted, so the paths
+/// below `p/` follow one another from where `p/` would be.
+fn check_no_file_is_a_directory(entries: &[Entry]) -> Result<()> {
+    let mut dir: Vec<u16> = Vec::new();
+    for e in entries {
+        dir.clear();
+        dir.extend_from_slice(&e.path);
+        dir.push(u16::from(b'/'));
+        let i = entries.partition_point(|x| x.path < dir);
+        if let Some(below) = entries.get(i).filter(|x| x.path.starts_with(&dir)) {
+            let (path, below) =
+                (String::from_utf16_lossy(&e.path), String::from_utf16_lossy(&below.path));
+            let why = format!("path {path:?} is a file and also the directory of {below:?}");
+            return Err(Error::invalid(why).at(&path));
+        }
+    }
+    Ok(())
 }
 
 /// xxh3-128 of an encoded manifest: its `inputManifestHash`.
@@ -291,5 +312,15 @@ mod tests {
         }
         let dup = ok.replace(r#"{"hash""#, r#"{"hash":"00000000000000000000000000000001","mtime":5,"path":"a","size":1},{"hash""#).replace(r#""totalSize":1"#, r#""totalSize":2"#);
         assert!(decode(&dup).unwrap_err().message.contains("more than once"));
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_also_a_directory() {
+        // "a!" sorts between "a" and "a/b", so the check cannot look at neighbours only.
+        let clash = Manifest::new(vec![entry("a", 1), entry("a!", 2), entry("a/b", 3)]);
+        let err = clash.unwrap_err();
+        assert!(err.message.contains(r#""a" is a file and also the directory of "a/b""#));
+        assert_eq!(err.path.as_deref(), Some("a"));
+        assert!(Manifest::new(vec![entry("a", 1), entry("ab/c", 2), entry("a.b/c", 3)]).is_ok());
     }
 }

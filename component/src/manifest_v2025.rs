@@ -89,6 +89,11 @@ impl Manifest {
         for p in needed {
             by_path.entry(p).or_insert(false);
         }
+        // A snapshot cannot hold a file that is also a directory (a diff may: one replaced
+        // the other).
+        if let Some(p) = seen.iter().find(|p| !diff && by_path.contains_key(*p)) {
+            return Err(invalid(p, "is a file and also a directory"));
+        }
         let mut dirs: Vec<Dir> =
             by_path.into_iter().map(|(path, deleted)| Dir { path, deleted }).collect();
         dirs.sort_by(|a, b| code_point_order(&a.path, &b.path));
@@ -518,6 +523,25 @@ mod tests {
             m.files.iter().map(|f| String::from_utf16_lossy(&f.path)).collect();
         assert_eq!(names, ["\u{1f600}/y", "\u{ff5e}/x"]); // but D83D < FF5E as UTF-16 units
         assert_eq!(decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_snapshot_cannot_hold_a_file_that_is_also_a_directory() {
+        let files = || {
+            vec![
+                file("a", Content::Hash(h(1)), Some(1), false),
+                file("a/b", Content::Hash(h(2)), Some(1), false),
+            ]
+        };
+        let err = Manifest::new(Vec::new(), files(), None).unwrap_err();
+        assert!(err.message.contains("is a file and also a directory"), "{}", err.message);
+        let dir = vec![Dir { path: u("a"), deleted: false }];
+        let one = vec![file("a", Content::Hash(h(1)), Some(1), false)];
+        assert!(Manifest::new(dir, one, None).is_err());
+        // A diff may replace a file with a directory.
+        let mut replaced = files();
+        replaced[0] = file("a", Content::Deleted, None, false);
+        assert!(Manifest::new(Vec::new(), replaced, Some(h(9))).is_ok());
     }
 
     #[test]
