@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.s3_check_cache import SAMPLE, S3CheckCache
+from jobattach_host.s3_check_cache import EXPIRY_SECONDS, SAMPLE, S3CheckCache
 from jobattach_host.storage import Bucket, S3Config
 
 
@@ -34,6 +35,15 @@ def test_known_keys_are_per_bucket(tmp_path: Path) -> None:
     assert cache.known("b", keys) == set()
     cache.forget("a")
     assert cache.known("a", keys) == set()
+
+
+def test_keys_confirmed_long_ago_are_asked_again(tmp_path: Path) -> None:
+    cache = S3CheckCache(tmp_path / "c.sqlite3")
+    cache.record("a", ["Data/old"], at=time.time() - EXPIRY_SECONDS - 60)
+    cache.record("a", ["Data/recent"], at=time.time() - EXPIRY_SECONDS + 60)
+    assert cache.known("a", ["Data/old", "Data/recent"]) == {"Data/recent"}
+    cache.record("a", ["Data/old"])  # confirmed again
+    assert cache.known("a", ["Data/old"]) == {"Data/old"}
 
 
 def test_trust_needs_a_sample_found_in_s3(bucket: Bucket, tmp_path: Path) -> None:

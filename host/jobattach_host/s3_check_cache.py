@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS present (
 
 #: Keys of the cache checked against S3 before it is trusted.
 SAMPLE = 30
+#: A key confirmed longer ago is asked of S3 again (lifecycle rules delete by age; the
+#: official cache keeps entries as long).
+EXPIRY_SECONDS = 30 * 24 * 3600
 
 
 class S3CheckCache(Cache):
@@ -40,23 +43,29 @@ class S3CheckCache(Cache):
         super().__init__(path, _SCHEMA, lenient=lenient)
 
     def known(self, bucket: str, keys: Iterable[str]) -> set[str]:
-        """Which of ``keys`` the cache holds (asked in batches: a bucket may hold millions)."""
+        """Which of ``keys`` the cache holds, confirmed within ``EXPIRY_SECONDS`` (asked in
+        batches: a bucket may hold millions)."""
         wanted = list(dict.fromkeys(keys))
+        since = time.time() - EXPIRY_SECONDS
 
         def select(db: sqlite3.Connection) -> set[str]:
             found: set[str] = set()
             for i in range(0, len(wanted), 500):
                 batch = wanted[i : i + 500]
                 marks = ",".join("?" * len(batch))
-                sql = f"SELECT key FROM present WHERE bucket = ? AND key IN ({marks})"
-                found.update(k for (k,) in db.execute(sql, (bucket, *batch)))
+                sql = (
+                    "SELECT key FROM present WHERE bucket = ? AND confirmed >= ?"
+                    f" AND key IN ({marks})"
+                )
+                found.update(k for (k,) in db.execute(sql, (bucket, since, *batch)))
             return found
 
         return self._run(select, set())
 
-    def record(self, bucket: str, keys: Iterable[str]) -> None:
-        now = time.time()
-        rows = [(bucket, k, now) for k in keys]
+    def record(self, bucket: str, keys: Iterable[str], *, at: float | None = None) -> None:
+        """Remembers ``keys`` as confirmed in S3 ``at`` that time (default: now)."""
+        when = time.time() if at is None else at
+        rows = [(bucket, k, when) for k in keys]
         if rows:
             self._write("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows)
 
