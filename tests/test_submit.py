@@ -315,7 +315,8 @@ def test_cli_upload_prints_the_attachments(
     (entry,) = doc["manifests"]
     assert entry["fileSystemLocationName"] == "Assets"
     assert entry["outputRelativeDirectories"] == ["out"]
-    again = _cli(env, *args)
+    # One --input taking every path (as `--input PATH...` reads) is the same submission.
+    again = _cli(env, *common, "--storage-profile", str(profile), "--input", *inputs)
     assert again.returncode == 0, again.stderr
     assert (
         json.loads(again.stdout)["manifests"][0]["inputManifestHash"] == entry["inputManifestHash"]

@@ -119,25 +119,28 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--queue-id", required=True)
     up.add_argument(
         "--input",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="PATH",
         required=True,
-        help="an input file (repeatable)",
+        help="input files (the flag may be repeated)",
     )
     up.add_argument(
         "--output-dir",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="DIR",
-        help="a directory the job writes (repeatable)",
+        help="directories the job writes (the flag may be repeated)",
     )
     up.add_argument(
         "--reference",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="PATH",
-        help="a path the job refers to without uploading (repeatable)",
+        help="paths the job refers to without uploading them (the flag may be repeated)",
     )
     up.add_argument(
         "--storage-profile",
