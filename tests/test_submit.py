@@ -194,7 +194,7 @@ def test_cancelling_writes_no_manifest_and_a_rerun_completes(
             s3=aws_env,
             **caches,
         )
-    assert [r.phase for r in reports][:1] == ["hashing"]
+    assert _phases(reports) == ["scanning", "hashing", "uploading"]
     assert bucket.keys(f"{PREFIX}/Manifests/") == set()
     sent = len(bucket.keys(f"{PREFIX}/Data/"))
     done = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
@@ -249,6 +249,77 @@ def test_a_file_rewritten_after_hashing_leaves_nothing_under_its_old_digest(
     assert entry.hash == jobattach.hash_file(scene) != old
     assert bucket.get_bytes(f"{PREFIX}/Data/{entry.hash}.xxh128")[0] == new_content
     assert again.statistics.files_uploaded == 1  # the texture went up the first time
+
+
+def _phases(reports: list[jobattach.ProgressReport]) -> list[str]:
+    return [r.phase for i, r in enumerate(reports) if i == 0 or reports[i - 1].phase != r.phase]
+
+
+def test_hashing_reports_files_and_bytes_and_can_be_cancelled(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    tree = jobattach.sample.make_tree(tmp_path / "many", count=600, min_size=1, max_size=4096)
+    refs = AssetReferences([str(tree.root / f) for f in tree.files])
+    where = S3Location(bucket.name, PREFIX)
+    size = sum((tree.root / f).stat().st_size for f in tree.files)
+
+    def stop_when_hashing(report: jobattach.ProgressReport) -> bool:
+        return report.phase != "hashing"
+
+    with pytest.raises(Cancelled, match="hashing"):
+        submit_bundle_attachments(
+            REGION, where, WHERE, refs, progress_callback=stop_when_hashing, s3=aws_env, **caches
+        )
+    assert bucket.keys(f"{PREFIX}/") == set()  # nothing was sent
+
+    reports: list[jobattach.ProgressReport] = []
+
+    def record(report: jobattach.ProgressReport) -> bool:
+        reports.append(report)
+        return True
+
+    submit_bundle_attachments(
+        REGION, where, WHERE, refs, progress_callback=record, s3=aws_env, **caches
+    )
+    assert _phases(reports) == ["scanning", "hashing", "uploading"]
+    hashing = [r for r in reports if r.phase == "hashing"]
+    assert {(r.files_total, r.bytes_total) for r in hashing} == {(600, size)}
+    assert (hashing[-1].files_done, hashing[-1].bytes_done) == (600, size)
+    scanned = [r for r in reports if r.phase == "scanning"][-1]
+    assert (scanned.files_done, scanned.bytes_done) == (600, size)
+
+
+def test_a_large_file_reports_its_bytes_and_stops_when_cancelled(
+    bucket: Bucket, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    MiB = 1 << 20
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"plate_{i}.exr")
+        files[-1].write_bytes(bytes([i]) * 48 * MiB)
+    options = ClientOptions(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
+    s3 = S3Config(region=REGION, options=options)
+    reports: list[jobattach.ProgressReport] = []
+
+    def stop_once_bytes_move(report: jobattach.ProgressReport) -> bool:
+        reports.append(report)
+        return not (report.phase == "uploading" and report.bytes_done > 0)
+
+    with pytest.raises(Cancelled):
+        submit_bundle_attachments(
+            REGION,
+            S3Location(bucket.name, PREFIX),
+            WHERE,
+            AssetReferences([str(f) for f in files]),
+            progress_callback=stop_once_bytes_move,
+            s3=s3,
+            **caches,
+        )
+    last = reports[-1]
+    # Bytes were counted before any whole file was done, and the transfers stopped there.
+    assert (last.files_done, 0 < last.bytes_done < last.bytes_total) == (0, True)
+    assert bucket.keys(f"{PREFIX}/Data/") == set()
+    assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
 
 
 def test_the_async_form_can_be_awaited(

@@ -6,6 +6,7 @@ It knows nothing of manifest rules; those live in the component (``wit/``, ``com
 from .component import WASM_PATH, Engine, default_engine, wasmtime_version
 from .errors import (
     AttachmentError,
+    Cancelled,
     FileAccessError,
     FileChangedError,
     StorageError,
@@ -17,6 +18,7 @@ from .sandbox import Grant, Session, session_for
 __all__ = [
     "WASM_PATH",
     "AttachmentError",
+    "Cancelled",
     "Engine",
     "FileAccessError",
     "FileChangedError",

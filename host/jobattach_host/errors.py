@@ -32,6 +32,10 @@ def _shown(path: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
+class Cancelled(AttachmentError):
+    """The caller's progress callback (or the caller, cancelling an ``await``) asked to stop."""
+
+
 class ValidationError(AttachmentError):
     """Input that breaks a rule: a path escaping its root, a malformed manifest or argument."""
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import AttachmentError
+from .errors import AttachmentError, Cancelled
 from .parallel import default_workers, map_batches
 from .sandbox import Session, StrPath, session_for
 
@@ -51,12 +52,16 @@ def digests(
     *,
     workers: int | None = None,
     done: Callable[[int, list[Digest]], None] | None = None,
+    cancelled: threading.Event | None = None,
 ) -> list[Digest]:
     """:func:`hash_files` for any :data:`Item`; ``(path, size, chunk)`` gives the list of
     digests of each ``chunk`` bytes (the newer format's ``chunkhashes``). ``done(start,
-    digests)`` hears of each batch hashed (see :func:`map_batches`)."""
+    digests)`` hears of each batch hashed (see :func:`map_batches`); once ``cancelled`` is
+    set, no batch starts and ``Cancelled`` is raised."""
 
     def call(s: Session, batch: list[Item]) -> list[Digest]:
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled("cancelled while hashing")
         return list(json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch))))
 
     n = default_workers() if workers is None else workers

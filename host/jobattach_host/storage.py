@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
 
 import boto3
 from boto3.exceptions import Boto3Error
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -28,9 +28,12 @@ from botocore.exceptions import (
     IncompleteReadError,
     ResponseStreamingError,
 )
+from s3transfer.exceptions import CancelledError as TransferCancelled
+from s3transfer.exceptions import RetriesExceededError
+from s3transfer.subscribers import BaseSubscriber
 
 from . import s3loop
-from .errors import FileAccessError, StorageError
+from .errors import Cancelled, FileAccessError, StorageError
 from .s3wire import Failed, Fallback, Wire
 
 if TYPE_CHECKING:
@@ -268,13 +271,21 @@ class Bucket:
         return listed, True
 
     def upload_file(
-        self, key: str, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
+        cancelled: threading.Event | None = None,
     ) -> None:
         """Uploads a local file by path, in parallel parts above the multipart threshold.
 
         Smaller files go up in one PUT of their bytes, read whole (below the threshold, so
         bounded), by the direct path when it can: the transfer manager's machinery costs
-        milliseconds of CPU per file, more than the request itself.
+        milliseconds of CPU per file, more than the request itself. A large file tells
+        ``progress`` of its bytes as they go, and stops (its parts aborted, ``Cancelled``
+        raised) once ``cancelled`` is set.
         """
         extra = {"Metadata": dict(metadata)} if metadata else {}
         try:
@@ -286,8 +297,10 @@ class Bucket:
                     if self._direct("upload", key, lambda w: w.put(key, data, metadata)) is BOTO3:
                         self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)  # type: ignore[arg-type]
                 else:
-                    self.client.upload_file(
-                        os.fspath(path), self.name, key, ExtraArgs=extra, Config=self._transfer
+                    self._managed(
+                        lambda tm, watch: tm.upload(os.fspath(path), self.name, key, extra, watch),
+                        progress,
+                        cancelled,
                     )
         except OSError as e:
             raise FileAccessError(
@@ -295,18 +308,28 @@ class Bucket:
             ) from e
 
     def download_file(
-        self, key: str, path: str | os.PathLike[str], *, size: int | None = None
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        cancelled: threading.Event | None = None,
     ) -> None:
         """Downloads an object to a local path, in parallel ranges when it is large.
 
         An object known (``size``) to be below the multipart threshold comes in one GET
         streamed to the file: the transfer manager would first ask for its size, a second
         request, and spend milliseconds of CPU per file. A connection dropped mid-stream is
-        retried like a failed request.
+        retried like a failed request. ``progress`` and ``cancelled`` as for ``upload_file``.
         """
         if size is None or size >= self.config.options.multipart_threshold:
             with _storage_errors("download", key):
-                self.client.download_file(self.name, key, os.fspath(path), Config=self._transfer)
+                self._managed(
+                    lambda tm, watch: tm.download(self.name, key, os.fspath(path), None, watch),
+                    progress,
+                    cancelled,
+                )
             return
         with open(path, "wb") as f:
             if self._direct("download", key, lambda w: w.get_to(key, f)) is not BOTO3:
@@ -324,19 +347,36 @@ class Bucket:
                         if attempt == self.config.options.max_attempts:
                             raise
 
+    def _managed(
+        self,
+        submit: Callable[[Any, list[BaseSubscriber]], Any],
+        progress: Callable[[int], None] | None,
+        cancelled: threading.Event | None,
+    ) -> None:
+        """One transfer by boto3's transfer manager (parts or ranges in parallel), watched."""
+        with create_transfer_manager(self.client, self._transfer) as tm:
+            try:
+                submit(tm, [_Watch(progress, cancelled)]).result()
+            except TransferCancelled as e:
+                raise Cancelled("the transfer was cancelled") from e
+
     def download_files(
         self,
         transfers: Sequence[Transfer],
         *,
         done: Callable[[int], None] | None = None,
         cancelled: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Downloads many objects to local paths: those known to be small many at a time on one
         event loop (s3loop), the others as ``download_file`` does, in parallel. ``done(i)`` as
-        each finishes, from any thread; nothing more starts once ``cancelled`` is set."""
+        each finishes and ``progress(i, bytes)`` as a large one goes, from any thread; nothing
+        more starts, and large ones stop, once ``cancelled`` is set."""
 
         def one(i: int) -> None:
-            self.download_file(transfers[i].key, transfers[i].path, size=transfers[i].size)
+            t = transfers[i]
+            moved = functools.partial(progress, i) if progress else None
+            self.download_file(t.key, t.path, size=t.size, progress=moved, cancelled=cancelled)
 
         requests = [s3loop.Request("GET", t.key, t.path) for t in transfers]
         self._many("download", requests, [t.size for t in transfers], one, done, cancelled)
@@ -347,11 +387,16 @@ class Bucket:
         *,
         done: Callable[[int], None] | None = None,
         cancelled: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Uploads many local files, as ``download_files`` downloads objects."""
 
         def one(i: int) -> None:
-            self.upload_file(transfers[i].key, transfers[i].path, metadata=transfers[i].metadata)
+            t = transfers[i]
+            moved = functools.partial(progress, i) if progress else None
+            self.upload_file(
+                t.key, t.path, metadata=t.metadata, progress=moved, cancelled=cancelled
+            )
 
         requests = [s3loop.Request("PUT", t.key, t.path, t.metadata) for t in transfers]
         self._many("upload", requests, [t.size for t in transfers], one, done, cancelled)
@@ -392,7 +437,10 @@ class Bucket:
 
         def each(i: int) -> None:
             if cancelled is None or not cancelled.is_set():
-                one(i)
+                try:
+                    one(i)
+                except Cancelled:
+                    return  # stopped midway; the caller sees `cancelled`
                 if done is not None:
                     done(i)
 
@@ -519,6 +567,22 @@ def _status(e: ClientError) -> int:
     return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+class _Watch(BaseSubscriber):
+    """Tells ``progress`` of a managed transfer's bytes; cancels it once ``cancelled`` is set
+    (the manager then aborts a multipart upload and removes a partial download)."""
+
+    def __init__(
+        self, progress: Callable[[int], None] | None, cancelled: threading.Event | None
+    ) -> None:
+        self._progress, self._cancelled = progress, cancelled
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        if self._cancelled is not None and self._cancelled.is_set():
+            future.cancel()
+        elif self._progress is not None:
+            self._progress(bytes_transferred)
+
+
 @contextmanager
 def _storage_errors(operation: str, key: str) -> Iterator[None]:
     """Turns boto3's exceptions inside the block into ``StorageError``."""
@@ -527,5 +591,5 @@ def _storage_errors(operation: str, key: str) -> Iterator[None]:
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
         raise StorageError(f"S3 {operation} failed ({code or _status(e)}): {e}", path=key) from e
-    except (BotoCoreError, Boto3Error) as e:
+    except (BotoCoreError, Boto3Error, RetriesExceededError) as e:
         raise StorageError(f"S3 {operation} failed: {e}", path=key) from e

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import AttachmentError, FileChangedError
+from .errors import Cancelled, FileChangedError
 from .s3_check_cache import S3CheckCache
 from .storage import Bucket, Transfer
 
@@ -31,10 +31,6 @@ class UploadStats:
     skipped_bytes: int = 0
 
 
-class Cancelled(AttachmentError):
-    """The caller's progress callback asked to stop."""
-
-
 #: Called with (files done, files to do, bytes done, bytes to do); returning False cancels.
 Progress = Callable[[int, int, int, int], bool]
 
@@ -44,21 +40,31 @@ Content = tuple[str, "str | os.PathLike[str]", int, "int | None"]
 
 
 class Tally:
-    """Counts transfers finished on many threads and tells ``progress`` of each, in order;
-    ``cancelled`` is set once it returns False, for workers to check before each transfer."""
+    """Counts work finished on many threads and tells ``progress`` of each step, in order;
+    ``cancelled`` is set once it returns False, for workers to check as they go."""
 
     def __init__(self, progress: Progress | None, files: int, total: int) -> None:
         self.progress, self.files, self.total = progress, files, total
         self.files_done = self.done = 0
         self.cancelled = threading.Event()
         self._lock = threading.Lock()
+        self._moved: dict[int, int] = {}  # bytes already counted of files still in flight
         with self._lock:
             self._tell()
 
-    def add(self, size: int) -> None:
+    def add(self, size: int, item: int | None = None, *, files: int = 1) -> None:
+        """``files`` more done, of ``size`` bytes in all (less what :meth:`moved` already
+        counted of ``item``)."""
         with self._lock:
-            self.files_done += 1
-            self.done += size
+            self.files_done += files
+            self.done += size - self._moved.pop(item, 0) if item is not None else size
+            self._tell()
+
+    def moved(self, item: int, nbytes: int) -> None:
+        """``nbytes`` more of the large file ``item`` moved (negative when a part is retried)."""
+        with self._lock:
+            self._moved[item] = self._moved.get(item, 0) + nbytes
+            self.done += nbytes
             self._tell()
 
     def _tell(self) -> None:
@@ -112,7 +118,7 @@ def upload_contents(
         if not _unchanged(path, size, mtime):
             with lock:
                 changed.append(i)
-            tally.add(size)
+            tally.add(size, i)
             return
         with lock:  # one writer at a time, in batches: a transaction per file would crawl
             confirmed.append(keys[digest])
@@ -120,11 +126,11 @@ def upload_contents(
                 flush()
             stats.uploaded_files += 1
             stats.uploaded_bytes += size
-        tally.add(size)
+        tally.add(size, i)
 
     transfers = [Transfer(keys[d], p, n) for d, p, n, _ in todo]
     try:
-        bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled)
+        bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled, progress=tally.moved)
     finally:
         flush()  # what did go up is remembered even when an upload failed
         if changed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from jobattach_host import (
     AttachmentError,
+    Cancelled,
     FileAccessError,
     FileChangedError,
     StorageError,
@@ -19,7 +20,6 @@ from jobattach_host import (
     wasmtime_version,
 )
 from jobattach_host.storage import ClientOptions, S3Config
-from jobattach_host.upload import Cancelled
 
 from .manifest import (
     Manifest,

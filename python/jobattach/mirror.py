@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Union
 
 from jobattach_host import hash_files
-from jobattach_host.errors import FileAccessError, ValidationError
+from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
-from jobattach_host.upload import Cancelled, Tally
+from jobattach_host.upload import Tally
 
 from .progress import ProgressCallback, Reporter
 
@@ -186,7 +186,10 @@ def _upload(
         for rel in paths
     ]
     bucket.upload_files(
-        transfers, done=lambda i: tally.add(items[paths[i]][0]), cancelled=tally.cancelled
+        transfers,
+        done=lambda i: tally.add(items[paths[i]][0], i),
+        cancelled=tally.cancelled,
+        progress=tally.moved,
     )
 
 
@@ -218,13 +221,15 @@ def _download(
         size, mtime = items[paths[i]]
         mtime_ns = mtime * 1000  # the object's time, so the next sync sees it current
         os.utime(targets[i], ns=(mtime_ns, mtime_ns))
-        tally.add(size)
+        tally.add(size, i)
 
     transfers = [Transfer(src.key(rel), tmp, items[rel][0]) for rel, tmp in zip(paths, temporaries)]
     try:
         for parent in {t.parent for t in targets}:
             parent.mkdir(parents=True, exist_ok=True)
-        bucket.download_files(transfers, done=placed, cancelled=tally.cancelled)
+        bucket.download_files(
+            transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
+        )
     except BaseException as e:
         for tmp in temporaries:
             tmp.unlink(missing_ok=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 class ProgressReport:
     """What a progress callback receives; it returns False to cancel."""
 
-    #: "hashing", "uploading" or "downloading".
+    #: "scanning" (totals not known yet: they stay 0), "hashing", "uploading" or
+    #: "downloading".
     phase: str
     files_done: int
     files_total: int

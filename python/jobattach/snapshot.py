@@ -14,6 +14,7 @@ from pathlib import Path
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
 from jobattach_host.snapshot import Patterns, Plan, PlannedFile, plan
+from jobattach_host.upload import Tally
 
 from .manifest import V2023, Manifest, ManifestDir
 
@@ -64,9 +65,11 @@ def snapshot_of_plan(
     cache: HashCache | bool = True,
     workers: int | None = None,
     started: float | None = None,
+    tally: Tally | None = None,
 ) -> SnapshotResult:
     """Hashes what a plan holds (digests from the cache where they are still valid) and
-    builds its manifest."""
+    builds its manifest. ``tally`` counts the files and bytes done, those the cache served
+    at once, the others batch by batch; once it is cancelled, ``Cancelled`` is raised."""
     t0 = time.perf_counter() if started is None else started
     keys = [(f.path, f.size, f.mtime_ns, f.ctime_ns, f.chunk) for f in p.files]
     store = HashCache(lenient=True) if cache is True else (cache or None)
@@ -76,12 +79,19 @@ def snapshot_of_plan(
         # Sizes from the listing spare a stat per file, and pin what the manifest records.
         items: list[Item] = [(f.path, f.size, f.chunk) for f in (p.files[i] for i in missing)]
         hashed: dict[int, Digest] = {}  # index in `missing` -> digest, batch by batch
+        sizes = [p.files[i].size for i in missing]
+        if tally:
+            served = len(keys) - len(missing)
+            tally.add(sum(f.size for f in p.files) - sum(sizes), files=served)
 
         def keep(start: int, batch: list[Digest]) -> None:
             hashed.update(zip(range(start, start + len(batch)), batch))
+            if tally:
+                tally.add(sum(sizes[start : start + len(batch)]), files=len(batch))
 
         try:
-            digests(top, items, workers=workers, done=keep)
+            cancelled = tally.cancelled if tally else None
+            digests(top, items, workers=workers, done=keep, cancelled=cancelled)
         finally:
             # Kept even when a file failed the snapshot: a rerun hashes only what is left.
             if store:

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobattach_host.errors import Cancelled
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.sandbox import session_for
-from jobattach_host.snapshot import plan
+from jobattach_host.snapshot import Plan, plan
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
 from jobattach_host.submit import group_paths
 from jobattach_host.sync import layout
-from jobattach_host.upload import Cancelled, upload_contents
+from jobattach_host.upload import Tally, upload_contents
 
 from .manifest import Manifest
 from .progress import ProgressCallback, Reporter
@@ -141,6 +142,9 @@ def submit_bundle_attachments(
         (x.name, x.path, x.type)
         for x in (storage_profile or StorageProfile()).file_system_locations
     ]
+    report = Reporter(progress_callback)
+    if not report("scanning", 0, 0, 0, 0):
+        raise Cancelled("the submission was cancelled while scanning")
     grouping = group_paths(
         asset_references.input_filenames,
         asset_references.output_directories,
@@ -148,21 +152,25 @@ def submit_bundle_attachments(
         locations=locations,
         require_paths_exist=opts.require_paths_exist,
     )
-    report = Reporter(progress_callback)
+    plans: list[Plan | None] = []
+    found = size = 0  # files and bytes found so far: the totals of the hashing phase
+    for g in grouping.groups:
+        plans.append(plan(g.root, only=g.inputs) if g.inputs else None)
+        found += len(plans[-1].files) if plans[-1] else 0
+        size += sum(f.size for f in plans[-1].files) if plans[-1] else 0
+        if not report("scanning", found, 0, size, 0):
+            raise Cancelled("the submission was cancelled while scanning")
+    tally = Tally(report.counts("hashing"), found, size)
     hashes = HashCache(lenient=True) if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
     skipped: dict[str, list[str]] = {}
     hashed = cached = 0
     try:
-        for g in grouping.groups:
-            if not g.inputs:
+        for g, p in zip(grouping.groups, plans):
+            if p is None:
                 manifests.append(None)
                 continue
-            if not report("hashing", hashed + cached, 0, 0, 0):
-                raise Cancelled("the submission was cancelled while hashing")
-            snap = snapshot_of_plan(
-                Path(g.root), plan(g.root, only=g.inputs), cache=hashes if hashes else False
-            )
+            snap = snapshot_of_plan(Path(g.root), p, cache=hashes or False, tally=tally)
             manifests.append(snap.manifest)
             hashed, cached = hashed + snap.hashed, cached + snap.from_cache
             for why, paths in snap.skipped.items():
@@ -170,6 +178,8 @@ def submit_bundle_attachments(
     finally:
         if hash_cache is True and hashes:
             hashes.close()
+    if tally.cancelled.is_set():
+        raise Cancelled("the submission was cancelled while hashing")
 
     request = {
         "root_prefix": s3_location.root_prefix,

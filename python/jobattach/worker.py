@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jobattach_host import hash_files
-from jobattach_host.errors import FileAccessError, StorageError, ValidationError
+from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
@@ -35,7 +35,7 @@ from jobattach_host.sync import (
     select_outputs,
     session_root_name,
 )
-from jobattach_host.upload import Cancelled, Tally, upload_contents
+from jobattach_host.upload import Tally, upload_contents
 
 from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
 from .progress import ProgressCallback, Reporter
@@ -279,7 +279,10 @@ def _download(
     try:
         transfers = [Transfer(where.data_key(d), staging / d, sizes[d]) for d in digests]
         bucket.download_files(
-            transfers, done=lambda i: tally.add(sizes[digests[i]]), cancelled=tally.cancelled
+            transfers,
+            done=lambda i: tally.add(sizes[digests[i]], i),
+            cancelled=tally.cancelled,
+            progress=tally.moved,
         )
         if tally.cancelled.is_set():
             raise Cancelled("the download was cancelled")
