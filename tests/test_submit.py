@@ -289,16 +289,23 @@ def test_hashing_reports_files_and_bytes_and_can_be_cancelled(
     assert (scanned.files_done, scanned.bytes_done) == (600, size)
 
 
+MiB = 1 << 20
+#: Uploads in 8 MiB parts, so two 48 MiB files take many parts.
+IN_PARTS = ClientOptions(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
+
+
+def _plates(where: Path) -> list[Path]:
+    files = [where / f"plate_{i}.exr" for i in range(2)]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 48 * MiB)
+    return files
+
+
 def test_a_large_file_reports_its_bytes_and_stops_when_cancelled(
     bucket: Bucket, caches: dict[str, Any], tmp_path: Path
 ) -> None:
-    MiB = 1 << 20
-    files = []
-    for i in range(2):
-        files.append(tmp_path / f"plate_{i}.exr")
-        files[-1].write_bytes(bytes([i]) * 48 * MiB)
-    options = ClientOptions(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
-    s3 = S3Config(region=REGION, options=options)
+    files = _plates(tmp_path)
+    s3 = S3Config(region=REGION, options=IN_PARTS)
     reports: list[jobattach.ProgressReport] = []
 
     def stop_once_bytes_move(report: jobattach.ProgressReport) -> bool:
@@ -336,6 +343,40 @@ def test_the_async_form_can_be_awaited(
     )
     result = asyncio.run(call)
     assert result.attachments["manifests"][0]["rootPath"] == str(tmp_path / "assets")
+
+
+def test_cancelling_the_await_stops_the_submission_before_it_returns(
+    bucket: Bucket, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    files = _plates(tmp_path)
+
+    async def cancel_once_uploading() -> None:
+        loop = asyncio.get_running_loop()
+
+        def progress(report: jobattach.ProgressReport) -> bool:
+            if report.phase == "uploading":
+                loop.call_soon_threadsafe(task.cancel)
+            return True
+
+        task = asyncio.ensure_future(
+            jobattach.submit_bundle_attachments_async(
+                REGION,
+                S3Location(bucket.name, PREFIX),
+                WHERE,
+                AssetReferences([str(f) for f in files]),
+                progress_callback=progress,
+                s3=S3Config(region=REGION, options=IN_PARTS),
+                **caches,
+            )
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_once_uploading())
+    # The submission had stopped by then: no manifest, not every file, no part left open.
+    assert bucket.keys(f"{PREFIX}/Manifests/") == set()
+    assert len(bucket.keys(f"{PREFIX}/Data/")) < len(files)
+    assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

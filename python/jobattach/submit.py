@@ -9,9 +9,11 @@ content, and a rerun sends only what is still missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,7 +32,7 @@ from jobattach_host.sync import layout
 from jobattach_host.upload import Tally, upload_contents
 
 from .manifest import Manifest
-from .progress import ProgressCallback, Reporter
+from .progress import ProgressCallback, ProgressReport, Reporter
 from .snapshot import snapshot_of_plan
 
 
@@ -264,19 +266,39 @@ async def submit_bundle_attachments_async(
     check_cache: S3CheckCache | bool = True,
 ) -> BundleSubmitResult:
     """:func:`submit_bundle_attachments` to ``await``: it runs on a worker thread (the
-    component's calls release the GIL), so the event loop stays free."""
-    return await asyncio.to_thread(
-        functools.partial(
-            submit_bundle_attachments,
-            s3=s3,
-            hash_cache=hash_cache,
-            check_cache=check_cache,
-        ),
-        region,
-        s3_location,
-        manifest_location,
-        asset_references,
-        storage_profile,
-        options,
-        progress_callback,
+    component's calls release the GIL), so the event loop stays free.
+
+    Cancelling the ``await`` cancels the submission as a progress callback returning False
+    would, and waits for it to stop: nothing is written after the cancellation is raised.
+    """
+    stop = threading.Event()
+
+    def progress(report: ProgressReport) -> bool:
+        if stop.is_set():
+            return False
+        return progress_callback(report) if progress_callback else True
+
+    work = asyncio.ensure_future(
+        asyncio.to_thread(
+            functools.partial(
+                submit_bundle_attachments,
+                s3=s3,
+                hash_cache=hash_cache,
+                check_cache=check_cache,
+            ),
+            region,
+            s3_location,
+            manifest_location,
+            asset_references,
+            storage_profile,
+            options,
+            progress,
+        )
     )
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(Exception):  # Cancelled, or whatever stopped it first
+            await work
+        raise
