@@ -176,3 +176,12 @@ class OnlyBoto3:
         request.send_header("Content-Length", "0")
         request.end_headers()
         return True
+
+
+def without_read_override(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs a Python snippet for which file permissions apply, even when tests run as root
+    (root's capabilities to bypass them are dropped from the child's bounding set)."""
+    cmd = [sys.executable, "-c", script, *args]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)

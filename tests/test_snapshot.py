@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jobattach
-from conftest import VECTORS
+from conftest import VECTORS, without_read_override
 from jobattach import create_manifest
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.sqlite import CacheError
@@ -194,15 +194,6 @@ def test_snapshot_of_generated_trees_matches_the_official_rules(
     assert result.manifest.encode() == official.encode()
 
 
-def _without_read_override(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Runs a Python snippet for which file permissions apply, even when tests run as root
-    (root's capabilities to bypass them are dropped from the child's bounding set)."""
-    cmd = [sys.executable, "-c", script, *args]
-    if os.geteuid() == 0:
-        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
-
-
 _SNAPSHOT_REPORTING_ERRORS = """
 import json, sys, jobattach
 try:
@@ -218,7 +209,7 @@ def test_an_unreadable_file_fails_the_snapshot_naming_it(tmp_path: Path) -> None
     locked = tmp_path / "locked.exr"
     locked.write_text("secret")
     locked.chmod(0)
-    out = _without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
+    out = without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["type"] == "FileAccessError"
@@ -230,7 +221,7 @@ def test_an_unreadable_directory_fails_the_snapshot_naming_it(tmp_path: Path) ->
     (tmp_path / "closed" / "x.txt").write_text("x")
     (tmp_path / "closed").chmod(0)
     try:
-        out = _without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
+        out = without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
     finally:
         (tmp_path / "closed").chmod(0o755)
     assert out.returncode == 0, out.stderr
@@ -297,7 +288,7 @@ def test_digests_hashed_before_a_failure_are_kept(tmp_path: Path) -> None:
     locked = tree / "f150.txt"
     locked.chmod(0)
     cache = tmp_path / "digests.sqlite3"
-    out = _without_read_override(_SNAPSHOT_WITH_CACHE, str(tree), str(cache))
+    out = without_read_override(_SNAPSHOT_WITH_CACHE, str(tree), str(cache))
     assert out.stdout.strip() == "f150.txt", out.stderr
     locked.chmod(0o644)
     rerun = create_manifest(tree, cache=HashCache(cache))

@@ -20,7 +20,7 @@ from deadline.job_attachments.download import (
 
 import jobattach
 import jobattach.sample
-from conftest import REGION, VECTORS, official_upload
+from conftest import REGION, VECTORS, official_upload, without_read_override
 from jobattach import (
     AssetReferences,
     BundleSubmitOptions,
@@ -31,6 +31,7 @@ from jobattach import (
     ManifestLocation,
     S3Config,
     S3Location,
+    StorageError,
     StorageProfile,
     ValidationError,
     submit_bundle_attachments,
@@ -327,6 +328,59 @@ def test_a_large_file_reports_its_bytes_and_stops_when_cancelled(
     assert (last.files_done, 0 < last.bytes_done < last.bytes_total) == (0, True)
     assert bucket.keys(f"{PREFIX}/Data/") == set()
     assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+
+
+def test_a_wrong_bucket_or_setup_fails_before_any_hashing(
+    aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    phases: list[str] = []
+
+    def record(report: jobattach.ProgressReport) -> bool:
+        phases.append(report.phase)
+        return True
+
+    def submit(bucket: str, s3: S3Config) -> None:
+        submit_bundle_attachments(
+            REGION,
+            S3Location(bucket, PREFIX),
+            WHERE,
+            AssetReferences(inputs),
+            progress_callback=record,
+            s3=s3,
+            **caches,
+        )
+
+    with pytest.raises(StorageError, match="the bucket does not exist") as raised:
+        submit("no-such-bucket-here", aws_env)
+    assert raised.value.path == "no-such-bucket-here"
+    assert set(phases) == {"scanning"}
+    for wrong in (S3Config(profile="no-such-profile"), S3Config(endpoint_url="not a url")):
+        with pytest.raises(StorageError, match="cannot set up S3"):
+            submit("any-bucket", wrong)
+
+
+_SUBMIT_REPORTING_ERRORS = """
+import sys, jobattach
+from jobattach import AssetReferences, ManifestLocation, S3Location
+try:
+    jobattach.submit_bundle_attachments(
+        None, S3Location(sys.argv[1], "P"), ManifestLocation("farm-1", "queue-1"),
+        AssetReferences(sys.argv[2:]), hash_cache=False, check_cache=False,
+    )
+except jobattach.FileAccessError as e:
+    print(e.path)
+"""
+
+
+def test_an_unreadable_input_is_named_by_its_full_path(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    locked = Path(inputs[-1])
+    locked.chmod(0)
+    out = without_read_override(_SUBMIT_REPORTING_ERRORS, bucket.name, *inputs)
+    assert out.stdout.strip() == str(locked), out.stderr
 
 
 def test_the_async_form_can_be_awaited(

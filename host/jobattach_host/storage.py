@@ -115,24 +115,27 @@ class S3Config:
     def _new_connection(self) -> _Connection:
         o = self.options
         retries: Any = {"mode": o.retry_mode, "total_max_attempts": o.max_attempts}
-        session = boto3.session.Session(
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-            aws_session_token=self.session_token,
-            profile_name=self.profile,
-        )
-        client = session.client(
-            "s3",
-            region_name=self.region,
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                max_pool_connections=o.max_pool_connections,
-                connect_timeout=o.connect_timeout,
-                read_timeout=o.read_timeout,
-                retries=retries,
-            ),
-        )
-        return _Connection(client, session.get_credentials())
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                aws_session_token=self.session_token,
+                profile_name=self.profile,
+            )
+            client = session.client(
+                "s3",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=Config(
+                    max_pool_connections=o.max_pool_connections,
+                    connect_timeout=o.connect_timeout,
+                    read_timeout=o.read_timeout,
+                    retries=retries,
+                ),
+            )
+            return _Connection(client, session.get_credentials())
+        except (BotoCoreError, ValueError) as e:  # an unknown profile, an endpoint not a URL
+            raise StorageError(f"cannot set up S3: {e}") from e
 
     def transfer_config(self) -> TransferConfig:
         o = self.options
@@ -201,6 +204,18 @@ class Bucket:
                         Bucket=self.name,
                         CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
                     )
+
+    def check(self) -> None:
+        """Fails fast, before long work, when S3 cannot be reached or says the bucket does not
+        exist (a refusal to say, 403, passes: uploading may still be allowed)."""
+        with _storage_errors("check bucket", self.name):
+            try:
+                self.client.head_bucket(Bucket=self.name)
+            except ClientError as e:
+                if _status(e) == 404:
+                    raise StorageError("the bucket does not exist", path=self.name) from e
+                if _status(e) != 403:
+                    raise
 
     def keys(self, prefix: str) -> set[str]:
         """Every key under ``prefix``, by one paginated listing."""

@@ -239,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttachmentError as e:
         print(f"jobattach: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # what was done stays done; no manifest points at a gap
+        print("jobattach: interrupted", file=sys.stderr)
+        return 130
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobattach_host.errors import Cancelled
+from jobattach_host.errors import Cancelled, FileAccessError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.sandbox import session_for
@@ -147,6 +147,8 @@ def submit_bundle_attachments(
     report = Reporter(progress_callback)
     if not report("scanning", 0, 0, 0, 0):
         raise Cancelled("the submission was cancelled while scanning")
+    bucket = Bucket(s3_location.bucket, config)
+    bucket.check()  # a wrong bucket or endpoint fails now, not after hours of hashing
     grouping = group_paths(
         asset_references.input_filenames,
         asset_references.output_directories,
@@ -172,7 +174,10 @@ def submit_bundle_attachments(
             if p is None:
                 manifests.append(None)
                 continue
-            snap = snapshot_of_plan(Path(g.root), p, cache=hashes or False, tally=tally)
+            try:
+                snap = snapshot_of_plan(Path(g.root), p, cache=hashes or False, tally=tally)
+            except FileAccessError as e:  # named below its root: a submission has several
+                raise e.below(g.root) if e.path else e from None
             manifests.append(snap.manifest)
             hashed, cached = hashed + snap.hashed, cached + snap.from_cache
             for why, paths in snap.skipped.items():
@@ -210,7 +215,6 @@ def submit_bundle_attachments(
         for e in m.entries
         if e.hash is not None
     ]
-    bucket = Bucket(s3_location.bucket, config)
     checks = S3CheckCache(lenient=True) if check_cache is True else (check_cache or None)
     try:
         stats = upload_contents(
