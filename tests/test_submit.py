@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from deadline.job_attachments.download import (
 
 import jobattach
 import jobattach.sample
-from conftest import REGION, VECTORS, official_upload, without_read_override
+from conftest import REGION, VECTORS, S3Proxy, official_upload, without_read_override
 from jobattach import (
     AssetReferences,
     BundleSubmitOptions,
@@ -383,6 +386,33 @@ def test_an_unreadable_input_is_named_by_its_full_path(
     assert out.stdout.strip() == str(locked), out.stderr
 
 
+def test_refused_credentials_say_what_to_check(
+    bucket: Bucket, caches: dict[str, Any], tmp_path: Path, s3_proxy: Callable[..., S3Proxy]
+) -> None:
+    def refuse_the_wrong_key(request: BaseHTTPRequestHandler, body: bytes) -> bool:
+        if "Credential=WRONG/" not in request.headers.get("Authorization", ""):
+            return False
+        reply = b"<Error><Code>InvalidAccessKeyId</Code><Message>no such key</Message></Error>"
+        request.send_response(403)
+        request.send_header("Content-Length", str(len(reply)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(reply)
+        return True
+
+    proxy = s3_proxy(refuse_the_wrong_key)
+    s3 = S3Config("WRONG", "secret", region=REGION, endpoint_url=proxy.url)
+    with pytest.raises(StorageError, match=r"check the (access key|credentials)"):
+        submit_bundle_attachments(
+            REGION,
+            S3Location(bucket.name, PREFIX),
+            WHERE,
+            AssetReferences(_tree(tmp_path / "assets")),
+            s3=s3,
+            **caches,
+        )
+
+
 def test_the_async_form_can_be_awaited(
     bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -494,6 +524,38 @@ def test_cli_upload_prints_the_attachments(
     refused = _cli(env, *common, "--input", inputs[0], "--storage-profile", str(bad))
     assert refused.returncode == 1
     assert "fileSystemLocations" in refused.stderr
+
+
+def test_cli_draws_progress_bars_on_a_terminal(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    inputs = _tree(tmp_path / "assets")
+    command = [str(Path(sys.executable).parent / "jobattach"), "attachments", "upload"]
+    where = ["--bucket", bucket.name, "--root-prefix", PREFIX, "--farm-id", "f", "--queue-id", "q"]
+    leader, follower = pty.openpty()  # stderr is a terminal, as in an artist's shell
+    with subprocess.Popen(
+        [*command, *where, "--input", *inputs],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    ) as proc:
+        os.close(follower)
+        drawn = b""
+        while chunk := _read_or_eof(leader):
+            drawn += chunk
+        assert proc.wait(timeout=300) == 0
+    os.close(leader)
+    lines = drawn.decode().replace("\r\n", "\n").split("\r")
+    bars = {line.split()[0]: line for line in lines if "[" in line}
+    assert set(bars) == {"hashing", "uploading"}, lines
+    assert all(f"[{'#' * 16}] 100%" in bar for bar in bars.values()), bars
+    assert f"{len(inputs)}/{len(inputs)} files" in bars["hashing"]
+
+
+def _read_or_eof(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other side closed
+        return b""
 
 
 def test_progress_is_reported_at_a_bounded_rate_and_ends_complete(

@@ -496,7 +496,8 @@ class Bucket:
         except s3loop.ItemFailed as e:
             req, error = requests[e.index], e.error
             if isinstance(error, Failed):
-                raise StorageError(f"S3 {operation} failed ({error.code})", path=req.key) from e
+                why = f"S3 {operation} failed ({error.code}){_HINTS.get(error.code, '')}"
+                raise StorageError(why, path=req.key) from e
             if operation == "upload" and isinstance(error, OSError):
                 why = f"cannot read for upload: {error.strerror}"
                 raise FileAccessError(why, path=os.fspath(req.path or "")) from error
@@ -598,13 +599,26 @@ class _Watch(BaseSubscriber):
             self._progress(bytes_transferred)
 
 
+_CREDENTIALS = "; check the credentials, and that they may use this bucket"
+#: What to check, by the error code S3 answered with.
+_HINTS = {
+    "403": _CREDENTIALS,
+    "AccessDenied": _CREDENTIALS,
+    "InvalidAccessKeyId": "; check the access key",
+    "SignatureDoesNotMatch": "; check the secret key",
+    "ExpiredToken": "; the session token has expired: refresh the credentials",
+    "NoSuchBucket": "; check the bucket's name",
+}
+
+
 @contextmanager
 def _storage_errors(operation: str, key: str) -> Iterator[None]:
     """Turns boto3's exceptions inside the block into ``StorageError``."""
     try:
         yield
     except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "")
-        raise StorageError(f"S3 {operation} failed ({code or _status(e)}): {e}", path=key) from e
+        code = e.response.get("Error", {}).get("Code", "") or str(_status(e))
+        hint = _HINTS.get(code, "")
+        raise StorageError(f"S3 {operation} failed ({code}): {e}{hint}", path=key) from e
     except (BotoCoreError, Boto3Error, RetriesExceededError) as e:
         raise StorageError(f"S3 {operation} failed: {e}", path=key) from e

@@ -357,7 +357,9 @@ def _storage_profile(path: Path | None) -> StorageProfile | None:
 
 
 class _ProgressLine:
-    """One line on stderr, redrawn at most ten times a second."""
+    """A progress bar on stderr, redrawn at most ten times a second."""
+
+    WIDTH = 16
 
     def __init__(self) -> None:
         self.last = 0.0
@@ -366,15 +368,36 @@ class _ProgressLine:
         now = time.monotonic()
         if now - self.last >= 0.1 or (r.bytes_total and r.bytes_done == r.bytes_total):
             self.last = now
-            if r.phase in ("uploading", "downloading"):
-                line = (
-                    f"{r.phase} {r.bytes_done / 1e6:8.1f} of {r.bytes_total / 1e6:.1f} MB"
-                    f"  {r.rate / 1e6:6.1f} MB/s"
-                )
-            else:
-                line = "hashing..."
-            print(f"\r{line:<60}", end="", file=sys.stderr, flush=True)
+            print(f"\r{_progress_text(r, self.WIDTH):<79}", end="", file=sys.stderr, flush=True)
         return True
+
+
+def _progress_text(r: ProgressReport, width: int) -> str:
+    """``hashing     [#######---------]  48%  1.2/2.5 GB  1,204/2,500 files  310 MB/s``."""
+    if r.phase == "scanning":  # nothing to measure against yet
+        return f"{r.phase:<11} {r.files_done:,} files, {_size(r.bytes_done)} found"
+    if r.bytes_total:
+        part = r.bytes_done / r.bytes_total
+    else:
+        part = r.files_done / r.files_total if r.files_total else 1.0
+    filled = round(width * min(max(part, 0.0), 1.0))
+    return (
+        f"{r.phase:<11} [{'#' * filled}{'-' * (width - filled)}] {part:4.0%}"
+        f"  {_size(r.bytes_done, r.bytes_total)}  {r.files_done:,}/{r.files_total:,} files"
+        f"  {_size(r.rate)}/s"
+    )
+
+
+def _size(n: float, total: float | None = None) -> str:
+    """``n`` bytes in a decimal unit (that of ``total`` when given: ``1.2/2.5 GB``)."""
+    scale = max(abs(n), abs(total or 0))
+    unit, div = "B", 1.0
+    for name, size in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12)):
+        if scale >= size:
+            unit, div = name, size
+    digits = 0 if unit == "B" or scale / div >= 100 else 1
+    shown = f"{n / div:.{digits}f}" + (f"/{total / div:.{digits}f}" if total is not None else "")
+    return f"{shown} {unit}"
 
 
 @contextmanager
@@ -407,7 +430,8 @@ def _upload(args: argparse.Namespace) -> int:
     print(
         f"jobattach: {st.files_processed} files, {st.bytes_processed / 1e6:.1f} MB:"
         f" {st.files_uploaded} uploaded ({st.bytes_uploaded / 1e6:.1f} MB),"
-        f" {st.files_skipped} already in S3; {st.seconds:.2f} s"
+        f" {st.files_skipped} not sent (in S3 already, or the same content as another);"
+        f" {st.seconds:.2f} s"
         + (
             f"; {len(result.missing_inputs)} missing inputs kept as references"
             if result.missing_inputs
