@@ -216,6 +216,7 @@ def test_cli_download_outputs(job: Job, tmp_path: Path) -> None:
     result = json.loads(out.stdout)
     local = tmp_path / "cli" / session_root_name(job.root)
     assert result["roots"] == {job.root: str(local)}
+    assert "manifests" not in result  # the report, not the manifests' insides
     assert result["downloaded_files"] == len(job.outputs)
     assert _files(local) == job.outputs
 

@@ -202,3 +202,11 @@ def test_a_file_that_is_also_a_directory_is_refused() -> None:
     doc = {"hashAlg": "xxh128", "manifestVersion": "2023-03-03", "paths": entries, "totalSize": 2}
     with pytest.raises(ValidationError, match='"a" is a file and also the directory of "a/b"'):
         decode_manifest(json.dumps(doc))
+
+
+def test_a_manifest_is_only_made_from_what_the_component_validated() -> None:
+    with pytest.raises(TypeError, match=r"Manifest\.decode"):
+        Manifest("v2023-03-03", ({"path": "../evil", "hash": "z", "size": -1},))
+    m = decode_manifest((VECTORS / "basic" / "manifest.json").read_bytes())
+    with pytest.raises(AttributeError):
+        m._rows.append({})  # type: ignore[attr-defined]

@@ -478,7 +478,9 @@ def _download_outputs(args: argparse.Namespace) -> int:
 
 def _report_download(result: DownloadResult, *, as_json: bool) -> int:
     if as_json:
-        print(json.dumps(dataclasses.asdict(result), indent=2))
+        # Everything but the merged manifests, which are for sync_outputs, not for reading.
+        fields = (f.name for f in dataclasses.fields(result) if f.name != "manifests")
+        print(json.dumps({name: getattr(result, name) for name in fields}, indent=2))
         return 0
     for root, local in result.roots.items():
         print(f"{root} -> {local}")

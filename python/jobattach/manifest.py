@@ -22,6 +22,8 @@ V2023 = "v2023-03-03"
 V2025_SNAPSHOT = "v2025-12-snapshot"
 V2025_DIFF = "v2025-12-diff"
 HASH_ALG = "xxh128"
+#: Marks a Manifest made from what the component returned.
+_COMPONENT = object()
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Manifest:
     format: str
     #: The entries as the component returned them; :attr:`entries` makes objects of them
     #: on first use, so a large manifest decodes without building them unless asked.
-    _rows: list[dict[str, Any]] = field(repr=False)
+    _rows: tuple[dict[str, Any], ...] = field(repr=False)
     dirs: tuple[ManifestDir, ...] = field(default=())
     #: The hash of the manifest a diff manifest applies to.
     parent_hash: str | None = None
@@ -94,6 +96,11 @@ class Manifest:
     _hash: str = field(default="", repr=False)
 
     hash_alg: str = HASH_ALG
+    _made_by: object = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._made_by is not _COMPONENT:  # only what the component validated is a Manifest
+            raise TypeError("make a Manifest with Manifest.decode, from_entries or create_manifest")
 
     @functools.cached_property
     def entries(self) -> tuple[ManifestEntry, ...]:
@@ -155,16 +162,19 @@ class Manifest:
     @classmethod
     def _from_canonical(cls, c: Any) -> Manifest:
         if not c.entries:  # v2023-03-03: the encoding itself lists the entries
-            rows = json.loads(c.encoded)["paths"]
-            return cls(str(c.format), rows, _encoded=str(c.encoded), _hash=str(c.hash))
+            rows = tuple(json.loads(c.encoded)["paths"])
+            return cls(
+                str(c.format), rows, _encoded=str(c.encoded), _hash=str(c.hash), _made_by=_COMPONENT
+            )
         view = json.loads(c.entries)
         return cls(
             format=str(c.format),
-            _rows=view["files"],
+            _rows=tuple(view["files"]),
             dirs=tuple(ManifestDir(p, deleted) for p, deleted in view["dirs"]),
             parent_hash=view["parent"],
             _encoded=str(c.encoded),
             _hash=str(c.hash),
+            _made_by=_COMPONENT,
         )
 
     def convert(self, format: str) -> Manifest:
