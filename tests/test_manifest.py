@@ -116,6 +116,9 @@ _paths = (
     )
 )
 def test_encoding_is_the_official_json_dumps(entries: list[tuple[str, int, int]]) -> None:
+    # No file can also be a directory of another (a tree cannot hold both; that is refused).
+    names = {p for p, _, _ in entries}
+    entries = [e for e in entries if not any(n.startswith(e[0] + "/") for n in names)]
     paths = [
         ManifestEntry(p, f"{i:032x}", size, mtime) for i, (p, size, mtime) in enumerate(entries)
     ]

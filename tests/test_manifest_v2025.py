@@ -229,6 +229,7 @@ def test_snapshot_in_the_newer_format(tmp_path: Path) -> None:
     (root / "bin" / "run.sh").write_text("#!/bin/sh\n")
     (root / "bin" / "run.sh").chmod(0o755)
     (root / "bin" / "link").symlink_to("../a.txt")
+    (root / "bin" / "absolute").symlink_to(root / "a.txt")  # kept, made root-relative
     (root / "out").symlink_to(outside)
     with open(root / "big.bin", "wb") as f:  # sparse: two chunks, the second short
         f.write(b"start")
@@ -239,7 +240,7 @@ def test_snapshot_in_the_newer_format(tmp_path: Path) -> None:
     by_path = {e.path: e for e in m.entries}
     assert by_path["bin/run.sh"].runnable
     assert not by_path["a.txt"].runnable
-    assert by_path["bin/link"].symlink == "a.txt"
+    assert by_path["bin/link"].symlink == by_path["bin/absolute"].symlink == "a.txt"
     big = by_path["big.bin"]
     assert big.hash is None
     with open(root / "big.bin", "rb") as f:

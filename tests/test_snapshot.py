@@ -53,6 +53,8 @@ def test_every_kind_of_entry_has_a_documented_outcome(tmp_path: Path, cache: Has
     (root / ".dotdir" / "inner").write_text("inner")
     (root / "empty-dir").mkdir()
     (root / "link-in").symlink_to("plain.txt")
+    (root / "link-abs").symlink_to(root / "plain.txt")  # absolute, and inside the root
+    (root / "link-abs-chain").symlink_to("link-abs")
     (root / "link-out").symlink_to(outside / "secret.txt")
     (root / "link-up").symlink_to("../outside/secret.txt")
     (root / "link-dir").symlink_to(".dotdir")
@@ -62,9 +64,11 @@ def test_every_kind_of_entry_has_a_documented_outcome(tmp_path: Path, cache: Has
         sock.bind(str(root / "sock"))
         result = create_manifest(root, cache=cache)
     entries = {e.path: e for e in result.manifest.entries}
-    assert sorted(entries) == [".dotdir/inner", ".dotfile", "link-in", "plain.txt"]
-    assert entries["link-in"].hash == entries["plain.txt"].hash
-    assert entries["link-in"].size == 5
+    links = ["link-abs", "link-abs-chain", "link-in"]
+    assert sorted(entries) == [".dotdir/inner", ".dotfile", *links, "plain.txt"]
+    for link in links:  # followed as the official code follows them, absolute ones too
+        assert (entries[link].hash, entries[link].size) == (entries["plain.txt"].hash, 5)
+        assert entries[link].mtime == entries["plain.txt"].mtime
     assert {why: sorted(paths) for why, paths in result.skipped.items()} == {
         "broken-symlink": ["link-broken"],
         "empty-directory": ["empty-dir"],
@@ -295,3 +299,22 @@ def test_digests_hashed_before_a_failure_are_kept(tmp_path: Path) -> None:
     # Only the failed file's batch (a few dozen files at most) is hashed again.
     assert 0 < rerun.hashed <= 50, rerun.hashed
     assert rerun.from_cache == 300 - rerun.hashed
+
+
+def test_absolute_links_name_the_root_as_given_or_as_resolved(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "plate.exr").write_text("pixels")
+    alias = tmp_path / "alias"  # the root as a pipeline mounts it: a symlink to the real one
+    alias.symlink_to(real)
+    (real / "via-alias").symlink_to(alias / "plate.exr")
+    (real / "via-real").symlink_to(real / "plate.exr")
+    (real / "via-alias-up").symlink_to(alias / ".." / "real" / "plate.exr")  # leaves, textually
+    r = create_manifest(alias, cache=False)
+    assert sorted(e.path for e in r.manifest.entries) == ["plate.exr", "via-alias", "via-real"]
+    assert r.skipped == {"symlink-outside-root": ["via-alias-up"]}
+    assert len({e.hash for e in r.manifest.entries}) == 1
+    # Given the real path, nothing says the alias is the root: those links lead out.
+    r = create_manifest(real, cache=False)
+    assert sorted(e.path for e in r.manifest.entries) == ["plate.exr", "via-real"]
+    assert sorted(r.skipped["symlink-outside-root"]) == ["via-alias", "via-alias-up"]

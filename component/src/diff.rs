@@ -85,6 +85,9 @@ pub fn diff_tree(
         })
         .collect();
     current.sort_by(|a, b| a.path.cmp(&b.path));
+    // Content is read where the plan says (an absolute symlink's file), not at the link.
+    let sources: BTreeMap<&[u16], &[u16]> =
+        plan.files.iter().filter_map(|f| Some((f.path.as_slice(), f.source.as_deref()?))).collect();
     let computed = RefCell::new(BTreeMap::new());
     let mut d = diff(base.entries(), &current, |old, new| {
         if old.size != new.size {
@@ -93,7 +96,7 @@ pub fn diff_tree(
         if !by_hash {
             return Ok(old.mtime == new.mtime);
         }
-        let digest = hash(&new.path)?;
+        let digest = hash(sources.get(new.path.as_slice()).copied().unwrap_or(&new.path))?;
         let same = digest == old.hash;
         computed.borrow_mut().insert(new.path.clone(), digest);
         Ok(same)

@@ -6,7 +6,10 @@
 //! - regular files are included, dotfiles and dot-directories too;
 //! - a symlink is followed when its target is a regular file inside the root (the entry keeps
 //!   the link's path and takes the target's size and mtime, as the official code does); a link
-//!   to a directory, out of the root, or to nothing is skipped, and counted by reason;
+//!   to a directory, out of the root, or to nothing is skipped, and counted by reason. The
+//!   sandbox refuses absolute targets, so one naming a place below the root's path on the host
+//!   (the `host_roots` option) is translated to the root-relative path it means and followed
+//!   from there, up to `MAX_LINKS` links in a row;
 //! - special files (FIFOs, sockets, devices) and empty directories are skipped and counted
 //!   (a v2023-03-03 manifest cannot hold them);
 //! - a name a manifest cannot hold on every platform (a backslash, or a first segment that
@@ -14,7 +17,7 @@
 //! - `include` patterns, when given, keep only matching paths; `exclude` patterns then drop
 //!   matching ones (see `glob` for the syntax); dropped files are counted.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
 use crate::error::{Error, Result};
@@ -42,6 +45,9 @@ pub struct Listed {
     pub ctime_ns: i64,
     /// An execute permission bit is set.
     pub executable: bool,
+    /// A symlink's target as written, when the host read it (the sandbox refuses to tell an
+    /// absolute one).
+    pub target: Option<Vec<u16>>,
 }
 
 /// How the plan looks at symlinks, inside the sandbox.
@@ -68,7 +74,13 @@ pub struct Options {
     exclude: Vec<Glob>,
     /// Plan for the newer manifest format (symlinks, directories, runnable, chunks).
     v2025: bool,
+    /// The root's absolute paths on the host (as given, and resolved), without a trailing
+    /// `/`: what absolute symlink targets inside the root begin with.
+    host_roots: Vec<Vec<u16>>,
 }
+
+/// Symlinks followed in a row before a chain counts as leading nowhere.
+const MAX_LINKS: usize = 8;
 
 /// Why an entry is not in the manifest; the names appear in the plan's `skipped` object.
 const SYMLINK_TO_DIR: &str = "symlink-to-directory";
@@ -89,6 +101,9 @@ pub struct Planned {
     pub runnable: bool,
     /// Hash in chunks of this many bytes (newer format, large files), or 0 for one digest.
     pub chunk: u64,
+    /// Where to read the content, when not at `path`: the root-relative file an absolute
+    /// symlink leads to (the sandbox does not follow those).
+    pub source: Option<Vec<u16>>,
 }
 
 impl Planned {
@@ -136,6 +151,23 @@ impl Options {
                 };
                 continue;
             }
+            if name == "host_roots" {
+                let Value::Array(items) = value else {
+                    return Err(Error::invalid("host_roots must be a list of absolute paths"));
+                };
+                for item in items {
+                    match item {
+                        Value::String(mut u) if u.first() == Some(&SLASH) => {
+                            while u.len() > 1 && u.last() == Some(&SLASH) {
+                                u.pop();
+                            }
+                            options.host_roots.push(u);
+                        }
+                        _ => return Err(Error::invalid("host_roots must be absolute paths")),
+                    }
+                }
+                continue;
+            }
             let globs = match name.as_str() {
                 "include" => &mut options.include,
                 "exclude" => &mut options.exclude,
@@ -167,13 +199,21 @@ impl Options {
 }
 
 /// Reads the host's listing: `[[path, kind, size, mtime_ns, ctime_ns, executable], ...]`,
+/// a symlink's row ending with its target as written when the host could read it;
 /// kind one of `"f"`, `"d"`, `"l"` (symlink) or `"o"` (anything else).
 pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
     let bad = || Error::invalid("the host's listing is malformed");
     let Value::Array(rows) = json::parse(text)? else { return Err(bad()) };
     rows.into_iter()
         .map(|row| {
-            let Value::Array(cols) = row else { return Err(bad()) };
+            let Value::Array(mut cols) = row else { return Err(bad()) };
+            let target = match cols.len() {
+                7 => match cols.pop() {
+                    Some(Value::String(t)) => Some(t),
+                    _ => return Err(bad()),
+                },
+                _ => None,
+            };
             let [Value::String(path), Value::String(kind), Value::Number(size), Value::Number(m), Value::Number(c), Value::Bool(executable)] =
                 <[Value; 6]>::try_from(cols).map_err(|_| bad())?
             else {
@@ -192,6 +232,7 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
                 mtime_ns: m.parse().map_err(|_| bad())?,
                 ctime_ns: c.parse().map_err(|_| bad())?,
                 executable,
+                target,
             })
         })
         .collect()
@@ -200,6 +241,8 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
 /// Decides every listed entry; `links` looks at symlinks inside the sandbox.
 pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> Plan {
     let mut plan = Plan::default();
+    let listed = listing.iter().filter_map(|e| Some((e.path.as_slice(), e.target.as_deref()?)));
+    let mut texts = LinkTexts { links, listed: listed.collect() };
     let parents: HashSet<&[u16]> = listing
         .iter()
         .filter_map(|e| e.path.iter().rposition(|&u| u == SLASH).map(|i| &e.path[..i]))
@@ -224,30 +267,35 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
             skip(&mut plan, UNSUPPORTED_NAME, &e.path);
             continue;
         }
+        let mut source = None;
         let (size, mtime_ns, ctime_ns) = match e.kind {
             Kind::File => (e.size, e.mtime_ns, e.ctime_ns),
             Kind::Symlink if options.v2025 => {
-                match links.read_link(&e.path).and_then(|t| inside_root(&e.path, &t)) {
+                let target = texts.read_link(&e.path).and_then(|t| options.target(&e.path, &t));
+                match target {
                     Some(target) => plan.symlinks.push((e.path.clone(), target)),
                     None => skip(&mut plan, SYMLINK_OUTSIDE, &e.path),
                 }
                 continue;
             }
-            Kind::Symlink => match links.resolve(&e.path) {
-                Target::File { size, mtime_ns, ctime_ns } => (size, mtime_ns, ctime_ns),
-                Target::Dir => {
+            Kind::Symlink => match follow(&mut texts, &e.path, options) {
+                (Target::File { size, mtime_ns, ctime_ns }, at) => {
+                    source = at;
+                    (size, mtime_ns, ctime_ns)
+                }
+                (Target::Dir, _) => {
                     skip(&mut plan, SYMLINK_TO_DIR, &e.path);
                     continue;
                 }
-                Target::Outside => {
+                (Target::Outside, _) => {
                     skip(&mut plan, SYMLINK_OUTSIDE, &e.path);
                     continue;
                 }
-                Target::Missing => {
+                (Target::Missing, _) => {
                     skip(&mut plan, BROKEN_SYMLINK, &e.path);
                     continue;
                 }
-                Target::Other => {
+                (Target::Other, _) => {
                     skip(&mut plan, SPECIAL, &e.path);
                     continue;
                 }
@@ -265,6 +313,7 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
             ctime_ns,
             runnable: options.v2025 && e.executable && e.kind == Kind::File,
             chunk: if big { v2025::CHUNK_SIZE } else { 0 },
+            source,
         });
     }
     plan
@@ -272,14 +321,66 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
 
 const SLASH: u16 = b'/' as u16;
 
+/// The sandbox's view of symlinks, with the texts the host listed: it reads absolute ones.
+struct LinkTexts<'a, L: Links> {
+    links: &'a mut L,
+    listed: HashMap<&'a [u16], &'a [u16]>,
+}
+
+impl<L: Links> Links for LinkTexts<'_, L> {
+    fn resolve(&mut self, path: &[u16]) -> Target {
+        self.links.resolve(path)
+    }
+
+    fn read_link(&mut self, path: &[u16]) -> Option<Vec<u16>> {
+        match self.listed.get(path) {
+            Some(text) => Some(text.to_vec()),
+            None => self.links.read_link(path),
+        }
+    }
+}
+
+/// Follows the symlink `path`: through the sandbox, and where the sandbox refuses (an absolute
+/// target, or a chain through one), link by link by the targets' text. Returns what it leads
+/// to and, when that is not what the sandbox found at `path`, the root-relative path reached.
+fn follow(links: &mut impl Links, path: &[u16], options: &Options) -> (Target, Option<Vec<u16>>) {
+    let mut at = path.to_vec();
+    for _ in 0..MAX_LINKS {
+        match links.resolve(&at) {
+            Target::Outside => {}
+            found => return (found, (at != path).then_some(at)),
+        }
+        let next = links.read_link(&at).and_then(|text| options.target(&at, &text));
+        match next {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    (Target::Outside, None)
+}
+
+impl Options {
+    /// The root-relative path the symlink `link` with target `text` names, if it stays in
+    /// the root: relative to the link's directory, or absolute below one of `host_roots`.
+    fn target(&self, link: &[u16], text: &[u16]) -> Option<Vec<u16>> {
+        if text.first() != Some(&SLASH) {
+            return inside_root(link, text);
+        }
+        self.host_roots.iter().find_map(|root| {
+            let rest = text.strip_prefix(root.as_slice())?.strip_prefix(&[SLASH])?;
+            inside_root(&[], rest)
+        })
+    }
+}
+
 /// The root-relative path a symlink at `link` with target `target` names, if it stays in
 /// the root (resolved by its text: `.` and `..` segments, relative to the link's directory).
 fn inside_root(link: &[u16], target: &[u16]) -> Option<Vec<u16>> {
     if target.first() == Some(&SLASH) {
-        return None; // absolute: the component does not know where the root is on the host
+        return None; // absolute: see `Options::target`
     }
     let mut parts: Vec<&[u16]> = link.split(|&u| u == SLASH).collect();
-    parts.pop(); // the link's own name
+    parts.pop(); // the link's own name (or the one empty part of a link at the root's top)
     for segment in target.split(|&u| u == SLASH) {
         match segment {
             [] | [0x2e] => {}
@@ -294,7 +395,7 @@ fn inside_root(link: &[u16], target: &[u16]) -> Option<Vec<u16>> {
 }
 
 impl Plan {
-    /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns, runnable, chunk], ...],
+    /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns, runnable, chunk, source], ...],
     /// "symlinks": [[path, target]], "dirs": [path], "skipped": {reason: [path, ...]},
     /// "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`].
     pub fn to_json(&self) -> String {
@@ -304,7 +405,7 @@ impl Plan {
             json::write_string(&mut out, &f.path);
             let _ = write!(
                 out,
-                ",{},{},{},{},{},{}]",
+                ",{},{},{},{},{},{},",
                 f.size,
                 f.mtime_us(),
                 f.mtime_ns,
@@ -312,6 +413,11 @@ impl Plan {
                 f.runnable,
                 f.chunk
             );
+            match &f.source {
+                Some(source) => json::write_string(&mut out, source),
+                None => out.push_str("null"),
+            }
+            out.push(']');
         }
         out.push_str(r#"],"symlinks":["#);
         for (i, (path, target)) in self.symlinks.iter().enumerate() {
@@ -353,7 +459,15 @@ mod tests {
     }
 
     fn listed(path: &str, kind: Kind) -> Listed {
-        Listed { path: u(path), kind, size: 3, mtime_ns: -1_500, ctime_ns: 7, executable: true }
+        Listed {
+            path: u(path),
+            kind,
+            size: 3,
+            mtime_ns: -1_500,
+            ctime_ns: 7,
+            executable: true,
+            target: None,
+        }
     }
 
     /// Symlinks as a test tree has them: name -> (what it resolves to, its text).
@@ -421,7 +535,57 @@ mod tests {
                 (UNSUPPORTED_NAME, 1)
             ]
         );
-        assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7,false,0],"#));
+        assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7,false,0,null],"#));
+    }
+
+    /// A sandbox that follows no absolute target and will not even read one, over a root that
+    /// is `/host/root` (resolved: `/real/root`) on the host.
+    struct AbsoluteLinks;
+
+    impl Links for AbsoluteLinks {
+        fn resolve(&mut self, path: &[u16]) -> Target {
+            match String::from_utf16_lossy(path).as_str() {
+                "a.txt" => Target::File { size: 3, mtime_ns: 1_000, ctime_ns: 2 },
+                _ => Target::Outside, // every link below leads to an absolute one
+            }
+        }
+
+        fn read_link(&mut self, _: &[u16]) -> Option<Vec<u16>> {
+            None
+        }
+    }
+
+    #[test]
+    fn absolute_symlinks_below_the_root_are_followed_where_they_lead() {
+        let links = [
+            ("abs", "/host/root/sub/../a.txt"),
+            ("real", "/real/root/a.txt"),
+            ("rel", "abs"),
+            ("out", "/host/rootless/a.txt"),
+            ("up", "/host/root/../a.txt"),
+            ("loop", "/host/root/loop"),
+        ];
+        let listing = links
+            .iter()
+            .map(|(name, text)| Listed { target: Some(u(text)), ..listed(name, Kind::Symlink) })
+            .collect();
+        let roots = r#"{"host_roots": ["/host/root/", "/real/root"]}"#;
+        let plan = plan(listing, &Options::from_json(roots).unwrap(), &mut AbsoluteLinks);
+        let files: Vec<(String, Option<String>)> = plan
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    String::from_utf16_lossy(&f.path),
+                    f.source.as_deref().map(String::from_utf16_lossy),
+                )
+            })
+            .collect();
+        let followed = ["abs", "real", "rel"].map(|n| (n.to_string(), Some("a.txt".to_string())));
+        assert_eq!(files, followed);
+        assert!(plan.files.iter().all(|f| (f.size, f.mtime_ns) == (3, 1_000)));
+        assert_eq!(names(plan.skipped[SYMLINK_OUTSIDE].iter().cloned()), ["out", "up", "loop"]);
+        assert!(Options::from_json(r#"{"host_roots": ["relative"]}"#).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ Session making that call (set per thread by :func:`serving`), and on nothing els
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -66,7 +67,8 @@ _KINDS = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l"}
 
 
 def list_tree(top: Path) -> str:
-    """Every entry below ``top``, without following symlinks, as the JSON ``list-tree`` returns."""
+    """Every entry below ``top``, without following symlinks, as the JSON ``list-tree`` returns
+    (a symlink's row ends with its target as written)."""
     rows: list[list[object]] = []
     pending = [""]
     while pending:
@@ -74,7 +76,7 @@ def list_tree(top: Path) -> str:
         with os.scandir(os.path.join(top, rel)) as entries:
             for entry in entries:
                 path = f"{rel}/{entry.name}" if rel else entry.name
-                rows.append(_row(path, entry.stat(follow_symlinks=False)))
+                rows.append(_row(path, entry.stat(follow_symlinks=False), entry.path))
                 if rows[-1][1] == "d":
                     pending.append(path)
     return _listing(rows)
@@ -82,13 +84,18 @@ def list_tree(top: Path) -> str:
 
 def list_paths(top: Path, paths: list[str]) -> str:
     """The same listing for chosen ``/``-separated paths below ``top`` (a job's inputs)."""
-    return _listing([_row(p, os.lstat(os.path.join(top, p))) for p in paths])
+    full = [os.path.join(top, p) for p in paths]
+    return _listing([_row(p, os.lstat(f), f) for p, f in zip(paths, full)])
 
 
-def _row(path: str, st: os.stat_result) -> list[object]:
+def _row(path: str, st: os.stat_result, full: str) -> list[object]:
     kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
     executable = bool(st.st_mode & 0o111)
-    return [path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable]
+    row = [path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable]
+    if kind == "l":  # its text: the sandbox will not tell the component an absolute one
+        with contextlib.suppress(OSError):
+            row.append(os.readlink(full))
+    return row
 
 
 def _listing(rows: list[list[object]]) -> str:

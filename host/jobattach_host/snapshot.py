@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Union
 
 from .host_files import list_paths
-from .sandbox import StrPath, session_for
+from .sandbox import Session, StrPath, session_for
 
 #: Glob patterns: several, one, or None for none.
 Patterns = Union[Sequence[str], str, None]
@@ -19,6 +20,23 @@ def patterns(value: Patterns) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def plan_options(
+    root: StrPath, s: Session, include: Patterns, exclude: Patterns, format: str | None
+) -> str:
+    """The component's snapshot options for ``root``, granted by ``s``."""
+    top = os.fspath(s.host_dirs[s.roots[0]])
+    given = {os.path.abspath(root), os.path.abspath(top), os.path.realpath(top)}
+    options: dict[str, object] = {
+        "include": patterns(include),
+        "exclude": patterns(exclude),
+        # Where absolute symlinks into the root point: the root as given, and resolved.
+        "host_roots": sorted(given),
+    }
+    if format is not None:
+        options["format"] = format
+    return json.dumps(options)
 
 
 class PlannedFile(NamedTuple):
@@ -34,6 +52,8 @@ class PlannedFile(NamedTuple):
     runnable: bool
     #: Hash in chunks of this many bytes (newer format, large files), or 0 for one digest.
     chunk: int
+    #: Where the content is read when not at ``path``: the file an absolute symlink leads to.
+    source: str | None
 
 
 @dataclass(frozen=True)
@@ -62,9 +82,7 @@ def plan(
     With ``only``, just those ``/``-separated paths below ``root`` are listed (a job's inputs).
     """
     s = session_for(root)
-    options = json.dumps(
-        {"include": patterns(include), "exclude": patterns(exclude), "format": format}
-    )
+    options = plan_options(root, s, include, exclude, format)
     if only is None:
         text = s.call("snapshot", "plan", s.roots[0], options)
     else:

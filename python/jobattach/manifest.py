@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobattach_host import ValidationError, session_for
-from jobattach_host.snapshot import Patterns, patterns
+from jobattach_host.snapshot import Patterns, plan_options
 
 #: The formats: Deadline Cloud's, and the newer one's snapshot and diff manifests.
 V2023 = "v2023-03-03"
@@ -260,7 +260,7 @@ def diff_directory(
 ) -> ManifestDiff:
     """What changed in ``root`` since ``manifest``: by size and mtime, or by hash on request."""
     s = session_for(root)
-    options = json.dumps({"include": patterns(include), "exclude": patterns(exclude)})
+    options = plan_options(root, s, include, exclude, None)
     text = s.call("snapshot", "diff", s.roots[0], manifest._encoded, options, by_hash)
     return ManifestDiff._from_json(text)
 

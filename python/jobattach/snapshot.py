@@ -53,7 +53,8 @@ def create_manifest(
     """
     t0 = time.perf_counter()
     top = Path(root).resolve()
-    p = plan(top, include=include, exclude=exclude, format=format)
+    # Listed as given, so absolute symlinks may name the root by that path or the resolved one.
+    p = plan(os.path.abspath(root), include=include, exclude=exclude, format=format)
     return snapshot_of_plan(top, p, format=format, cache=cache, workers=workers, started=t0)
 
 
@@ -77,7 +78,9 @@ def snapshot_of_plan(
         found: list[Digest | None] = store.lookup(top, keys) if store else [None] * len(keys)
         missing = [i for i, d in enumerate(found) if d is None]
         # Sizes from the listing spare a stat per file, and pin what the manifest records.
-        items: list[Item] = [(f.path, f.size, f.chunk) for f in (p.files[i] for i in missing)]
+        items: list[Item] = [
+            (f.source or f.path, f.size, f.chunk) for f in (p.files[i] for i in missing)
+        ]
         hashed: dict[int, Digest] = {}  # index in `missing` -> digest, batch by batch
         sizes = [p.files[i].size for i in missing]
         if tally:
