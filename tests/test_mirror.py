@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from jobattach import S3Config, S3Path, ValidationError, parse_path, sync
+import jobattach
+from jobattach import FileChangedError, S3Config, S3Path, ValidationError, parse_path, sync
 from jobattach_host.storage import Bucket
 
 
@@ -144,3 +145,30 @@ def test_by_hash_sees_a_same_size_change_that_times_miss(
     down = sync("s3://mirror-test/h", tmp_path / "back", s3=aws_env, by_hash=True)
     assert down.transferred_files == 1
     assert (tmp_path / "back" / "a.txt").read_bytes() == b"b"
+
+
+def test_a_file_rewritten_while_synced_up_is_not_left_behind(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    _tree(tmp_path / "src")
+    target = tmp_path / "src" / "dir" / "b.bin"
+    os.utime(target, (1_600_000_000, 1_600_000_000))  # a rewrite now cannot keep its mtime
+
+    def rewrite_once_uploading(report: jobattach.ProgressReport) -> bool:
+        if report.phase == "uploading" and target.stat().st_size == 3000:
+            target.write_bytes(b"rewritten")
+        return True
+
+    with pytest.raises(FileChangedError) as raised:
+        sync(
+            tmp_path / "src",
+            "s3://mirror-test/w",
+            s3=aws_env,
+            by_hash=True,
+            progress_callback=rewrite_once_uploading,
+        )
+    assert raised.value.path == str(target)
+    assert bucket.keys("w/") == {"w/a.txt", "w/dir/sub/c.exr", "w/skip.tmp"}
+    again = sync(tmp_path / "src", "s3://mirror-test/w", s3=aws_env, by_hash=True)
+    assert (again.transferred_files, again.skipped_files) == (1, 3)
+    assert bucket.get_bytes("w/dir/b.bin")[0] == b"rewritten"

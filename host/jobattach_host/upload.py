@@ -115,7 +115,7 @@ def upload_contents(
 
     def sent(i: int) -> None:
         digest, path, size, mtime = todo[i]
-        if not _unchanged(path, size, mtime):
+        if not unchanged(path, size, mtime):
             with lock:
                 changed.append(i)
             tally.add(size, i)
@@ -136,7 +136,7 @@ def upload_contents(
         if changed:
             bucket.delete(transfers[i].key for i in changed)
     if changed:
-        raise _changed_error([os.fspath(todo[i][1]) for i in sorted(changed)])
+        raise changed_error([os.fspath(todo[i][1]) for i in sorted(changed)], "Submit")
     if tally.cancelled.is_set():
         raise Cancelled("the upload was cancelled")
     stats.skipped_files = stats.files - stats.uploaded_files
@@ -144,7 +144,7 @@ def upload_contents(
     return stats
 
 
-def _unchanged(path: str | os.PathLike[str], size: int, mtime: int | None) -> bool:
+def unchanged(path: str | os.PathLike[str], size: int, mtime: int | None) -> bool:
     """Whether ``path`` still has the size and mtime (µs, as manifests record it) it was
     hashed with; a rewrite changes one or the other."""
     try:
@@ -154,10 +154,11 @@ def _unchanged(path: str | os.PathLike[str], size: int, mtime: int | None) -> bo
     return st.st_size == size and mtime in (None, st.st_mtime_ns // 1000)
 
 
-def _changed_error(paths: list[str]) -> FileChangedError:
+def changed_error(paths: list[str], redo: str) -> FileChangedError:
+    """The error for files found changed once sent, whose objects were deleted again."""
     others = f" (and {len(paths) - 1} more: {', '.join(paths[1:6])})" if len(paths) > 1 else ""
     why = (
-        f"changed after it was hashed{others}; what was sent was taken out of S3 again,"
-        " and nothing refers to it. Submit again once the files are final"
+        f"changed while it was being sent{others}; what was sent was taken out of S3 again."
+        f" {redo} again once the files are final"
     )
     return FileChangedError(why, path=paths[0])

@@ -21,7 +21,7 @@ from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
-from jobattach_host.upload import Tally
+from jobattach_host.upload import Tally, changed_error, unchanged
 
 from .progress import ProgressCallback, Reporter
 
@@ -181,16 +181,26 @@ def _upload(
     items: dict[str, tuple[int, int]],
     tally: Tally,
 ) -> None:
+    """Uploads ``paths``; a file whose size or mtime changed while it was sent (its object
+    may be torn, or not match the digest recorded with it) is deleted again and named."""
     transfers = [
         Transfer(dst.key(rel), src.path / rel, items[rel][0], _recorded(digests.get(rel)))
         for rel in paths
     ]
-    bucket.upload_files(
-        transfers,
-        done=lambda i: tally.add(items[paths[i]][0], i),
-        cancelled=tally.cancelled,
-        progress=tally.moved,
-    )
+    changed: list[int] = []
+
+    def sent(i: int) -> None:
+        if not unchanged(transfers[i].path, *items[paths[i]]):
+            changed.append(i)
+        tally.add(items[paths[i]][0], i)
+
+    try:
+        bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled, progress=tally.moved)
+    finally:
+        if changed:
+            bucket.delete(transfers[i].key for i in changed)
+    if changed:
+        raise changed_error([os.fspath(transfers[i].path) for i in sorted(changed)], "Sync")
 
 
 def _recorded(digest: str | None) -> dict[str, str] | None:
