@@ -213,11 +213,18 @@ def test_an_unreadable_file_fails_the_snapshot_naming_it(tmp_path: Path) -> None
     locked = tmp_path / "locked.exr"
     locked.write_text("secret")
     locked.chmod(0)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "also.exr").write_text("secret too")
+    (tmp_path / "sub" / "also.exr").chmod(0)
     out = without_read_override(_SNAPSHOT_REPORTING_ERRORS, str(tmp_path))
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["type"] == "FileAccessError"
-    assert (report["kind"], report["path"]) == ("permission-denied", "locked.exr")
+    assert report["kind"] == "permission-denied"
+    # One is the error's path; the message names the other too.
+    assert {report["path"], "locked.exr", "sub/also.exr"} == {"locked.exr", "sub/also.exr"}
+    other = ({"locked.exr", "sub/also.exr"} - {report["path"]}).pop()
+    assert f"(and 1 more cannot be read: {other})" in report["text"]
 
 
 def test_an_unreadable_directory_fails_the_snapshot_naming_it(tmp_path: Path) -> None:

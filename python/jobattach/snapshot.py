@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobattach_host.errors import FileAccessError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
 from jobattach_host.snapshot import Patterns, Plan, PlannedFile, plan
@@ -95,6 +96,13 @@ def snapshot_of_plan(
         try:
             cancelled = tally.cancelled if tally else None
             digests(top, items, workers=workers, done=keep, cancelled=cancelled)
+        except FileAccessError as e:
+            if e.kind != "permission-denied":
+                raise
+            # Name every file that cannot be read, not only the first one found: fixing
+            # permissions one rerun at a time would be slow.
+            paths = [f.source or f.path for f in (p.files[i] for i in missing)]
+            raise _unreadable(top, paths, e) from None
         finally:
             # Kept even when a file failed the snapshot: a rerun hashes only what is left.
             if store:
@@ -116,6 +124,16 @@ def snapshot_of_plan(
         from_cache=len(keys) - len(missing),
         seconds=time.perf_counter() - t0,
     )
+
+
+def _unreadable(top: Path, paths: list[str], first: FileAccessError) -> FileAccessError:
+    """``first`` with every other path of ``paths`` this process may not read added."""
+    others = [p for p in paths if p != first.path and not os.access(top / p, os.R_OK)]
+    if not others:
+        return first
+    shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+    why = f"{first.reason} (and {len(others)} more cannot be read: {shown})"
+    return FileAccessError(why, kind=first.kind, path=first.path)
 
 
 def _view(f: PlannedFile, digest: Digest) -> dict[str, object]:
