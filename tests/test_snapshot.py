@@ -325,3 +325,24 @@ def test_absolute_links_name_the_root_as_given_or_as_resolved(tmp_path: Path) ->
     r = create_manifest(real, cache=False)
     assert sorted(e.path for e in r.manifest.entries) == ["plate.exr", "via-real"]
     assert sorted(r.skipped["symlink-outside-root"]) == ["via-alias", "via-alias-up"]
+
+
+def test_progress_is_reported_and_a_snapshot_can_be_cancelled(tmp_path: Path) -> None:
+    _files(tmp_path / "tree", 300)
+    cache = HashCache(tmp_path / "digests.sqlite3")
+    reports: list[jobattach.ProgressReport] = []
+
+    def record(report: jobattach.ProgressReport) -> bool:
+        reports.append(report)
+        return report.phase != "hashing"  # stop as hashing starts
+
+    with pytest.raises(jobattach.Cancelled, match="hashing"):
+        create_manifest(tmp_path / "tree", cache=cache, progress_callback=record)
+    assert [r.phase for r in reports] == ["scanning", "scanning", "hashing"]
+    assert (reports[1].files_done, reports[2].files_total, reports[2].files_done) == (300, 300, 0)
+    assert create_manifest(tmp_path / "tree", cache=cache).hashed == 300  # none was hashed
+
+    reports.clear()
+    create_manifest(tmp_path / "tree", cache=False, progress_callback=lambda r: record(r) or True)
+    last = reports[-1]
+    assert (last.phase, last.files_done, last.files_total) == ("hashing", 300, 300)

@@ -276,13 +276,15 @@ def _read_manifest(path: Path) -> Manifest:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    r = create_manifest(
-        args.root,
-        include=args.include,
-        exclude=args.exclude,
-        format=args.format,
-        cache=not args.no_cache,
-    )
+    with _progress_line(quiet=False) as progress:
+        r = create_manifest(
+            args.root,
+            include=args.include,
+            exclude=args.exclude,
+            format=args.format,
+            cache=not args.no_cache,
+            progress_callback=progress,
+        )
     _write(r.manifest.encode(), args.output)
     skipped = ", ".join(f"{len(paths)} {why}" for why, paths in sorted(r.skipped.items()))
     print(

@@ -11,13 +11,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobattach_host.errors import FileAccessError
+from jobattach_host.errors import Cancelled, FileAccessError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
 from jobattach_host.snapshot import Patterns, Plan, PlannedFile, plan
 from jobattach_host.upload import Tally
 
 from .manifest import V2023, Manifest, ManifestDir
+from .progress import ProgressCallback, Reporter
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def create_manifest(
     format: str = V2023,
     cache: HashCache | bool = True,
     workers: int | None = None,
+    progress_callback: ProgressCallback | None = None,
 ) -> SnapshotResult:
     """A manifest of every regular file below ``root``, dotfiles included.
 
@@ -50,13 +52,27 @@ def create_manifest(
     runnable, files over 256 MiB hashed in chunks). ``include`` and ``exclude`` are glob
     patterns, one or several (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file
     names anywhere). ``cache`` is a :class:`HashCache`, True for the default one, or False to hash
-    everything.
+    everything. ``progress_callback`` gets a report at most ten times a second ("scanning",
+    then "hashing"); returning False cancels with ``Cancelled`` (digests already computed are
+    kept in the cache).
     """
     t0 = time.perf_counter()
+    report = Reporter(progress_callback)
+    if not report("scanning", 0, 0, 0, 0):
+        raise Cancelled("the snapshot was cancelled while scanning")
     top = Path(root).resolve()
     # Listed as given, so absolute symlinks may name the root by that path or the resolved one.
     p = plan(os.path.abspath(root), include=include, exclude=exclude, format=format)
-    return snapshot_of_plan(top, p, format=format, cache=cache, workers=workers, started=t0)
+    size = sum(f.size for f in p.files)
+    if not report("scanning", len(p.files), 0, size, 0):
+        raise Cancelled("the snapshot was cancelled while scanning")
+    tally = Tally(report.counts("hashing"), len(p.files), size) if progress_callback else None
+    result = snapshot_of_plan(
+        top, p, format=format, cache=cache, workers=workers, started=t0, tally=tally
+    )
+    if tally and tally.cancelled.is_set():
+        raise Cancelled("the snapshot was cancelled while hashing")
+    return result
 
 
 def snapshot_of_plan(
