@@ -262,6 +262,20 @@ def test_a_corrupt_default_cache_is_replaced(
     assert again.manifest == first.manifest
 
 
+def test_a_default_cache_damaged_past_its_header_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(tmp_path / "tree", 200)
+    monkeypatch.setenv("JOBATTACH_CACHE_DIR", str(tmp_path / "caches"))
+    create_manifest(tmp_path / "tree")
+    db = tmp_path / "caches" / "digests-v1.sqlite3"
+    data = db.read_bytes()
+    db.write_bytes(data[:4096] + bytes(len(data) - 4096))  # the header kept, its pages zeroed
+    damaged = create_manifest(tmp_path / "tree")
+    assert damaged.hashed == 200
+    assert create_manifest(tmp_path / "tree").from_cache == 200  # a working cache again
+
+
 def test_a_default_cache_that_cannot_be_used_warns_and_the_snapshot_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,7 +330,7 @@ def test_absolute_links_name_the_root_as_given_or_as_resolved(tmp_path: Path) ->
     alias.symlink_to(real)
     (real / "via-alias").symlink_to(alias / "plate.exr")
     (real / "via-real").symlink_to(real / "plate.exr")
-    (real / "via-alias-up").symlink_to(alias / ".." / "real" / "plate.exr")  # leaves, textually
+    (real / "via-alias-up").symlink_to(alias / ".." / "real" / "plate.exr")  # not plain
     r = create_manifest(alias, cache=False)
     assert sorted(e.path for e in r.manifest.entries) == ["plate.exr", "via-alias", "via-real"]
     assert r.skipped == {"symlink-outside-root": ["via-alias-up"]}
@@ -346,3 +360,19 @@ def test_progress_is_reported_and_a_snapshot_can_be_cancelled(tmp_path: Path) ->
     create_manifest(tmp_path / "tree", cache=False, progress_callback=lambda r: record(r) or True)
     last = reports[-1]
     assert (last.phase, last.files_done, last.files_total) == ("hashing", 300, 300)
+
+
+def test_an_absolute_link_is_not_followed_by_its_text_through_a_symlinked_directory(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    (root / "other" / "deep").mkdir(parents=True)
+    (root / "a.txt").write_text("ROOT-A\n")
+    (root / "other" / "a.txt").write_text("EVIL-B\n")
+    (root / "sub").symlink_to("other/deep")
+    # The system reads other/a.txt (sub is followed first); folding "sub/.." by text would
+    # hash a.txt instead, and the upload would send the other file under its digest.
+    (root / "abs").symlink_to(f"{root}/sub/../a.txt")
+    r = create_manifest(root, cache=False)
+    assert "abs" not in {e.path for e in r.manifest.entries}
+    assert r.skipped["symlink-outside-root"] == ["abs"]

@@ -208,7 +208,7 @@ def test_cancelling_writes_no_manifest_and_a_rerun_completes(
 
 
 @pytest.mark.parametrize("transport", ["event loop", "boto3"])
-@pytest.mark.parametrize("rewrite", ["longer", "same size"])
+@pytest.mark.parametrize("rewrite", ["longer", "same size", "same size and mtime"])
 def test_a_file_rewritten_after_hashing_leaves_nothing_under_its_old_digest(
     bucket: Bucket,
     aws_env: S3Config,
@@ -234,6 +234,8 @@ def test_a_file_rewritten_after_hashing_leaves_nothing_under_its_old_digest(
     def rewrite_once_uploading(report: jobattach.ProgressReport) -> bool:
         if report.phase == "uploading" and scene.read_bytes() != new_content:
             scene.write_bytes(new_content)
+            if rewrite == "same size and mtime":  # as `cp -p` or `rsync -t` leave it
+                os.utime(scene, (1_600_000_000, 1_600_000_000))
         return True
 
     with pytest.raises(FileChangedError) as raised:

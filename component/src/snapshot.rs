@@ -241,6 +241,8 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
 /// Decides every listed entry; `links` looks at symlinks inside the sandbox.
 pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> Plan {
     let mut plan = Plan::default();
+    let not_dirs: HashSet<&[u16]> =
+        listing.iter().filter(|e| e.kind != Kind::Dir).map(|e| e.path.as_slice()).collect();
     let listed = listing.iter().filter_map(|e| Some((e.path.as_slice(), e.target.as_deref()?)));
     let mut texts = LinkTexts { links, listed: listed.collect() };
     let parents: HashSet<&[u16]> = listing
@@ -273,6 +275,11 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
             Kind::Symlink if options.v2025 => {
                 let target = texts.read_link(&e.path).and_then(|t| options.target(&e.path, &t));
                 match target {
+                    // Through a file: it leads nowhere, and no manifest could hold it (its
+                    // target's parents are directories in the newer format).
+                    Some(t) if through_a_file(&t, &not_dirs) => {
+                        skip(&mut plan, BROKEN_SYMLINK, &e.path)
+                    }
                     Some(target) => plan.symlinks.push((e.path.clone(), target)),
                     None => skip(&mut plan, SYMLINK_OUTSIDE, &e.path),
                 }
@@ -350,7 +357,7 @@ fn follow(links: &mut impl Links, path: &[u16], options: &Options) -> (Target, O
             Target::Outside => {}
             found => return (found, (at != path).then_some(at)),
         }
-        let next = links.read_link(&at).and_then(|text| options.target(&at, &text));
+        let next = links.read_link(&at).and_then(|text| options.hop(&at, &text));
         match next {
             Some(next) => at = next,
             None => break,
@@ -366,11 +373,40 @@ impl Options {
         if text.first() != Some(&SLASH) {
             return inside_root(link, text);
         }
+        self.below_host_root(text)
+    }
+
+    /// The next link of a chain the sandbox would not follow: like `target`, but only for a
+    /// plain text (see `plain`), so the path reached is the one the system reaches.
+    fn hop(&self, link: &[u16], text: &[u16]) -> Option<Vec<u16>> {
+        if text.first() == Some(&SLASH) {
+            return self.below_host_root(text);
+        }
+        let dir = link.iter().rposition(|&u| u == SLASH).map_or(&link[..0], |i| &link[..=i]);
+        plain(text).then(|| [dir, text].concat())
+    }
+
+    /// An absolute target below one of `host_roots`, as a root-relative path, when plain.
+    fn below_host_root(&self, text: &[u16]) -> Option<Vec<u16>> {
         self.host_roots.iter().find_map(|root| {
             let rest = text.strip_prefix(root.as_slice())?.strip_prefix(&[SLASH])?;
-            inside_root(&[], rest)
+            plain(rest).then(|| rest.to_vec())
         })
     }
+}
+
+/// Whether a parent of the root-relative `path` is listed as something other than a directory.
+fn through_a_file(path: &[u16], not_dirs: &HashSet<&[u16]>) -> bool {
+    let slashes = path.iter().enumerate().filter(|(_, &u)| u == SLASH);
+    slashes.map(|(i, _)| &path[..i]).any(|parent| not_dirs.contains(parent))
+}
+
+/// A relative path without `.`, `..` or empty segments. Only such a path is followed by its
+/// text: folding `a/../b` by text could reach another file than the system, which follows
+/// `a` first (a symlink to elsewhere, say).
+fn plain(path: &[u16]) -> bool {
+    !path.is_empty()
+        && path.split(|&u| u == SLASH).all(|s| !matches!(s, [] | [0x2e] | [0x2e, 0x2e]))
 }
 
 /// The root-relative path a symlink at `link` with target `target` names, if it stays in
@@ -538,6 +574,18 @@ mod tests {
         assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7,false,0,null],"#));
     }
 
+    #[test]
+    fn the_newer_format_skips_a_link_through_a_file() {
+        let listing = vec![
+            listed("a", Kind::File),
+            Listed { target: Some(u("a/x")), ..listed("l", Kind::Symlink) },
+        ];
+        let options = Options::from_json(r#"{"format": "v2025-12-snapshot"}"#).unwrap();
+        let plan = plan(listing, &options, &mut FakeLinks);
+        assert!(plan.symlinks.is_empty());
+        assert_eq!(names(plan.skipped[BROKEN_SYMLINK].iter().cloned()), ["l"]);
+    }
+
     /// A sandbox that follows no absolute target and will not even read one, over a root that
     /// is `/host/root` (resolved: `/real/root`) on the host.
     struct AbsoluteLinks;
@@ -558,7 +606,8 @@ mod tests {
     #[test]
     fn absolute_symlinks_below_the_root_are_followed_where_they_lead() {
         let links = [
-            ("abs", "/host/root/sub/../a.txt"),
+            ("abs", "/host/root/a.txt"),
+            ("dots", "/host/root/sub/../a.txt"), // `sub` could be a link: not by its text
             ("real", "/real/root/a.txt"),
             ("rel", "abs"),
             ("out", "/host/rootless/a.txt"),
@@ -584,7 +633,8 @@ mod tests {
         let followed = ["abs", "real", "rel"].map(|n| (n.to_string(), Some("a.txt".to_string())));
         assert_eq!(files, followed);
         assert!(plan.files.iter().all(|f| (f.size, f.mtime_ns) == (3, 1_000)));
-        assert_eq!(names(plan.skipped[SYMLINK_OUTSIDE].iter().cloned()), ["out", "up", "loop"]);
+        let outside = ["dots", "out", "up", "loop"];
+        assert_eq!(names(plan.skipped[SYMLINK_OUTSIDE].iter().cloned()), outside);
         assert!(Options::from_json(r#"{"host_roots": ["relative"]}"#).is_err());
     }
 

@@ -32,7 +32,8 @@ def plan_options(
         "include": patterns(include),
         "exclude": patterns(exclude),
         # Where absolute symlinks into the root point: the root as given, and resolved.
-        "host_roots": sorted(given),
+        # POSIX paths only: the component reads link texts as /-separated paths.
+        "host_roots": sorted(given) if os.sep == "/" else [],
     }
     if format is not None:
         options["format"] = format

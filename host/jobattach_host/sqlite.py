@@ -30,34 +30,41 @@ class Cache:
     nothing; otherwise they raise ``CacheError``."""
 
     def __init__(self, path: Path, schema: str, *, lenient: bool) -> None:
-        self.path, self._lenient = path, lenient
+        self.path, self._schema, self._lenient = path, schema, lenient
         self._db: sqlite3.Connection | None = None
         try:
             self._db = _open(path, schema)
         except sqlite3.DatabaseError as e:
-            if lenient and type(e) is sqlite3.DatabaseError:  # not a database, or malformed
-                self._replace(schema)
+            if _corrupt(e) and lenient:
+                self._replace()
             else:
                 self._failed(e)
         except OSError as e:
             self._failed(e)
 
-    def _replace(self, schema: str) -> None:
+    def _replace(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         try:
-            self._db = _open(self.path, schema)
+            self._db = _open(self.path, self._schema)
         except (sqlite3.Error, OSError) as e:
             self._failed(e)
 
     def _run(self, work: Callable[[sqlite3.Connection], T], fallback: T) -> T:
-        """``work`` on the database; if SQLite fails, ``fallback`` (lenient) or a CacheError."""
+        """``work`` on the database; if SQLite fails, ``fallback`` (lenient) or a CacheError.
+        A default cache found damaged past its header is replaced for the next run."""
         if self._db is None:
             return fallback
         try:
             return work(self._db)
         except sqlite3.Error as e:
-            self._failed(e)
+            if _corrupt(e) and self._lenient:
+                self._replace()
+            else:
+                self._failed(e)
             return fallback
 
     def _failed(self, e: Exception) -> None:
@@ -73,6 +80,11 @@ class Cache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _corrupt(e: sqlite3.Error) -> bool:
+    """Not a database, or a damaged one (not a lock, a full disk or a permission)."""
+    return type(e) is sqlite3.DatabaseError
 
 
 def _open(path: Path, schema: str) -> sqlite3.Connection:

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import Cancelled, FileChangedError
 from .s3_check_cache import S3CheckCache
@@ -34,9 +35,17 @@ class UploadStats:
 #: Called with (files done, files to do, bytes done, bytes to do); returning False cancels.
 Progress = Callable[[int, int, int, int], bool]
 
-#: A file to upload: its digest, local path, and the size and mtime (µs) it was hashed with
-#: (an entry without an mtime is checked by its size alone).
-Content = tuple[str, "str | os.PathLike[str]", int, "int | None"]
+
+class Content(NamedTuple):
+    """A file to upload, and what it was when hashed: after it is sent it must still be so."""
+
+    digest: str
+    path: str | os.PathLike[str]
+    size: int
+    #: As the manifest records it (µs); None: not checked.
+    mtime: int | None
+    #: A rewrite that restores size and mtime (``cp -p``, ``rsync -t``) still changes ctime.
+    ctime_ns: int | None = None
 
 
 class Tally:
@@ -90,9 +99,9 @@ def upload_contents(
     are recorded), so a rerun does not send them again. Raises ``FileChangedError`` naming
     the files whose size or mtime differ from ``files`` once sent, after deleting their objects.
     """
-    first: dict[str, tuple[str | os.PathLike[str], int, int | None]] = {}
-    for digest, path, size, mtime in files:
-        first.setdefault(digest, (path, size, mtime))
+    first: dict[str, Content] = {}
+    for f in files:
+        first.setdefault(f.digest, f)
     keys = {d: key_of(d) for d in first}
     present = check_cache.trusted(bucket, list(keys.values())) if check_cache else set()
     unknown = [k for k in keys.values() if k not in present]
@@ -100,9 +109,9 @@ def upload_contents(
     if check_cache:
         check_cache.record(bucket.name, found)
     there = present | found
-    todo = [(d, p, n, t) for d, (p, n, t) in first.items() if keys[d] not in there]
-    stats = UploadStats(files=len(files), bytes=sum(f[2] for f in files))
-    tally = Tally(progress, len(todo), sum(n for _, _, n, _ in todo))
+    todo = [f for d, f in first.items() if keys[d] not in there]
+    stats = UploadStats(files=len(files), bytes=sum(f.size for f in files))
+    tally = Tally(progress, len(todo), sum(f.size for f in todo))
     lock = threading.Lock()
     changed: list[int] = []
 
@@ -114,21 +123,21 @@ def upload_contents(
         confirmed.clear()
 
     def sent(i: int) -> None:
-        digest, path, size, mtime = todo[i]
-        if not unchanged(path, size, mtime):
+        f = todo[i]
+        if not unchanged(f):
             with lock:
                 changed.append(i)
-            tally.add(size, i)
+            tally.add(f.size, i)
             return
         with lock:  # one writer at a time, in batches: a transaction per file would crawl
-            confirmed.append(keys[digest])
+            confirmed.append(keys[f.digest])
             if len(confirmed) >= 256:
                 flush()
             stats.uploaded_files += 1
-            stats.uploaded_bytes += size
-        tally.add(size, i)
+            stats.uploaded_bytes += f.size
+        tally.add(f.size, i)
 
-    transfers = [Transfer(keys[d], p, n) for d, p, n, _ in todo]
+    transfers = [Transfer(keys[f.digest], f.path, f.size) for f in todo]
     try:
         bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled, progress=tally.moved)
     finally:
@@ -136,7 +145,7 @@ def upload_contents(
         if changed:
             bucket.delete(transfers[i].key for i in changed)
     if changed:
-        raise changed_error([os.fspath(todo[i][1]) for i in sorted(changed)], "Submit")
+        raise changed_error([os.fspath(todo[i].path) for i in sorted(changed)], "Submit")
     if tally.cancelled.is_set():
         raise Cancelled("the upload was cancelled")
     stats.skipped_files = stats.files - stats.uploaded_files
@@ -144,14 +153,17 @@ def upload_contents(
     return stats
 
 
-def unchanged(path: str | os.PathLike[str], size: int, mtime: int | None) -> bool:
-    """Whether ``path`` still has the size and mtime (µs, as manifests record it) it was
-    hashed with; a rewrite changes one or the other."""
+def unchanged(f: Content) -> bool:
+    """Whether ``f.path`` is still what it was when hashed: its size, mtime and ctime."""
     try:
-        st = os.stat(path)
+        st = os.stat(f.path)
     except OSError:
         return False  # gone: what was read of it cannot be vouched for
-    return st.st_size == size and mtime in (None, st.st_mtime_ns // 1000)
+    return (
+        st.st_size == f.size
+        and f.mtime in (None, st.st_mtime_ns // 1000)
+        and f.ctime_ns in (None, st.st_ctime_ns)
+    )
 
 
 def changed_error(paths: list[str], redo: str) -> FileChangedError:

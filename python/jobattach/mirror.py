@@ -21,7 +21,7 @@ from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
-from jobattach_host.upload import Tally, changed_error, unchanged
+from jobattach_host.upload import Content, Tally, changed_error, unchanged
 
 from .progress import ProgressCallback, Reporter
 
@@ -190,7 +190,7 @@ def _upload(
     changed: list[int] = []
 
     def sent(i: int) -> None:
-        if not unchanged(transfers[i].path, *items[paths[i]]):
+        if not unchanged(Content("", transfers[i].path, *items[paths[i]])):
             changed.append(i)
         tally.add(items[paths[i]][0], i)
 

@@ -29,7 +29,7 @@ from jobattach_host.snapshot import Plan, plan
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
 from jobattach_host.submit import group_paths
 from jobattach_host.sync import layout
-from jobattach_host.upload import Tally, upload_contents
+from jobattach_host.upload import Content, Tally, upload_contents
 
 from .manifest import Manifest
 from .progress import ProgressCallback, ProgressReport, Reporter
@@ -208,9 +208,11 @@ def submit_bundle_attachments(
     plan_doc = json.loads(session_for().call("submit", "describe", json.dumps(request)))
     where = layout(s3_location.root_prefix)
 
+    ctimes = [{f.path: f.ctime_ns for f in p.files} if p else {} for p in plans]
     files = [
-        (e.hash, os.path.join(g.root, e.path), e.size or 0, e.mtime)  # not pathlib: 10 µs a file
-        for g, m in zip(grouping.groups, manifests)
+        # not pathlib: 10 µs a file
+        Content(e.hash, os.path.join(g.root, e.path), e.size or 0, e.mtime, ctime.get(e.path))
+        for g, m, ctime in zip(grouping.groups, manifests, ctimes)
         if m is not None
         for e in m.entries
         if e.hash is not None

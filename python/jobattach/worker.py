@@ -35,7 +35,7 @@ from jobattach_host.sync import (
     select_outputs,
     session_root_name,
 )
-from jobattach_host.upload import Tally, upload_contents
+from jobattach_host.upload import Content, Tally, upload_contents
 
 from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
 from .progress import ProgressCallback, Reporter
@@ -388,7 +388,7 @@ def sync_outputs(
         if len(found):
             planned.append((props, local, found))
     files = [
-        (e.hash, local / e.path, e.size or 0, e.mtime)
+        Content(e.hash, local / e.path, e.size or 0, e.mtime)
         for _, local, m in planned
         for e in m.entries
         if e.hash is not None
