@@ -230,6 +230,7 @@ def test_snapshot_in_the_newer_format(tmp_path: Path) -> None:
     (root / "bin" / "run.sh").chmod(0o755)
     (root / "bin" / "link").symlink_to("../a.txt")
     (root / "bin" / "absolute").symlink_to(root / "a.txt")  # kept, made root-relative
+    (root / "through").symlink_to("a.txt/x")  # through a file: broken, and no manifest can hold it
     (root / "out").symlink_to(outside)
     with open(root / "big.bin", "wb") as f:  # sparse: two chunks, the second short
         f.write(b"start")
@@ -247,7 +248,7 @@ def test_snapshot_in_the_newer_format(tmp_path: Path) -> None:
         expected = (xxhash.xxh3_128_hexdigest(f.read(CHUNK)), xxhash.xxh3_128_hexdigest(f.read()))
     assert big.chunkhashes == expected
     assert [d.path for d in m.dirs] == ["bin", "empty"]
-    assert r.skipped == {"symlink-outside-root": ["out"]}
+    assert r.skipped == {"symlink-outside-root": ["out"], "broken-symlink": ["through"]}
     assert Manifest.decode(m.encode()) == m
     os.chmod(root / "bin" / "run.sh", 0o644)
     assert not {

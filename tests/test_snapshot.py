@@ -97,15 +97,17 @@ def test_a_rewritten_file_is_rehashed_even_with_its_mtime_restored(
 ) -> None:
     f = tmp_path / "shot.exr"
     f.write_bytes(b"version 1")
+    (tmp_path / "latest.exr").symlink_to("shot.exr")  # a link's entry too: keyed by its target
     first = create_manifest(tmp_path, cache=cache)
     before = f.stat()
     f.write_bytes(b"version 2")  # same size
     os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert f.stat().st_mtime_ns == before.st_mtime_ns
     second = create_manifest(tmp_path, cache=cache)
-    assert second.hashed == 1
-    assert second.manifest.entries[0].hash == xxhash.xxh3_128_hexdigest(b"version 2")
-    assert second.manifest.entries[0].hash != first.manifest.entries[0].hash
+    assert second.hashed == 2
+    new = xxhash.xxh3_128_hexdigest(b"version 2")
+    assert [e.hash for e in second.manifest.entries] == [new, new]
+    assert new not in {e.hash for e in first.manifest.entries}
 
 
 def test_cache_survives_two_processes_snapshotting_at_once(tmp_path: Path) -> None:
@@ -274,6 +276,34 @@ def test_a_default_cache_damaged_past_its_header_is_replaced(
     damaged = create_manifest(tmp_path / "tree")
     assert damaged.hashed == 200
     assert create_manifest(tmp_path / "tree").from_cache == 200  # a working cache again
+
+
+_SNAPSHOT_WITH_WARNINGS = """
+import json, sys, warnings, jobattach
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    r = jobattach.create_manifest(sys.argv[1])
+print(json.dumps({"files": len(r.manifest), "warnings": [str(w.message) for w in seen]}))
+"""
+
+
+def test_a_damaged_default_cache_that_cannot_be_replaced_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _files(tmp_path / "tree", 3)
+    caches = tmp_path / "caches"
+    caches.mkdir()
+    (caches / "digests-v1.sqlite3").write_bytes(b"not a database" * 100)
+    caches.chmod(0o555)  # nobody may remove it: a shared directory, another user's file
+    monkeypatch.setenv("JOBATTACH_CACHE_DIR", str(caches))
+    try:
+        out = without_read_override(_SNAPSHOT_WITH_WARNINGS, str(tmp_path / "tree"))
+    finally:
+        caches.chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["files"] == 3
+    assert any("cannot use this cache" in w for w in report["warnings"]), report
 
 
 def test_a_default_cache_that_cannot_be_used_warns_and_the_snapshot_goes_on(

@@ -415,6 +415,26 @@ def test_refused_credentials_say_what_to_check(
         )
 
 
+def test_symlinked_inputs_are_submitted_and_resubmitted(
+    bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
+) -> None:
+    root = tmp_path / "assets"
+    root.mkdir()
+    (root / "plate_v003.exr").write_bytes(b"pixels" * 100)
+    (root / "plate_latest.exr").symlink_to("plate_v003.exr")
+    (root / "plate_abs.exr").symlink_to(root / "plate_v003.exr")
+    refs = AssetReferences([str(root / n) for n in ("plate_latest.exr", "plate_abs.exr")])
+    where = S3Location(bucket.name, PREFIX)
+    for _ in range(2):  # the second time from the caches
+        result = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
+        assert result.statistics.files_processed == 2
+    bodies = {bucket.get_bytes(k)[0] for k in bucket.keys(f"{PREFIX}/Manifests/")}
+    (body,) = bodies  # both submissions wrote the same manifest
+    m = jobattach.Manifest.decode(body)
+    assert [e.path for e in m.entries] == ["plate_abs.exr", "plate_latest.exr"]
+    assert {e.hash for e in m.entries} == {jobattach.hash_file(root / "plate_v003.exr")}
+
+
 def test_the_async_form_can_be_awaited(
     bucket: Bucket, aws_env: S3Config, caches: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -48,6 +48,9 @@ pub struct Listed {
     /// A symlink's target as written, when the host read it (the sandbox refuses to tell an
     /// absolute one).
     pub target: Option<Vec<u16>>,
+    /// The ctime of the file a symlink leads to, as the host's system reports it (the
+    /// sandbox's stat gives a birth time instead, which a rewrite does not change).
+    pub target_ctime_ns: Option<i64>,
 }
 
 /// How the plan looks at symlinks, inside the sandbox.
@@ -199,7 +202,8 @@ impl Options {
 }
 
 /// Reads the host's listing: `[[path, kind, size, mtime_ns, ctime_ns, executable], ...]`,
-/// a symlink's row ending with its target as written when the host could read it;
+/// a symlink's row ending with its target as written, then its target's ctime, when the
+/// host could read them;
 /// kind one of `"f"`, `"d"`, `"l"` (symlink) or `"o"` (anything else).
 pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
     let bad = || Error::invalid("the host's listing is malformed");
@@ -207,6 +211,13 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
     rows.into_iter()
         .map(|row| {
             let Value::Array(mut cols) = row else { return Err(bad()) };
+            let target_ctime_ns = match cols.len() {
+                8 => match cols.pop() {
+                    Some(Value::Number(n)) => Some(n.parse().map_err(|_| bad())?),
+                    _ => return Err(bad()),
+                },
+                _ => None,
+            };
             let target = match cols.len() {
                 7 => match cols.pop() {
                     Some(Value::String(t)) => Some(t),
@@ -233,6 +244,7 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
                 ctime_ns: c.parse().map_err(|_| bad())?,
                 executable,
                 target,
+                target_ctime_ns,
             })
         })
         .collect()
@@ -288,7 +300,7 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
             Kind::Symlink => match follow(&mut texts, &e.path, options) {
                 (Target::File { size, mtime_ns, ctime_ns }, at) => {
                     source = at;
-                    (size, mtime_ns, ctime_ns)
+                    (size, mtime_ns, e.target_ctime_ns.unwrap_or(ctime_ns))
                 }
                 (Target::Dir, _) => {
                     skip(&mut plan, SYMLINK_TO_DIR, &e.path);
@@ -503,6 +515,7 @@ mod tests {
             ctime_ns: 7,
             executable: true,
             target: None,
+            target_ctime_ns: None,
         }
     }
 

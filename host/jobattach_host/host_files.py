@@ -92,9 +92,12 @@ def _row(path: str, st: os.stat_result, full: str) -> list[object]:
     kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
     executable = bool(st.st_mode & 0o111)
     row = [path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable]
-    if kind == "l":  # its text: the sandbox will not tell the component an absolute one
+    if kind == "l":
+        # Its text (the sandbox will not tell the component an absolute one), and its
+        # target's ctime (the sandbox reports a birth time there, which a rewrite keeps).
         with contextlib.suppress(OSError):
             row.append(os.readlink(full))
+            row.append(os.stat(full).st_ctime_ns)
     return row
 
 

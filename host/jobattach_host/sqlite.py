@@ -46,11 +46,11 @@ class Cache:
         if self._db is not None:
             self._db.close()
             self._db = None
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         try:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self._db = _open(self.path, self._schema)
-        except (sqlite3.Error, OSError) as e:
+        except (sqlite3.Error, OSError) as e:  # another user's file in a shared directory
             self._failed(e)
 
     def _run(self, work: Callable[[sqlite3.Connection], T], fallback: T) -> T:

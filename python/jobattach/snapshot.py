@@ -144,7 +144,8 @@ def snapshot_of_plan(
 
 def _unreadable(top: Path, paths: list[str], first: FileAccessError) -> FileAccessError:
     """``first`` with every other path of ``paths`` this process may not read added."""
-    others = [p for p in paths if p != first.path and not os.access(top / p, os.R_OK)]
+    unique = dict.fromkeys(paths)  # two links may lead to one file
+    others = [p for p in unique if p != first.path and not os.access(top / p, os.R_OK)]
     if not others:
         return first
     shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
