@@ -285,7 +285,14 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
         let (size, mtime_ns, ctime_ns) = match e.kind {
             Kind::File => (e.size, e.mtime_ns, e.ctime_ns),
             Kind::Symlink if options.v2025 => {
-                let target = texts.read_link(&e.path).and_then(|t| options.target(&e.path, &t));
+                // `..` after a link: the system follows the link first, so folding the text
+                // (`d/..` is nothing) may not be where it leads.
+                let target = texts.read_link(&e.path).and_then(|text| {
+                    if backs_out_of_a_link(&e.path, &text, &not_dirs) {
+                        return None;
+                    }
+                    options.target(&e.path, &text)
+                });
                 match target {
                     // Through a file: it leads nowhere, and no manifest could hold it (its
                     // target's parents are directories in the newer format).
@@ -405,6 +412,26 @@ impl Options {
             plain(rest).then(|| rest.to_vec())
         })
     }
+}
+
+/// Whether the relative `text` of the link at `link` climbs with `..` out of a path that is
+/// listed as something other than a directory (a symlink, say).
+fn backs_out_of_a_link(link: &[u16], text: &[u16], not_dirs: &HashSet<&[u16]>) -> bool {
+    let mut parts: Vec<&[u16]> = link.split(|&u| u == SLASH).collect();
+    parts.pop();
+    for segment in text.split(|&u| u == SLASH) {
+        match segment {
+            [] | [0x2e] => {}
+            [0x2e, 0x2e] => {
+                if !parts.is_empty() && not_dirs.contains(parts.join(&SLASH).as_slice()) {
+                    return true;
+                }
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    false
 }
 
 /// Whether a parent of the root-relative `path` is listed as something other than a directory.
@@ -597,6 +624,29 @@ mod tests {
         let plan = plan(listing, &options, &mut FakeLinks);
         assert!(plan.symlinks.is_empty());
         assert_eq!(names(plan.skipped[BROKEN_SYMLINK].iter().cloned()), ["l"]);
+    }
+
+    #[test]
+    fn the_newer_format_does_not_fold_dot_dot_after_a_link() {
+        let listing = vec![
+            listed("f.txt", Kind::File),
+            listed("a", Kind::Dir),
+            listed("a/b", Kind::Dir),
+            listed("a/f.txt", Kind::File),
+            Listed { target: Some(u("a/b")), ..listed("d", Kind::Symlink) },
+            Listed { target: Some(u("d/../f.txt")), ..listed("l", Kind::Symlink) },
+            Listed { target: Some(u("a/b/../f.txt")), ..listed("ok", Kind::Symlink) },
+        ];
+        let options = Options::from_json(r#"{"format": "v2025-12-snapshot"}"#).unwrap();
+        let plan = plan(listing, &options, &mut FakeLinks);
+        // `d/..` is `a` to the system, not the root: "l" is left out; a plain `..` is folded.
+        let kept: Vec<(String, String)> = plan
+            .symlinks
+            .iter()
+            .map(|(p, t)| (String::from_utf16_lossy(p), String::from_utf16_lossy(t)))
+            .collect();
+        assert_eq!(kept, [("d".to_string(), "a/b".to_string()), ("ok".into(), "a/f.txt".into())]);
+        assert_eq!(names(plan.skipped[SYMLINK_OUTSIDE].iter().cloned()), ["l"]);
     }
 
     /// A sandbox that follows no absolute target and will not even read one, over a root that
