@@ -147,16 +147,20 @@ def test_by_hash_sees_a_same_size_change_that_times_miss(
     assert (tmp_path / "back" / "a.txt").read_bytes() == b"b"
 
 
+@pytest.mark.parametrize("rewrite", ["shorter", "same size and mtime"])
 def test_a_file_rewritten_while_synced_up_is_not_left_behind(
-    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path, rewrite: str
 ) -> None:
     _tree(tmp_path / "src")
     target = tmp_path / "src" / "dir" / "b.bin"
     os.utime(target, (1_600_000_000, 1_600_000_000))  # a rewrite now cannot keep its mtime
+    new = b"rewritten" if rewrite == "shorter" else b"r" * 3000
 
     def rewrite_once_uploading(report: jobattach.ProgressReport) -> bool:
-        if report.phase == "uploading" and target.stat().st_size == 3000:
-            target.write_bytes(b"rewritten")
+        if report.phase == "uploading" and target.read_bytes() != new:
+            target.write_bytes(new)
+            if rewrite == "same size and mtime":  # as `cp -p` leaves it
+                os.utime(target, (1_600_000_000, 1_600_000_000))
         return True
 
     with pytest.raises(FileChangedError) as raised:
@@ -171,4 +175,4 @@ def test_a_file_rewritten_while_synced_up_is_not_left_behind(
     assert bucket.keys("w/") == {"w/a.txt", "w/dir/sub/c.exr", "w/skip.tmp"}
     again = sync(tmp_path / "src", "s3://mirror-test/w", s3=aws_env, by_hash=True)
     assert (again.transferred_files, again.skipped_files) == (1, 3)
-    assert bucket.get_bytes("w/dir/b.bin")[0] == b"rewritten"
+    assert bucket.get_bytes("w/dir/b.bin")[0] == new

@@ -112,8 +112,8 @@ def sync_with_options(
     bucket = Bucket(remote.bucket, options.s3)
     src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
     request = {
-        "source": [[p, s, m] for p, (s, m) in src_items.items()],
-        "dest": [[p, s, m] for p, (s, m) in dst_items.items()],
+        "source": [[p, s, m] for p, (s, m, _) in src_items.items()],
+        "dest": [[p, s, m] for p, (s, m, _) in dst_items.items()],
         "delete": options.delete,
         "by_hash": options.by_hash,
         "include": patterns(options.include),
@@ -159,17 +159,26 @@ def sync_with_options(
     )
 
 
-def _listing(where: SyncPath, bucket: Bucket) -> dict[str, tuple[int, int]]:
-    """Path -> (size, mtime in microseconds) of every file below ``where``."""
+#: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
+Listed = tuple[int, int, "int | None"]
+
+
+def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
+    """Path -> what is known of every file below ``where``."""
     if isinstance(where, S3Path):
         n = len(where.prefix)
-        return {k[n:]: (s, m) for k, s, m in bucket.listing(where.prefix) if not k.endswith("/")}
+        listed = bucket.listing(where.prefix)
+        return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
     if not where.path.exists():
         return {}
     if not where.path.is_dir():
         raise FileAccessError("is not a directory", path=str(where.path))
     rows = json.loads(list_tree(where.path.resolve()))
-    return {p: (size, mtime_ns // 1000) for p, kind, size, mtime_ns, *_ in rows if kind == "f"}
+    return {
+        p: (size, mtime_ns // 1000, ctime_ns)
+        for p, kind, size, mtime_ns, ctime_ns, *_ in rows
+        if kind == "f"
+    }
 
 
 def _upload(
@@ -178,11 +187,11 @@ def _upload(
     bucket: Bucket,
     paths: list[str],
     digests: dict[str, str],
-    items: dict[str, tuple[int, int]],
+    items: dict[str, Listed],
     tally: Tally,
 ) -> None:
-    """Uploads ``paths``; a file whose size or mtime changed while it was sent (its object
-    may be torn, or not match the digest recorded with it) is deleted again and named."""
+    """Uploads ``paths``; a file whose size, mtime or ctime changed while it was sent (its
+    object may be torn, or not match the digest recorded with it) is deleted again and named."""
     transfers = [
         Transfer(dst.key(rel), src.path / rel, items[rel][0], _recorded(digests.get(rel)))
         for rel in paths
@@ -218,7 +227,7 @@ def _download(
     dst: LocalPath,
     bucket: Bucket,
     paths: list[str],
-    items: dict[str, tuple[int, int]],
+    items: dict[str, Listed],
     tally: Tally,
 ) -> None:
     """Each object to a temporary name beside its file, renamed into place once complete;
@@ -228,7 +237,7 @@ def _download(
 
     def placed(i: int) -> None:
         os.replace(temporaries[i], targets[i])
-        size, mtime = items[paths[i]]
+        size, mtime, _ = items[paths[i]]
         mtime_ns = mtime * 1000  # the object's time, so the next sync sees it current
         os.utime(targets[i], ns=(mtime_ns, mtime_ns))
         tally.add(size, i)
