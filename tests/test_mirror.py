@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +179,42 @@ def test_a_file_rewritten_while_synced_up_is_not_left_behind(
     again = sync(tmp_path / "src", "s3://mirror-test/w", s3=aws_env, by_hash=True)
     assert (again.transferred_files, again.skipped_files) == (1, 3)
     assert bucket.get_bytes("w/dir/b.bin")[0] == new
+
+
+def test_a_missing_or_empty_source_never_deletes_the_destination(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    _tree(tmp_path / "src")
+    sync(tmp_path / "src", "s3://mirror-test/keep", s3=aws_env)
+    sync("s3://mirror-test/keep", tmp_path / "local", s3=aws_env)
+    with pytest.raises(jobattach.FileAccessError, match="does not exist"):
+        sync(tmp_path / "typo", "s3://mirror-test/keep", s3=aws_env, delete=True)
+    with pytest.raises(ValidationError, match="holds no files: refusing to delete the 4"):
+        sync("s3://mirror-test/kepe", tmp_path / "local", s3=aws_env, delete=True)
+    assert len(bucket.keys("keep/")) == 4
+    assert sum(1 for p in (tmp_path / "local").rglob("*") if p.is_file()) == 4
+
+
+def test_ctrl_c_stops_large_transfers_where_they_are(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    src = tmp_path / "plates"
+    src.mkdir()
+    for i in range(4):
+        (src / f"plate_{i}.exr").write_bytes(bytes([i]) * (64 << 20))  # in 16 MiB parts
+    cli = str(Path(sys.executable).parent / "jobattach")
+    leader, follower = pty.openpty()  # the bar shows on a terminal: we wait for it
+    with subprocess.Popen(
+        [cli, "sync", str(src), "s3://mirror-test/plates"],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    ) as proc:
+        os.close(follower)
+        drawn = b""
+        while not re.search(rb"uploading +\[[#-]+\] +[1-9]\d?%", drawn):  # under way
+            drawn += os.read(leader, 4096)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    os.close(leader)
+    assert len(bucket.keys("plates/")) < 4  # not every started file was finished
+    assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []

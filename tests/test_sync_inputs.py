@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+import jobattach
 from conftest import REGION, VECTORS, official_upload
 from jobattach import (
     Manifest,
@@ -269,3 +270,33 @@ def test_outputs_go_where_the_official_tools_find_them(
 
     nothing = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
     assert nothing.uploaded_files == 0  # the content is there already
+
+
+@pytest.mark.parametrize(
+    ("outputs", "picked"),
+    [
+        (["shot [v2]/r*", "win\\out"], ["shot [v2]/r*/a.exr", "win/out/b.exr"]),
+        (["."], ["shot [v2]/r*/a.exr", "shot v/rX/c.exr", "win/out/b.exr"]),
+    ],
+    ids=["literal names, a Windows separator", "the root itself"],
+)
+def test_output_directories_are_taken_literally(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path, outputs: list[str], picked: list[str]
+) -> None:
+    root = str(uploaded["root"])
+    attachments = dict(uploaded["attachments"])
+    attachments["manifests"] = [
+        {**m, "outputRelativeDirectories": outputs} for m in attachments["manifests"]
+    ]
+    where = S3Location(uploaded["bucket"].name, "JA")
+    session = tmp_path / "session"
+    inputs = sync_inputs(where, attachments, session, s3=aws)
+    local = Path(inputs.roots[root])
+    for rel in ["shot [v2]/r*/a.exr", "shot v/rX/c.exr", "win/out/b.exr"]:  # c.exr: a decoy
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(rel.encode())
+    action = SessionAction("farm-1", "queue-1", "job-1", "step-1", "sa-1", started=1.0)
+    result = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
+    (key,) = result.manifest_keys
+    manifest = jobattach.Manifest.decode(uploaded["bucket"].get_bytes(key)[0])
+    assert [e.path for e in manifest.entries] == picked

@@ -474,6 +474,10 @@ class Bucket:
                 threaded += [pool.submit(each, small[k]) for k in left]
             for future in threaded:
                 future.result()
+        except KeyboardInterrupt:
+            if cancelled is not None:
+                cancelled.set()  # large transfers stop at their next part, not at their end
+            raise
         finally:
             pool.shutdown(cancel_futures=True)
 

@@ -110,7 +110,15 @@ def sync_with_options(
     remote = src if isinstance(src, S3Path) else dst
     assert isinstance(remote, S3Path)  # one side is S3, checked above
     bucket = Bucket(remote.bucket, options.s3)
+    if isinstance(src, LocalPath) and not src.path.is_dir():
+        raise FileAccessError("the source directory does not exist", path=str(src.path))
     src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
+    if options.delete and not src_items and dst_items:
+        # A mistyped prefix lists as nothing: deleting everything would be the surprise.
+        raise ValidationError(
+            f"{src} holds no files: refusing to delete the {len(dst_items)} of {dst}"
+            " (check the source; delete them explicitly if that is what you want)"
+        )
     request = {
         "source": [[p, s, m] for p, (s, m, _) in src_items.items()],
         "dest": [[p, s, m] for p, (s, m, _) in dst_items.items()],
@@ -263,7 +271,12 @@ def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:
         bucket.delete(dst.key(p) for p in paths)
         return
     for p in paths:
-        (dst.path / p).unlink()
+        try:
+            (dst.path / p).unlink()
+        except FileNotFoundError:
+            pass  # gone already: what --delete wanted
+        except OSError as e:
+            raise FileAccessError(f"cannot delete: {e.strerror}", path=str(dst.path / p)) from e
 
 
 __all__ = [

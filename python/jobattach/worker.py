@@ -355,6 +355,20 @@ class SessionAction:
     task_id: str = ""
 
 
+def _everything_below(directories: Sequence[str]) -> list[str] | None:
+    """Patterns for every file below the root-relative ``directories`` (None: the whole root,
+    as ``.`` is when an output directory is its own root). The names are taken literally
+    (``[``, ``*`` and ``?`` escaped), with a Windows submitter's ``\\`` read as ``/``."""
+    out = []
+    for d in directories:
+        parts = [p for p in d.replace("\\", "/").split("/") if p not in ("", ".")]
+        if not parts:
+            return None
+        literal = "/".join("".join(f"[{c}]" if c in "*?[" else c for c in p) for p in parts)
+        out.append(f"{literal}/**")
+    return out
+
+
 def sync_outputs(
     s3_location: S3Location,
     attachments: dict[str, Any],
@@ -380,7 +394,7 @@ def sync_outputs(
         local = _destination(props, session_dir, path_mapping_rules)
         if not outputs or not local.is_dir():
             continue
-        current = create_manifest(local, include=[f"{d}/**" for d in outputs]).manifest
+        current = create_manifest(local, include=_everything_below(outputs)).manifest
         before = (
             inputs.manifests.get(props["rootPath"]) if inputs else None
         ) or Manifest.from_entries([])
