@@ -218,3 +218,18 @@ def test_ctrl_c_stops_large_transfers_where_they_are(
     os.close(leader)
     assert len(bucket.keys("plates/")) < 4  # not every started file was finished
     assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+
+
+def test_names_s3_cannot_hold_and_leftover_downloads_are_not_sent(
+    bucket: Bucket, aws_env: S3Config, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    with open(os.path.join(os.fsencode(src), b"latin1-\xe9.txt"), "wb") as f:
+        f.write(b"not UTF-8 as a name")
+    (src / "dir" / ".b.bin.jobattach-tmp.6bC0DA").write_bytes(b"half of a killed download")
+    stats = sync(src, "s3://mirror-test/names", s3=aws_env)
+    assert stats.unsupported == ["latin1-\udce9.txt"]
+    assert bucket.keys("names/") == {
+        f"names/{p}" for p in ["a.txt", "dir/b.bin", "dir/sub/c.exr", "skip.tmp"]
+    }

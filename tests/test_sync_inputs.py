@@ -300,3 +300,30 @@ def test_output_directories_are_taken_literally(
     (key,) = result.manifest_keys
     manifest = jobattach.Manifest.decode(uploaded["bucket"].get_bytes(key)[0])
     assert [e.path for e in manifest.entries] == picked
+
+
+def test_each_action_of_a_session_sends_only_what_it_wrote(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    root = str(uploaded["root"])
+    attachments = dict(uploaded["attachments"])
+    attachments["manifests"] = [
+        {**m, "outputRelativeDirectories": ["renders"]} for m in attachments["manifests"]
+    ]
+    bucket = uploaded["bucket"]
+    where = S3Location(bucket.name, "JA")
+    session = tmp_path / "session"
+    inputs = sync_inputs(where, attachments, session, s3=aws)
+    renders = Path(inputs.roots[root]) / "renders"
+    renders.mkdir()
+    listed = []
+    for task in (1, 2, 3):
+        (renders / f"frame{task}.exr").write_bytes(b"frame %d" % task)
+        action = SessionAction(
+            "farm-1", "queue-1", "job-1", "step-1", f"sa-{task}", 1.0 + task, task_id=f"t{task}"
+        )
+        (key,) = sync_outputs(
+            where, attachments, session, action, inputs=inputs, s3=aws
+        ).manifest_keys
+        listed.append([e.path for e in jobattach.Manifest.decode(bucket.get_bytes(key)[0]).entries])
+    assert listed == [["renders/frame1.exr"], ["renders/frame2.exr"], ["renders/frame3.exr"]]

@@ -84,7 +84,8 @@ pub fn plan(request: &str) -> Result<String> {
     for (path, item) in &source {
         if !keeps(path) {
             excluded += 1;
-        } else if relpath::check_units(path).is_err() {
+        } else if relpath::check_units(path).is_err() || String::from_utf16(path).is_err() {
+            // Keys are UTF-8: a name that is not (a lone surrogate) cannot become one.
             unsupported.push(path);
         } else {
             match dest.get(path) {

@@ -167,6 +167,10 @@ def sync_with_options(
     )
 
 
+#: In the name of a download not yet complete (and of the transfer manager's own temporary
+#: beside it): never listed, so never uploaded nor counted.
+_TEMPORARY = ".jobattach-tmp"
+
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
 
@@ -185,7 +189,7 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
     return {
         p: (size, mtime_ns // 1000, ctime_ns)
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows
-        if kind == "f"
+        if kind == "f" and _TEMPORARY not in p.rpartition("/")[2]  # an interrupted download's
     }
 
 
@@ -241,7 +245,7 @@ def _download(
     """Each object to a temporary name beside its file, renamed into place once complete;
     nothing partial stays behind."""
     targets = [dst.path / rel for rel in paths]
-    temporaries = [t.with_name(f".{t.name}.jobattach-tmp") for t in targets]
+    temporaries = [t.with_name(f".{t.name}{_TEMPORARY}") for t in targets]
 
     def placed(i: int) -> None:
         os.replace(temporaries[i], targets[i])

@@ -382,13 +382,16 @@ def sync_outputs(
     """Uploads a task's outputs and writes their manifests where the official worker does.
 
     The outputs are the files under each root's ``outputRelativeDirectories`` that are new,
-    or whose mtime grew since ``inputs`` wrote them. Content goes first (what S3 has is
-    skipped), manifests last.
+    or whose mtime grew, since ``inputs`` wrote them or an earlier action of the session sent
+    them: once sent, they become part of ``inputs.manifests`` (as the official worker records
+    what it synced), so each task's manifest lists what that task wrote. Content goes first
+    (what S3 has is skipped), manifests last.
     """
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
     planned: list[tuple[dict[str, Any], Path, Manifest]] = []
+    seen: dict[str, Manifest] = {}  # each root's baseline for the session's next action
     for props in attachments.get("manifests", []):
         outputs = props.get("outputRelativeDirectories") or []
         local = _destination(props, session_dir, path_mapping_rules)
@@ -401,6 +404,7 @@ def sync_outputs(
         found = manifest_outputs(before, current)
         if len(found):
             planned.append((props, local, found))
+            seen[props["rootPath"]] = merge_manifests([before, current])
     files = [
         Content(e.hash, local / e.path, e.size or 0, e.mtime)
         for _, local, m in planned
@@ -437,6 +441,8 @@ def sync_outputs(
             content_type="application/x-deadline-manifest-2023-03-03",
         )
         keys.append(target["key"])
+    if inputs is not None:
+        inputs.manifests.update(seen)  # sent: the next action's outputs are what it writes
     return SyncOutputsResult(
         files=stats.files,
         bytes=stats.bytes,
