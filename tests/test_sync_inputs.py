@@ -327,3 +327,19 @@ def test_each_action_of_a_session_sends_only_what_it_wrote(
         ).manifest_keys
         listed.append([e.path for e in jobattach.Manifest.decode(bucket.get_bytes(key)[0]).entries])
     assert listed == [["renders/frame1.exr"], ["renders/frame2.exr"], ["renders/frame3.exr"]]
+
+
+def test_malformed_attachments_and_unwritable_places_are_clear_errors(
+    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path
+) -> None:
+    where = S3Location(uploaded["bucket"].name, "JA")
+    action = SessionAction("farm-1", "queue-1", "job-1", "step-1", "sa-1", 1.0)
+    malformed: list[Any] = [{"manifests": [{"no": "rootPath"}]}, [], {"manifests": "x"}]
+    for bad in malformed:
+        with pytest.raises(ValidationError, match="rootPath"):
+            sync_inputs(where, bad, tmp_path / "s", s3=aws)
+        with pytest.raises(ValidationError, match="rootPath"):
+            sync_outputs(where, bad, tmp_path / "s", action, s3=aws)
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(jobattach.FileAccessError, match="cannot write"):
+        sync_inputs(where, uploaded["attachments"], tmp_path / "a-file" / "session", s3=aws)

@@ -8,6 +8,7 @@ with no transfer either way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -263,7 +264,8 @@ def _download(
         )
     except BaseException as e:
         for tmp in temporaries:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only place, or a file where a dir was
+                tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             where = e.filename or str(dst.path)
             raise FileAccessError(f"cannot write: {e.strerror}", path=where) from e

@@ -66,6 +66,22 @@ class DownloadResult:
     manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
 
 
+def _manifests_of(attachments: object) -> list[dict[str, Any]]:
+    """The job's ``attachments["manifests"]``, checked to be what CreateJob takes."""
+    bad = ValidationError(
+        "attachments must be an object whose manifests each have a rootPath string"
+        " (the JSON that submit_bundle_attachments returns)"
+    )
+    if not isinstance(attachments, dict):
+        raise bad
+    manifests = attachments.get("manifests", [])
+    if not isinstance(manifests, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("rootPath"), str) for m in manifests
+    ):
+        raise bad
+    return manifests
+
+
 def sync_inputs(
     s3_location: S3Location,
     attachments: dict[str, Any],
@@ -87,7 +103,7 @@ def sync_inputs(
     where = layout(s3_location.root_prefix)
     roots: dict[str, Path] = {}
     by_root: dict[str, list[Manifest]] = {}
-    for props in attachments.get("manifests", []):
+    for props in _manifests_of(attachments):
         roots[props["rootPath"]] = _destination(props, session_dir, path_mapping_rules)
         if props.get("inputManifestPath"):
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
@@ -272,7 +288,11 @@ def _download(
     if not by_hash:
         return
     staging = dest / _STAGING
-    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        why = f"cannot write the job's inputs: {err.strerror}"
+        raise FileAccessError(why, path=str(dest)) from err
     real_dest = os.path.realpath(dest)
     digests = list(by_hash)
     sizes = {digest: entries[0].size or 0 for digest, entries in by_hash.items()}
@@ -392,7 +412,7 @@ def sync_outputs(
     where = layout(s3_location.root_prefix)
     planned: list[tuple[dict[str, Any], Path, Manifest]] = []
     seen: dict[str, Manifest] = {}  # each root's baseline for the session's next action
-    for props in attachments.get("manifests", []):
+    for props in _manifests_of(attachments):
         outputs = props.get("outputRelativeDirectories") or []
         local = _destination(props, session_dir, path_mapping_rules)
         if not outputs or not local.is_dir():
