@@ -202,6 +202,29 @@ def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -
     assert again.stdout.strip() == (
         f"{uploaded['root']} -> {tmp_path / 'dest' / session_root_name(str(uploaded['root']))}"
     )
+    # Open Job Description's path mapping rules, as a worker's session has them.
+    rules = tmp_path / "rules.json"
+    mapped = tmp_path / "mapped"
+    rule = {"source_path_format": "POSIX", "source_path": str(uploaded["root"])}
+    rules.write_text(
+        json.dumps({"path_mapping_rules": [{**rule, "destination_path": str(mapped)}]})
+    )
+    out = subprocess.run(
+        [*args, "--path-mapping-rules", str(rules), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["roots"] == {str(uploaded["root"]): str(mapped)}
+    rules.write_text(json.dumps([{"source_path": "/x"}]))
+    refused = subprocess.run(
+        [*args, "--path-mapping-rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 1
+    assert "source_path_format, source_path and destination_path" in refused.stderr
 
 
 def test_outputs_go_where_the_official_tools_find_them(

@@ -20,6 +20,7 @@ from jobattach_host import (
     wasmtime_version,
 )
 from jobattach_host.storage import ClientOptions, S3Config
+from jobattach_host.sync import PathMappingRule
 
 from .manifest import (
     Manifest,
@@ -73,6 +74,7 @@ __all__ = [
     "ManifestDir",
     "ManifestEntry",
     "ManifestLocation",
+    "PathMappingRule",
     "ProgressReport",
     "S3Config",
     "S3Location",

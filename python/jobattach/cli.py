@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from . import (
     AssetReferences,
@@ -20,6 +21,7 @@ from . import (
     FileSystemLocation,
     Manifest,
     ManifestLocation,
+    PathMappingRule,
     ProgressReport,
     S3Location,
     StorageProfile,
@@ -171,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="each root lands in its own folder here unless a rule maps it",
     )
+    _path_mapping_option(down)
     _conflict_and_json(down)
 
     outs = asub.add_parser(
@@ -189,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="each root lands in its own folder here (default: the job's own root paths)",
     )
+    _path_mapping_option(outs)
     _conflict_and_json(outs)
 
     sy = sub.add_parser("sync", help="mirror a directory to s3://bucket/prefix, or back")
@@ -444,6 +448,40 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _path_mapping_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--path-mapping-rules",
+        type=Path,
+        metavar="FILE",
+        help="JSON: Open Job Description path mapping rules ({'path_mapping_rules': [{"
+        "source_path_format, source_path, destination_path}]}, or the list alone)",
+    )
+
+
+def _path_mapping_rules(path: Path | None) -> list[PathMappingRule]:
+    if path is None:
+        return []
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise FileAccessError(f"cannot read: {e.strerror}", path=str(path)) from e
+    except ValueError as e:
+        raise ValidationError(f"{path}: not JSON ({e})") from e
+    rules: Any = doc.get("path_mapping_rules") if isinstance(doc, dict) else doc
+    try:
+        return [
+            PathMappingRule(
+                str(r["source_path_format"]).lower(),
+                str(r["source_path"]),
+                str(r["destination_path"]),
+            )
+            for r in rules
+        ]
+    except (KeyError, TypeError) as e:
+        why = "each path mapping rule has source_path_format, source_path and destination_path"
+        raise ValidationError(f"{path}: {why}") from e
+
+
 def _download(args: argparse.Namespace) -> int:
     try:
         attachments = json.loads(args.attachments.read_text())
@@ -457,6 +495,7 @@ def _download(args: argparse.Namespace) -> int:
             attachments,
             args.dest,
             on_conflict=args.on_conflict,
+            path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
             progress_callback=progress,
         )
     return _report_download(result, as_json=args.json)
@@ -473,6 +512,7 @@ def _download_outputs(args: argparse.Namespace) -> int:
             step_id=args.step_id,
             task_id=args.task_id,
             on_conflict=args.on_conflict,
+            path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
             progress_callback=progress,
         )
     return _report_download(result, as_json=args.json)
