@@ -183,20 +183,17 @@ def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -
         "--dest",
         str(tmp_path / "dest"),
     ]
-    out = subprocess.run(
-        [*args, "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(os.environ),
-        timeout=300,
-    )
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*args, *extra], capture_output=True, text=True, check=False, timeout=300
+        )
+
+    out = run("--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["downloaded_files"] == result["files"] > 0
-    again = subprocess.run(
-        args, capture_output=True, text=True, check=False, env=dict(os.environ), timeout=300
-    )
+    again = run()
     assert again.returncode == 0, again.stderr
     assert "0 downloaded" in again.stderr
     assert again.stdout.strip() == (
@@ -209,20 +206,11 @@ def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -
     rules.write_text(
         json.dumps({"path_mapping_rules": [{**rule, "destination_path": str(mapped)}]})
     )
-    out = subprocess.run(
-        [*args, "--path-mapping-rules", str(rules), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    out = run("--path-mapping-rules", str(rules), "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["roots"] == {str(uploaded["root"]): str(mapped)}
     rules.write_text(json.dumps([{"source_path": "/x"}]))
-    refused = subprocess.run(
-        [*args, "--path-mapping-rules", str(rules)], capture_output=True, text=True, check=False
-    )
+    refused = run("--path-mapping-rules", str(rules))
     assert refused.returncode == 1
     assert "source_path_format, source_path and destination_path" in refused.stderr
 
