@@ -189,7 +189,7 @@ def test_a_missing_or_empty_source_never_deletes_the_destination(
     sync("s3://mirror-test/keep", tmp_path / "local", s3=aws_env)
     with pytest.raises(jobattach.FileAccessError, match="does not exist"):
         sync(tmp_path / "typo", "s3://mirror-test/keep", s3=aws_env, delete=True)
-    with pytest.raises(ValidationError, match="holds no files: refusing to delete the 4"):
+    with pytest.raises(ValidationError, match="holds no files to sync: refusing to delete the 4"):
         sync("s3://mirror-test/kepe", tmp_path / "local", s3=aws_env, delete=True)
     assert len(bucket.keys("keep/")) == 4
     assert sum(1 for p in (tmp_path / "local").rglob("*") if p.is_file()) == 4
@@ -228,8 +228,8 @@ def test_names_s3_cannot_hold_and_leftover_downloads_are_not_sent(
     with open(os.path.join(os.fsencode(src), b"latin1-\xe9.txt"), "wb") as f:
         f.write(b"not UTF-8 as a name")
     (src / "dir" / ".b.bin.jobattach-tmp.6bC0DA").write_bytes(b"half of a killed download")
+    (src / "notes.jobattach-tmpl").write_bytes(b"a user's file that only looks like one")
     stats = sync(src, "s3://mirror-test/names", s3=aws_env)
     assert stats.unsupported == ["latin1-\udce9.txt"]
-    assert bucket.keys("names/") == {
-        f"names/{p}" for p in ["a.txt", "dir/b.bin", "dir/sub/c.exr", "skip.tmp"]
-    }
+    sent = ["a.txt", "dir/b.bin", "dir/sub/c.exr", "notes.jobattach-tmpl", "skip.tmp"]
+    assert bucket.keys("names/") == {f"names/{p}" for p in sent}

@@ -209,10 +209,11 @@ def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -
     out = run("--path-mapping-rules", str(rules), "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["roots"] == {str(uploaded["root"]): str(mapped)}
-    rules.write_text(json.dumps([{"source_path": "/x"}]))
-    refused = run("--path-mapping-rules", str(rules))
-    assert refused.returncode == 1
-    assert "source_path_format, source_path and destination_path" in refused.stderr
+    for bad in ([{"source_path": "/x"}], [{**rule, "destination_path": None}]):
+        rules.write_text(json.dumps(bad))
+        refused = run("--path-mapping-rules", str(rules))
+        assert refused.returncode == 1
+        assert "source_path_format, source_path and destination_path" in refused.stderr
 
 
 def test_outputs_go_where_the_official_tools_find_them(
@@ -284,20 +285,27 @@ def test_outputs_go_where_the_official_tools_find_them(
 
 
 @pytest.mark.parametrize(
-    ("outputs", "picked"),
+    ("outputs", "fmt", "picked"),
     [
-        (["shot [v2]/r*", "win\\out"], ["shot [v2]/r*/a.exr", "win/out/b.exr"]),
-        (["."], ["shot [v2]/r*/a.exr", "shot v/rX/c.exr", "win/out/b.exr"]),
+        (["shot [v2]/r*", "win\\out"], "windows", ["shot [v2]/r*/a.exr", "win/out/b.exr"]),
+        (["shot [v2]/r*", "win\\out"], "posix", ["shot [v2]/r*/a.exr"]),
+        (["."], "posix", ["shot [v2]/r*/a.exr", "shot v/rX/c.exr", "win/out/b.exr"]),
     ],
-    ids=["literal names, a Windows separator", "the root itself"],
+    ids=["from Windows", "from POSIX: a backslash is a name's", "the root itself"],
 )
 def test_output_directories_are_taken_literally(
-    uploaded: dict[str, Any], aws: S3Config, tmp_path: Path, outputs: list[str], picked: list[str]
+    uploaded: dict[str, Any],
+    aws: S3Config,
+    tmp_path: Path,
+    outputs: list[str],
+    fmt: str,
+    picked: list[str],
 ) -> None:
     root = str(uploaded["root"])
     attachments = dict(uploaded["attachments"])
     attachments["manifests"] = [
-        {**m, "outputRelativeDirectories": outputs} for m in attachments["manifests"]
+        {**m, "outputRelativeDirectories": outputs, "rootPathFormat": fmt}
+        for m in attachments["manifests"]
     ]
     where = S3Location(uploaded["bucket"].name, "JA")
     session = tmp_path / "session"
@@ -338,6 +346,16 @@ def test_each_action_of_a_session_sends_only_what_it_wrote(
         ).manifest_keys
         listed.append([e.path for e in jobattach.Manifest.decode(bucket.get_bytes(key)[0]).entries])
     assert listed == [["renders/frame1.exr"], ["renders/frame2.exr"], ["renders/frame3.exr"]]
+    # A fourth task rewrites frame 1 keeping its mtime (a coarse clock, `cp -p`): its content
+    # tells it apart.
+    frame1 = renders / "frame1.exr"
+    before = frame1.stat()
+    frame1.write_bytes(b"frame 9")
+    os.utime(frame1, ns=(before.st_atime_ns, before.st_mtime_ns))
+    action = SessionAction("farm-1", "queue-1", "job-1", "step-1", "sa-4", 5.0, task_id="t4")
+    (key,) = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws).manifest_keys
+    paths = [e.path for e in jobattach.Manifest.decode(bucket.get_bytes(key)[0]).entries]
+    assert paths == ["renders/frame1.exr"]
 
 
 def test_malformed_attachments_and_unwritable_places_are_clear_errors(

@@ -115,12 +115,16 @@ pub fn diff_tree(
 /// A task's outputs: the entries of `current` (the files under its output directories) that
 /// are new, or whose mtime grew since the inputs were written (the official worker's rule).
 pub fn outputs(inputs: &Manifest, current: &Manifest) -> Result<Manifest> {
-    let before: BTreeMap<&[u16], i64> =
-        inputs.entries().iter().map(|e| (e.path.as_slice(), e.mtime)).collect();
+    let before: BTreeMap<&[u16], &Entry> =
+        inputs.entries().iter().map(|e| (e.path.as_slice(), e)).collect();
+    // New, or newer; or rewritten with its mtime kept (coarse clocks, `cp -p`): the content
+    // says so where the time does not.
     let changed = current
         .entries()
         .iter()
-        .filter(|e| before.get(e.path.as_slice()).is_none_or(|&m| e.mtime > m))
+        .filter(|e| {
+            before.get(e.path.as_slice()).is_none_or(|b| e.mtime > b.mtime || e.hash != b.hash)
+        })
         .cloned()
         .collect();
     Manifest::new(changed)
@@ -213,14 +217,20 @@ mod tests {
 
     #[test]
     fn outputs_are_new_files_and_files_touched_since_the_inputs() {
-        let inputs = Manifest::new(vec![e("in/a", 1, 1, 10), e("in/b", 2, 2, 10)]).unwrap();
-        let now =
-            Manifest::new(vec![e("in/a", 1, 1, 10), e("in/b", 2, 2, 11), e("out/c", 3, 3, 5)])
+        let inputs =
+            Manifest::new(vec![e("in/a", 1, 1, 10), e("in/b", 2, 2, 10), e("in/d", 4, 4, 10)])
                 .unwrap();
+        let now = Manifest::new(vec![
+            e("in/a", 1, 1, 10),
+            e("in/b", 2, 2, 11),
+            e("in/d", 5, 4, 10), // rewritten, its mtime kept
+            e("out/c", 3, 3, 5),
+        ])
+        .unwrap();
         let out = outputs(&inputs, &now).unwrap();
         let paths: Vec<String> =
             out.entries().iter().map(|e| String::from_utf16_lossy(&e.path)).collect();
-        assert_eq!(paths, ["in/b", "out/c"]);
+        assert_eq!(paths, ["in/b", "in/d", "out/c"]);
     }
 
     #[test]

@@ -467,19 +467,17 @@ def _path_mapping_rules(path: Path | None) -> list[PathMappingRule]:
         raise FileAccessError(f"cannot read: {e.strerror}", path=str(path)) from e
     except ValueError as e:
         raise ValidationError(f"{path}: not JSON ({e})") from e
-    rules: Any = doc.get("path_mapping_rules") if isinstance(doc, dict) else doc
-    try:
-        return [
-            PathMappingRule(
-                str(r["source_path_format"]).lower(),
-                str(r["source_path"]),
-                str(r["destination_path"]),
-            )
-            for r in rules
-        ]
-    except (KeyError, TypeError) as e:
+    rules: Any = doc.get("path_mapping_rules", [doc]) if isinstance(doc, dict) else doc
+    keys = ("source_path_format", "source_path", "destination_path")
+    if not isinstance(rules, list) or not all(
+        isinstance(r, dict) and all(isinstance(r.get(k), str) and r[k] for k in keys) for r in rules
+    ):
         why = "each path mapping rule has source_path_format, source_path and destination_path"
-        raise ValidationError(f"{path}: {why}") from e
+        raise ValidationError(f"{path}: {why}, as strings")
+    return [
+        PathMappingRule(r["source_path_format"].lower(), r["source_path"], r["destination_path"])
+        for r in rules
+    ]
 
 
 def _download(args: argparse.Namespace) -> int:

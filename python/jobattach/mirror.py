@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,12 +115,6 @@ def sync_with_options(
     if isinstance(src, LocalPath) and not src.path.is_dir():
         raise FileAccessError("the source directory does not exist", path=str(src.path))
     src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
-    if options.delete and not src_items and dst_items:
-        # A mistyped prefix lists as nothing: deleting everything would be the surprise.
-        raise ValidationError(
-            f"{src} holds no files: refusing to delete the {len(dst_items)} of {dst}"
-            " (check the source; delete them explicitly if that is what you want)"
-        )
     request = {
         "source": [[p, s, m] for p, (s, m, _) in src_items.items()],
         "dest": [[p, s, m] for p, (s, m, _) in dst_items.items()],
@@ -130,6 +125,13 @@ def sync_with_options(
     }
     plan = json.loads(session_for().call("sync", "plan-mirror", json.dumps(request)))
     copy, gone, unchanged = plan["copy"], plan["delete"], plan["unchanged"]
+    kept = copy or unchanged or plan["compare"]
+    if gone and not kept and not options.dry_run:
+        # A mistyped source lists as nothing: deleting everything would be the surprise.
+        raise ValidationError(
+            f"{src} holds no files to sync: refusing to delete the {len(gone)} of {dst}"
+            " (check the source; --dry-run lists them; delete them explicitly if you mean to)"
+        )
     local = src if isinstance(src, LocalPath) else dst
     assert isinstance(local, LocalPath)
     digests: dict[str, str] = {}
@@ -168,9 +170,15 @@ def sync_with_options(
     )
 
 
-#: In the name of a download not yet complete (and of the transfer manager's own temporary
-#: beside it): never listed, so never uploaded nor counted.
+#: The name of a download not yet complete, `.{name}.jobattach-tmp`, and of the transfer
+#: manager's own temporary beside it (a random suffix): never listed, on either side.
 _TEMPORARY = ".jobattach-tmp"
+_IN_FLIGHT = re.compile(r"\..+\.jobattach-tmp(\.[A-Za-z0-9]{6,8})?")
+
+
+def _in_flight(path: str) -> bool:
+    return _IN_FLIGHT.fullmatch(path.rpartition("/")[2]) is not None
+
 
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
@@ -181,7 +189,9 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
     if isinstance(where, S3Path):
         n = len(where.prefix)
         listed = bucket.listing(where.prefix)
-        return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
+        return {
+            k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/") and not _in_flight(k)
+        }
     if not where.path.exists():
         return {}
     if not where.path.is_dir():
@@ -190,7 +200,7 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
     return {
         p: (size, mtime_ns // 1000, ctime_ns)
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows
-        if kind == "f" and _TEMPORARY not in p.rpartition("/")[2]  # an interrupted download's
+        if kind == "f" and not _in_flight(p)
     }
 
 

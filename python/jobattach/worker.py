@@ -375,13 +375,15 @@ class SessionAction:
     task_id: str = ""
 
 
-def _everything_below(directories: Sequence[str]) -> list[str] | None:
+def _everything_below(directories: Sequence[str], *, windows: bool) -> list[str] | None:
     """Patterns for every file below the root-relative ``directories`` (None: the whole root,
     as ``.`` is when an output directory is its own root). The names are taken literally
-    (``[``, ``*`` and ``?`` escaped), with a Windows submitter's ``\\`` read as ``/``."""
+    (``[``, ``*`` and ``?`` escaped), a Windows submitter's ``\\`` read as ``/``."""
     out = []
     for d in directories:
-        parts = [p for p in d.replace("\\", "/").split("/") if p not in ("", ".")]
+        parts = [
+            p for p in (d.replace("\\", "/") if windows else d).split("/") if p not in ("", ".")
+        ]
         if not parts:
             return None
         literal = "/".join("".join(f"[{c}]" if c in "*?[" else c for c in p) for p in parts)
@@ -417,7 +419,9 @@ def sync_outputs(
         local = _destination(props, session_dir, path_mapping_rules)
         if not outputs or not local.is_dir():
             continue
-        current = create_manifest(local, include=_everything_below(outputs)).manifest
+        windows = props.get("rootPathFormat") == "windows"
+        include = _everything_below(outputs, windows=windows)
+        current = create_manifest(local, include=include).manifest
         before = (
             inputs.manifests.get(props["rootPath"]) if inputs else None
         ) or Manifest.from_entries([])
