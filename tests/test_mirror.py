@@ -191,6 +191,9 @@ def test_a_missing_or_empty_source_never_deletes_the_destination(
         sync(tmp_path / "typo", "s3://mirror-test/keep", s3=aws_env, delete=True)
     with pytest.raises(ValidationError, match="holds no files to sync: refusing to delete the 4"):
         sync("s3://mirror-test/kepe", tmp_path / "local", s3=aws_env, delete=True)
+    # A dry run may show what such a sync would delete: it deletes nothing.
+    dry = sync("s3://mirror-test/kepe", tmp_path / "local", s3=aws_env, delete=True, dry_run=True)
+    assert dry.deleted_files == 4
     assert len(bucket.keys("keep/")) == 4
     assert sum(1 for p in (tmp_path / "local").rglob("*") if p.is_file()) == 4
 
