@@ -346,16 +346,6 @@ def test_each_action_of_a_session_sends_only_what_it_wrote(
         ).manifest_keys
         listed.append([e.path for e in jobattach.Manifest.decode(bucket.get_bytes(key)[0]).entries])
     assert listed == [["renders/frame1.exr"], ["renders/frame2.exr"], ["renders/frame3.exr"]]
-    # A fourth task rewrites frame 1 keeping its mtime (a coarse clock, `cp -p`): its content
-    # tells it apart.
-    frame1 = renders / "frame1.exr"
-    before = frame1.stat()
-    frame1.write_bytes(b"frame 9")
-    os.utime(frame1, ns=(before.st_atime_ns, before.st_mtime_ns))
-    action = SessionAction("farm-1", "queue-1", "job-1", "step-1", "sa-4", 5.0, task_id="t4")
-    (key,) = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws).manifest_keys
-    paths = [e.path for e in jobattach.Manifest.decode(bucket.get_bytes(key)[0]).entries]
-    assert paths == ["renders/frame1.exr"]
 
 
 def test_malformed_attachments_and_unwritable_places_are_clear_errors(

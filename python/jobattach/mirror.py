@@ -173,7 +173,7 @@ def sync_with_options(
 #: The name of a download not yet complete, `.{name}.jobattach-tmp`, and of the transfer
 #: manager's own temporary beside it (a random suffix): never listed, on either side.
 _TEMPORARY = ".jobattach-tmp"
-_IN_FLIGHT = re.compile(r"\..+\.jobattach-tmp(\.[A-Za-z0-9]{6,8})?")
+_IN_FLIGHT = re.compile(r"\.[^/]+\.jobattach-tmp(\.[A-Za-z0-9]{6,8})?")
 
 
 def _in_flight(path: str) -> bool:
