@@ -5,7 +5,7 @@ cache (verified by a sample) and then from concurrent HEAD requests for the rest
 request per file in sequence. A key is recorded in the cache only once S3 confirmed it.
 
 A file is hashed well before it is sent, and may be rewritten in between; so after each
-upload the file must still have the size and mtime its manifest records, or its object is
+upload the file must still have the size, mtime and ctime it was hashed with, or its object is
 deleted again: an object under a digest is always the content that digest names.
 """
 
@@ -96,8 +96,8 @@ def upload_contents(
     content keys share, which lets a listing find many at once.
 
     Raises :class:`Cancelled` when ``progress`` returns False; uploads already made stay (and
-    are recorded), so a rerun does not send them again. Raises ``FileChangedError`` naming
-    the files whose size or mtime differ from ``files`` once sent, after deleting their objects.
+    are recorded), so a rerun does not send them again. Raises ``FileChangedError`` as
+    :func:`upload_unchanged` does.
     """
     first: dict[str, Content] = {}
     for f in files:
@@ -113,7 +113,6 @@ def upload_contents(
     stats = UploadStats(files=len(files), bytes=sum(f.size for f in files))
     tally = Tally(progress, len(todo), sum(f.size for f in todo))
     lock = threading.Lock()
-    changed: list[int] = []
 
     confirmed: list[str] = []  # uploaded, not yet recorded in the check cache
 
@@ -123,29 +122,18 @@ def upload_contents(
         confirmed.clear()
 
     def sent(i: int) -> None:
-        f = todo[i]
-        if not unchanged(f):
-            with lock:
-                changed.append(i)
-            tally.add(f.size, i)
-            return
         with lock:  # one writer at a time, in batches: a transaction per file would crawl
-            confirmed.append(keys[f.digest])
+            confirmed.append(keys[todo[i].digest])
             if len(confirmed) >= 256:
                 flush()
             stats.uploaded_files += 1
-            stats.uploaded_bytes += f.size
-        tally.add(f.size, i)
+            stats.uploaded_bytes += todo[i].size
 
     transfers = [Transfer(keys[f.digest], f.path, f.size) for f in todo]
     try:
-        bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled, progress=tally.moved)
+        upload_unchanged(bucket, todo, transfers, tally, "Submit", sent=sent)
     finally:
         flush()  # what did go up is remembered even when an upload failed
-        if changed:
-            bucket.delete(transfers[i].key for i in changed)
-    if changed:
-        raise changed_error([os.fspath(todo[i].path) for i in sorted(changed)], "Submit")
     if tally.cancelled.is_set():
         raise Cancelled("the upload was cancelled")
     stats.skipped_files = stats.files - stats.uploaded_files
@@ -153,7 +141,38 @@ def upload_contents(
     return stats
 
 
-def unchanged(f: Content) -> bool:
+def upload_unchanged(
+    bucket: Bucket,
+    contents: Sequence[Content],
+    transfers: Sequence[Transfer],
+    tally: Tally,
+    redo: str,
+    *,
+    sent: Callable[[int], None] | None = None,
+) -> None:
+    """Uploads ``transfers`` (of ``contents``), counted by ``tally`` and stopped by its
+    cancellation. ``sent(i)`` hears of each file still as it was hashed once it went up; the
+    others' objects are deleted again, and ``FileChangedError`` then names them."""
+    changed: list[int] = []
+
+    def done(i: int) -> None:
+        if _unchanged(contents[i]):
+            if sent is not None:
+                sent(i)
+        else:
+            changed.append(i)
+        tally.add(contents[i].size, i)
+
+    try:
+        bucket.upload_files(transfers, done=done, cancelled=tally.cancelled, progress=tally.moved)
+    finally:
+        if changed:
+            bucket.delete(transfers[i].key for i in changed)
+    if changed:
+        raise _changed_error([os.fspath(contents[i].path) for i in sorted(changed)], redo)
+
+
+def _unchanged(f: Content) -> bool:
     """Whether ``f.path`` is still what it was when hashed: its size, mtime and ctime."""
     try:
         st = os.stat(f.path)
@@ -166,7 +185,7 @@ def unchanged(f: Content) -> bool:
     )
 
 
-def changed_error(paths: list[str], redo: str) -> FileChangedError:
+def _changed_error(paths: list[str], redo: str) -> FileChangedError:
     """The error for files found changed once sent, whose objects were deleted again."""
     others = f" (and {len(paths) - 1} more: {', '.join(paths[1:6])})" if len(paths) > 1 else ""
     why = (

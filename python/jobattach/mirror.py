@@ -23,7 +23,7 @@ from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
-from jobattach_host.upload import Content, Tally, changed_error, unchanged
+from jobattach_host.upload import Content, Tally, upload_unchanged
 
 from .progress import ProgressCallback, Reporter
 
@@ -173,7 +173,7 @@ def sync_with_options(
 #: The name of a download not yet complete, `.{name}.jobattach-tmp`, and of the transfer
 #: manager's own temporary beside it (a random suffix): never listed, on either side.
 _TEMPORARY = ".jobattach-tmp"
-_IN_FLIGHT = re.compile(r"\.[^/]+\.jobattach-tmp(\.[A-Za-z0-9]{6,8})?")
+_IN_FLIGHT = re.compile(rf"\.[^/]+{re.escape(_TEMPORARY)}(\.[A-Za-z0-9]{{6,8}})?")
 
 
 def _in_flight(path: str) -> bool:
@@ -215,24 +215,12 @@ def _upload(
 ) -> None:
     """Uploads ``paths``; a file whose size, mtime or ctime changed while it was sent (its
     object may be torn, or not match the digest recorded with it) is deleted again and named."""
+    contents = [Content("", src.path / rel, *items[rel]) for rel in paths]
     transfers = [
-        Transfer(dst.key(rel), src.path / rel, items[rel][0], _recorded(digests.get(rel)))
-        for rel in paths
+        Transfer(dst.key(rel), c.path, c.size, _recorded(digests.get(rel)))
+        for rel, c in zip(paths, contents)
     ]
-    changed: list[int] = []
-
-    def sent(i: int) -> None:
-        if not unchanged(Content("", transfers[i].path, *items[paths[i]])):
-            changed.append(i)
-        tally.add(items[paths[i]][0], i)
-
-    try:
-        bucket.upload_files(transfers, done=sent, cancelled=tally.cancelled, progress=tally.moved)
-    finally:
-        if changed:
-            bucket.delete(transfers[i].key for i in changed)
-    if changed:
-        raise changed_error([os.fspath(transfers[i].path) for i in sorted(changed)], "Sync")
+    upload_unchanged(bucket, contents, transfers, tally, "Sync")
 
 
 def _recorded(digest: str | None) -> dict[str, str] | None:
