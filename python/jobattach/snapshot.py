@@ -67,12 +67,9 @@ def create_manifest(
     if not report("scanning", len(p.files), 0, size, 0):
         raise Cancelled("the snapshot was cancelled while scanning")
     tally = Tally(report.counts("hashing"), len(p.files), size) if progress_callback else None
-    result = snapshot_of_plan(
+    return snapshot_of_plan(
         top, p, format=format, cache=cache, workers=workers, started=t0, tally=tally
     )
-    if tally and tally.cancelled.is_set():
-        raise Cancelled("the snapshot was cancelled while hashing")
-    return result
 
 
 def snapshot_of_plan(
@@ -95,19 +92,18 @@ def snapshot_of_plan(
         found: list[Digest | None] = store.lookup(top, keys) if store else [None] * len(keys)
         missing = [i for i, d in enumerate(found) if d is None]
         # Sizes from the listing spare a stat per file, and pin what the manifest records.
-        items: list[Item] = [
-            (f.source or f.path, f.size, f.chunk) for f in (p.files[i] for i in missing)
-        ]
+        todo = [p.files[i] for i in missing]
+        sources = [f.source or f.path for f in todo]
+        items: list[Item] = [(src, f.size, f.chunk) for src, f in zip(sources, todo)]
         hashed: dict[int, Digest] = {}  # index in `missing` -> digest, batch by batch
-        sizes = [p.files[i].size for i in missing]
-        if tally:
-            served = len(keys) - len(missing)
-            tally.add(sum(f.size for f in p.files) - sum(sizes), files=served)
+        if tally:  # what the cache served is done at once
+            served = [f for f, d in zip(p.files, found) if d is not None]
+            tally.add(sum(f.size for f in served), files=len(served))
 
         def keep(start: int, batch: list[Digest]) -> None:
             hashed.update(zip(range(start, start + len(batch)), batch))
             if tally:
-                tally.add(sum(sizes[start : start + len(batch)]), files=len(batch))
+                tally.add(sum(f.size for f in todo[start : start + len(batch)]), files=len(batch))
 
         try:
             cancelled = tally.cancelled if tally else None
@@ -117,8 +113,7 @@ def snapshot_of_plan(
                 raise
             # Name every file that cannot be read, not only the first one found: fixing
             # permissions one rerun at a time would be slow.
-            paths = [f.source or f.path for f in (p.files[i] for i in missing)]
-            raise _unreadable(top, paths, e) from None
+            raise _unreadable(top, sources, e) from None
         finally:
             # Kept even when a file failed the snapshot: a rerun hashes only what is left.
             if store:
@@ -128,6 +123,8 @@ def snapshot_of_plan(
     finally:
         if cache is True and store:
             store.close()
+    if tally and tally.cancelled.is_set():  # after the last batch began: nothing is returned
+        raise Cancelled("cancelled while hashing")
     # Views straight from the plan: a ManifestEntry per file would cost 6 µs each.
     views = [_view(f, d) for f, d in zip(p.files, found) if d is not None]
     views += [{"path": path, "symlink": target} for path, target in p.symlinks]

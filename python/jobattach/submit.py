@@ -159,9 +159,10 @@ def submit_bundle_attachments(
     plans: list[Plan | None] = []
     found = size = 0  # files and bytes found so far: the totals of the hashing phase
     for g in grouping.groups:
-        plans.append(plan(g.root, only=g.inputs) if g.inputs else None)
-        found += len(plans[-1].files) if plans[-1] else 0
-        size += sum(f.size for f in plans[-1].files) if plans[-1] else 0
+        p = plan(g.root, only=g.inputs) if g.inputs else None
+        plans.append(p)
+        if p:
+            found, size = found + len(p.files), size + sum(f.size for f in p.files)
         if not report("scanning", found, 0, size, 0):
             raise Cancelled("the submission was cancelled while scanning")
     tally = Tally(report.counts("hashing"), found, size)
@@ -185,8 +186,6 @@ def submit_bundle_attachments(
     finally:
         if hash_cache is True and hashes:
             hashes.close()
-    if tally.cancelled.is_set():
-        raise Cancelled("the submission was cancelled while hashing")
 
     request = {
         "root_prefix": s3_location.root_prefix,
