@@ -285,14 +285,8 @@ pub fn plan(listing: Vec<Listed>, options: &Options, links: &mut impl Links) -> 
         let (size, mtime_ns, ctime_ns) = match e.kind {
             Kind::File => (e.size, e.mtime_ns, e.ctime_ns),
             Kind::Symlink if options.v2025 => {
-                // `..` after a link: the system follows the link first, so folding the text
-                // (`d/..` is nothing) may not be where it leads.
-                let target = texts.read_link(&e.path).and_then(|text| {
-                    if backs_out_of_a_link(&e.path, &text, &not_dirs) {
-                        return None;
-                    }
-                    options.target(&e.path, &text)
-                });
+                let target =
+                    texts.read_link(&e.path).and_then(|t| options.target(&e.path, &t, &not_dirs));
                 match target {
                     // Through a file: it leads nowhere, and no manifest could hold it (its
                     // target's parents are directories in the newer format).
@@ -387,10 +381,11 @@ fn follow(links: &mut impl Links, path: &[u16], options: &Options) -> (Target, O
 
 impl Options {
     /// The root-relative path the symlink `link` with target `text` names, if it stays in
-    /// the root: relative to the link's directory, or absolute below one of `host_roots`.
-    fn target(&self, link: &[u16], text: &[u16]) -> Option<Vec<u16>> {
+    /// the root: relative to the link's directory (see `inside_root`), or absolute below one
+    /// of `host_roots`.
+    fn target(&self, link: &[u16], text: &[u16], not_dirs: &HashSet<&[u16]>) -> Option<Vec<u16>> {
         if text.first() != Some(&SLASH) {
-            return inside_root(link, text);
+            return inside_root(link, text, not_dirs);
         }
         self.below_host_root(text)
     }
@@ -414,26 +409,6 @@ impl Options {
     }
 }
 
-/// Whether the relative `text` of the link at `link` climbs with `..` out of a path that is
-/// listed as something other than a directory (a symlink, say).
-fn backs_out_of_a_link(link: &[u16], text: &[u16], not_dirs: &HashSet<&[u16]>) -> bool {
-    let mut parts: Vec<&[u16]> = link.split(|&u| u == SLASH).collect();
-    parts.pop();
-    for segment in text.split(|&u| u == SLASH) {
-        match segment {
-            [] | [0x2e] => {}
-            [0x2e, 0x2e] => {
-                if !parts.is_empty() && not_dirs.contains(parts.join(&SLASH).as_slice()) {
-                    return true;
-                }
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    false
-}
-
 /// Whether a parent of the root-relative `path` is listed as something other than a directory.
 fn through_a_file(path: &[u16], not_dirs: &HashSet<&[u16]>) -> bool {
     let slashes = path.iter().enumerate().filter(|(_, &u)| u == SLASH);
@@ -450,7 +425,9 @@ fn plain(path: &[u16]) -> bool {
 
 /// The root-relative path a symlink at `link` with target `target` names, if it stays in
 /// the root (resolved by its text: `.` and `..` segments, relative to the link's directory).
-fn inside_root(link: &[u16], target: &[u16]) -> Option<Vec<u16>> {
+/// None too where a `..` climbs out of a path listed as something other than a directory
+/// (`d/..`, `d` a symlink): the system follows `d` first, so the text is not where it leads.
+fn inside_root(link: &[u16], target: &[u16], not_dirs: &HashSet<&[u16]>) -> Option<Vec<u16>> {
     if target.first() == Some(&SLASH) {
         return None; // absolute: see `Options::target`
     }
@@ -460,6 +437,9 @@ fn inside_root(link: &[u16], target: &[u16]) -> Option<Vec<u16>> {
         match segment {
             [] | [0x2e] => {}
             [0x2e, 0x2e] => {
+                if not_dirs.contains(parts.join(&SLASH).as_slice()) {
+                    return None;
+                }
                 parts.pop()?;
             }
             s => parts.push(s),
