@@ -9,7 +9,6 @@ each snapshot reads once and writes its new digests in one transaction.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -72,10 +71,4 @@ class HashCache(Cache):
             (r, _blob(p), k, s, m, c, h if isinstance(h, str) else ",".join(h))
             for (p, s, m, c, k), h in entries
         ]
-
-        def write(db: sqlite3.Connection) -> None:
-            with db:  # BEGIN ... COMMIT, or ROLLBACK on error
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-
-        self._run(write, None)
+        self._write("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

@@ -72,14 +72,6 @@ class S3CheckCache(Cache):
     def forget(self, bucket: str) -> None:
         self._write("DELETE FROM present WHERE bucket = ?", [(bucket,)])
 
-    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            with db:  # BEGIN ... COMMIT, or ROLLBACK on error
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(sql, rows)
-
-        self._run(write, None)
-
     def trusted(self, bucket: Bucket, keys: Sequence[str]) -> set[str]:
         """The keys of ``keys`` the cache vouches for, after a sample of them was found in S3;
         an empty set (and an emptied cache) when the sample finds one missing."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -66,6 +66,16 @@ class Cache:
             else:
                 self._failed(e)
             return fallback
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """``sql`` for each of ``rows``, in one transaction (many writers share the file)."""
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:  # BEGIN ... COMMIT, or ROLLBACK on error
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(sql, rows)
+
+        self._run(write, None)
 
     def _failed(self, e: Exception) -> None:
         error = CacheError(f"cannot use this cache: {e}", path=str(self.path))
