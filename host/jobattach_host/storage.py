@@ -368,10 +368,19 @@ class Bucket:
         progress: Callable[[int], None] | None,
         cancelled: threading.Event | None,
     ) -> None:
-        """One transfer by boto3's transfer manager (parts or ranges in parallel), watched."""
+        """One transfer by boto3's transfer manager (parts or ranges in parallel), watched:
+        once ``cancelled`` is set, no part starts, and the manager aborts a multipart upload
+        or removes a partial download. Checked while waiting, not only as bytes move: the
+        last bytes are sent long before a slow server answers."""
+        watch = _Watch(progress)
         with create_transfer_manager(self.client, self._transfer) as tm:
+            future = submit(tm, [watch])
+            while cancelled is not None and not watch.finished.wait(0.05):
+                if cancelled.is_set():
+                    future.cancel()
+                    break
             try:
-                submit(tm, [_Watch(progress, cancelled)]).result()
+                future.result()
             except TransferCancelled as e:
                 raise Cancelled("the transfer was cancelled") from e
 
@@ -588,19 +597,18 @@ def _status(e: ClientError) -> int:
 
 
 class _Watch(BaseSubscriber):
-    """Tells ``progress`` of a managed transfer's bytes; cancels it once ``cancelled`` is set
-    (the manager then aborts a multipart upload and removes a partial download)."""
+    """Tells ``progress`` of a managed transfer's bytes, and ``finished`` of its end."""
 
-    def __init__(
-        self, progress: Callable[[int], None] | None, cancelled: threading.Event | None
-    ) -> None:
-        self._progress, self._cancelled = progress, cancelled
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self._progress = progress
+        self.finished = threading.Event()
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        if self._cancelled is not None and self._cancelled.is_set():
-            future.cancel()
-        elif self._progress is not None:
+        if self._progress is not None:
             self._progress(bytes_transferred)
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        self.finished.set()
 
 
 _CREDENTIALS = "; check the credentials, and that they may use this bucket"
