@@ -230,9 +230,21 @@ def test_names_s3_cannot_hold_and_leftover_downloads_are_not_sent(
     _tree(src)
     with open(os.path.join(os.fsencode(src), b"latin1-\xe9.txt"), "wb") as f:
         f.write(b"not UTF-8 as a name")
-    (src / "dir" / ".b.bin.jobattach-tmp.6bC0DA").write_bytes(b"half of a killed download")
-    (src / "notes.jobattach-tmpl").write_bytes(b"a user's file that only looks like one")
+    killed = src / ".jobattach-staging-0123456789abcdef"
+    killed.mkdir(mode=0o700)
+    (killed / "0").write_bytes(b"half of a killed download")
+    # Users' files that only look like internal names are theirs: sent.
+    (src / "dir" / ".b.bin.jobattach-tmp").write_bytes(b"a user's file")
+    (src / ".jobattach-staging").mkdir()
+    (src / ".jobattach-staging" / "x").write_bytes(b"a user's folder")
     stats = sync(src, "s3://mirror-test/names", s3=aws_env)
     assert stats.unsupported == ["latin1-\udce9.txt"]
-    sent = ["a.txt", "dir/b.bin", "dir/sub/c.exr", "notes.jobattach-tmpl", "skip.tmp"]
+    sent = [
+        ".jobattach-staging/x",
+        "a.txt",
+        "dir/.b.bin.jobattach-tmp",
+        "dir/b.bin",
+        "dir/sub/c.exr",
+        "skip.tmp",
+    ]
     assert bucket.keys("names/") == {f"names/{p}" for p in sent}

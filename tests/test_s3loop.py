@@ -159,8 +159,9 @@ def test_local_file_errors_are_not_storage_errors(bucket: Bucket, tmp_path: Path
     assert raised.value.path == str(missing)
     (src,) = _files(tmp_path / "src", 1)
     bucket.upload_files([Transfer("Data/x", src, src.stat().st_size)])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileAccessError, match="cannot write the download") as raised:
         bucket.download_files([Transfer("Data/x", tmp_path / "no" / "dir" / "x", 100)])
+    assert raised.value.path == str(tmp_path / "no" / "dir" / "x")
 
 
 def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
@@ -355,7 +356,7 @@ def test_cancelling_stops_a_request_between_its_retries(
 def test_a_full_disk_is_a_local_error_not_retried(bucket: Bucket, tmp_path: Path) -> None:
     (src,) = _files(tmp_path / "src", 1)
     bucket.upload_files([Transfer("Data/full", src, src.stat().st_size)])
-    with pytest.raises(OSError, match="No space left") as raised:  # shows when the file closes
+    with pytest.raises(FileAccessError, match="No space left") as raised:  # shows on close
         bucket.download_files([Transfer("Data/full", "/dev/full", src.stat().st_size)])
-    assert raised.value.errno == errno.ENOSPC
-    assert not isinstance(raised.value, StorageError)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.errno == errno.ENOSPC

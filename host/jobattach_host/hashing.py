@@ -10,7 +10,7 @@ from typing import Any, Union
 
 from .errors import AttachmentError, Cancelled
 from .parallel import default_workers, map_batches
-from .sandbox import Session, StrPath, session_for
+from .sandbox import Grant, Session, StrPath, session_for
 
 
 def hash_file(path: StrPath, **session: Any) -> str:
@@ -33,7 +33,7 @@ Item = Union[str, tuple[str, int], tuple[str, int, int]]
 
 
 def hash_files(
-    root: StrPath, paths: Sequence[str | tuple[str, int]], *, workers: int | None = None
+    root: StrPath | Grant, paths: Sequence[str | tuple[str, int]], *, workers: int | None = None
 ) -> list[str]:
     """Digests of many files below ``root``, in the order of ``paths`` (relative, ``/``-separated).
 
@@ -47,7 +47,7 @@ def hash_files(
 
 
 def digests(
-    root: StrPath,
+    root: StrPath | Grant,
     items: Sequence[Item],
     *,
     workers: int | None = None,

@@ -22,7 +22,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from botocore.httpsession import get_cert_path
@@ -65,6 +65,8 @@ class Request(NamedTuple):
     path: str | os.PathLike[str] | None = None
     #: PUT: the object's user metadata.
     metadata: Mapping[str, str] | None = None
+    #: GET: opens the file written to, empty, instead of ``path``.
+    sink: Callable[[], IO[bytes]] | None = None
 
 
 class ItemFailed(Exception):
@@ -319,7 +321,7 @@ class _Batch:
             return _Reply(status, headers_in, keep_alive, b"")
         if status == 200 and req.method == "GET" and req.path is not None:
             try:
-                out = open(req.path, "wb")  # noqa: SIM115  # closed below; errors kept apart
+                out = req.sink() if req.sink else open(req.path, "wb")  # noqa: SIM115  # closed below
             except OSError as e:
                 raise _Local(e) from e
             try:

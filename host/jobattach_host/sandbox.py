@@ -124,6 +124,9 @@ def _is_error(value: Any) -> bool:
     return isinstance(value, wc.Record) and hasattr(value, "kind") and hasattr(value, "message")
 
 
-def session_for(*roots: StrPath, writable: bool = False, **kwargs: Any) -> Session:
-    """A session granting each of ``roots`` (resolved to absolute paths), in order."""
-    return Session([Grant(Path(r).resolve(), writable) for r in roots], **kwargs)
+def session_for(*roots: StrPath | Grant, writable: bool = False, **kwargs: Any) -> Session:
+    """A session granting each of ``roots`` in order: a path resolved to an absolute one, a
+    :class:`Grant` as it is (a directory's handle, say, which resolving would turn back into a
+    path)."""
+    grants = [r if isinstance(r, Grant) else Grant(Path(r).resolve(), writable) for r in roots]
+    return Session(grants, **kwargs)

@@ -7,6 +7,7 @@ throttling and server errors are retried with backoff by botocore's retry modes 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 MiB = 1 << 20
 T = TypeVar("T")
+#: Opens a download's file, empty, for writing (again on each retry).
+Sink = Callable[[], IO[bytes]]
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ class Transfer(NamedTuple):
     size: int | None = None
     #: Uploads: the object's user metadata.
     metadata: Mapping[str, str] | None = None
+    #: Downloads: opens the file written to (``path`` is then only named in messages).
+    sink: Sink | None = None
 
 
 class Bucket:
@@ -330,37 +335,49 @@ class Bucket:
         size: int | None = None,
         progress: Callable[[int], None] | None = None,
         cancelled: threading.Event | None = None,
+        sink: Sink | None = None,
     ) -> None:
-        """Downloads an object to a local path, in parallel ranges when it is large.
+        """Downloads an object to a local path (or to the file ``sink`` opens), in parallel
+        ranges when it is large.
 
         An object known (``size``) to be below the multipart threshold comes in one GET
         streamed to the file: the transfer manager would first ask for its size, a second
         request, and spend milliseconds of CPU per file. A connection dropped mid-stream is
         retried like a failed request. ``progress`` and ``cancelled`` as for ``upload_file``.
         """
-        if size is None or size >= self.config.options.multipart_threshold:
-            with _storage_errors("download", key):
-                self._managed(
-                    lambda tm, watch: tm.download(self.name, key, os.fspath(path), None, watch),
-                    progress,
-                    cancelled,
-                )
+        try:
+            if size is None or size >= self.config.options.multipart_threshold:
+                with _storage_errors("download", key), contextlib.ExitStack() as stack:
+                    target = stack.enter_context(sink()) if sink else os.fspath(path)
+                    self._managed(
+                        lambda tm, watch: tm.download(self.name, key, target, None, watch),
+                        progress,
+                        cancelled,
+                    )
+            else:
+                with sink() if sink else open(path, "wb") as f:
+                    self._get_small(key, f)
+        except OSError as e:
+            why = f"cannot write the download: {e.strerror}"
+            raise FileAccessError(why, path=os.fspath(path)) from e
+
+    def _get_small(self, key: str, f: IO[bytes]) -> None:
+        """One GET streamed to ``f``, by the direct path when it can; a connection dropped
+        mid-stream is retried like a failed request."""
+        if self._direct("download", key, lambda w: w.get_to(key, f)) is not BOTO3:
             return
-        with open(path, "wb") as f:
-            if self._direct("download", key, lambda w: w.get_to(key, f)) is not BOTO3:
-                return
-            with _storage_errors("download", key):
-                for attempt in range(1, self.config.options.max_attempts + 1):
-                    f.seek(0)
-                    f.truncate()
-                    try:
-                        reply = self.client.get_object(Bucket=self.name, Key=key)
-                        with closing(reply["Body"]) as body:
-                            shutil.copyfileobj(body, f, MiB)
-                        return
-                    except (ResponseStreamingError, IncompleteReadError):
-                        if attempt == self.config.options.max_attempts:
-                            raise
+        with _storage_errors("download", key):
+            for attempt in range(1, self.config.options.max_attempts + 1):
+                f.seek(0)
+                f.truncate()
+                try:
+                    reply = self.client.get_object(Bucket=self.name, Key=key)
+                    with closing(reply["Body"]) as body:
+                        shutil.copyfileobj(body, f, MiB)
+                    return
+                except (ResponseStreamingError, IncompleteReadError):
+                    if attempt == self.config.options.max_attempts:
+                        raise
 
     def _managed(
         self,
@@ -400,9 +417,11 @@ class Bucket:
         def one(i: int) -> None:
             t = transfers[i]
             moved = functools.partial(progress, i) if progress else None
-            self.download_file(t.key, t.path, size=t.size, progress=moved, cancelled=cancelled)
+            self.download_file(
+                t.key, t.path, size=t.size, progress=moved, cancelled=cancelled, sink=t.sink
+            )
 
-        requests = [s3loop.Request("GET", t.key, t.path) for t in transfers]
+        requests = [s3loop.Request("GET", t.key, t.path, sink=t.sink) for t in transfers]
         self._many("download", requests, [t.size for t in transfers], one, done, cancelled)
 
     def upload_files(
@@ -511,8 +530,9 @@ class Bucket:
             if isinstance(error, Failed):
                 why = f"S3 {operation} failed ({error.code}){_HINTS.get(error.code, '')}"
                 raise StorageError(why, path=req.key) from e
-            if operation == "upload" and isinstance(error, OSError):
-                why = f"cannot read for upload: {error.strerror}"
+            if isinstance(error, OSError):
+                doing = "read for upload" if operation == "upload" else "write the download"
+                why = f"cannot {doing}: {error.strerror}"
                 raise FileAccessError(why, path=os.fspath(req.path or "")) from error
             raise error from None
         if left:

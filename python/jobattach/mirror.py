@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from jobattach_host import hash_files
-from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
+from jobattach_host.destination import STAGING_PATTERN, Directory, Staging, Tree, open_root
+from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
@@ -170,16 +172,6 @@ def sync_with_options(
     )
 
 
-#: The name of a download not yet complete, `.{name}.jobattach-tmp`, and of the transfer
-#: manager's own temporary beside it (a random suffix): never listed, on either side.
-_TEMPORARY = ".jobattach-tmp"
-_IN_FLIGHT = re.compile(rf"\.[^/]+{re.escape(_TEMPORARY)}(\.[A-Za-z0-9]{{6,8}})?")
-
-
-def _in_flight(path: str) -> bool:
-    return _IN_FLIGHT.fullmatch(path.rpartition("/")[2]) is not None
-
-
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
 
@@ -189,18 +181,16 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
     if isinstance(where, S3Path):
         n = len(where.prefix)
         listed = bucket.listing(where.prefix)
-        return {
-            k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/") and not _in_flight(k)
-        }
+        return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
     if not where.path.exists():
         return {}
     if not where.path.is_dir():
         raise FileAccessError("is not a directory", path=str(where.path))
     rows = json.loads(list_tree(where.path.resolve()))
-    return {
+    return {  # a killed download's staging folder is no file of the tree
         p: (size, mtime_ns // 1000, ctime_ns)
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows
-        if kind == "f" and not _in_flight(p)
+        if kind == "f" and not STAGING_PATTERN.fullmatch(p.partition("/")[0])
     }
 
 
@@ -241,46 +231,64 @@ def _download(
     items: dict[str, Listed],
     tally: Tally,
 ) -> None:
-    """Each object to a temporary name beside its file, renamed into place once complete;
+    """Each object into this process's staging folder, then, once complete and of its listed
+    size, renamed into place through the handles of its folders with the object's time;
     nothing partial stays behind."""
-    targets = [dst.path / rel for rel in paths]
-    temporaries = [t.with_name(f".{t.name}{_TEMPORARY}") for t in targets]
+    with _writing(dst) as root:
+        lock = threading.Lock()  # transfers end on many threads; one places at a time
+        tree = Tree(root)
+        with Staging(root, avoid=[p.partition("/")[0] for p in paths]) as staging:
 
-    def placed(i: int) -> None:
-        os.replace(temporaries[i], targets[i])
-        size, mtime, _ = items[paths[i]]
-        mtime_ns = mtime * 1000  # the object's time, so the next sync sees it current
-        os.utime(targets[i], ns=(mtime_ns, mtime_ns))
-        tally.add(size, i)
+            def placed(i: int) -> None:
+                size, mtime, _ = items[paths[i]]
+                got = staging.size(str(i))
+                if got != size:
+                    why = f"the object has {got} bytes where its listing says {size}"
+                    raise StorageError(why, path=src.key(paths[i]))
+                with lock:
+                    found = tree.parent(paths[i], create=True)
+                    assert found is not None  # made when missing
+                    # the object's time, so the next sync sees it current
+                    staging.place(str(i), *found, mtime * 1000, copy=False)
+                tally.add(size, i)
 
-    transfers = [Transfer(src.key(rel), tmp, items[rel][0]) for rel, tmp in zip(paths, temporaries)]
-    try:
-        for parent in {t.parent for t in targets}:
-            parent.mkdir(parents=True, exist_ok=True)
-        bucket.download_files(
-            transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
-        )
-    except BaseException as e:
-        for tmp in temporaries:
-            with contextlib.suppress(OSError):  # a read-only place, or a file where a dir was
-                tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            where = e.filename or str(dst.path)
-            raise FileAccessError(f"cannot write: {e.strerror}", path=where) from e
-        raise
+            transfers = [
+                Transfer(src.key(rel), dst.path / rel, items[rel][0], sink=staging.create(str(i)))
+                for i, rel in enumerate(paths)
+            ]
+            try:
+                bucket.download_files(
+                    transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
+                )
+            finally:
+                tree.close()
 
 
 def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:
     if isinstance(dst, S3Path):
         bucket.delete(dst.key(p) for p in paths)
         return
-    for p in paths:
+    with _writing(dst) as root:
+        tree = Tree(root)
         try:
-            (dst.path / p).unlink()
-        except FileNotFoundError:
-            pass  # gone already: what --delete wanted
-        except OSError as e:
-            raise FileAccessError(f"cannot delete: {e.strerror}", path=str(dst.path / p)) from e
+            for p in paths:
+                try:
+                    tree.unlink(p)  # gone already is what --delete wanted
+                except OSError as e:
+                    why = f"cannot delete: {e.strerror}"
+                    raise FileAccessError(why, path=str(dst.path / p)) from e
+        finally:
+            tree.close()
+
+
+@contextlib.contextmanager
+def _writing(dst: LocalPath) -> Iterator[Directory]:
+    """The destination directory's handle, for writes below it that never follow a link."""
+    root = open_root(dst.path)
+    try:
+        yield root
+    finally:
+        root.close()
 
 
 __all__ = [

@@ -11,9 +11,9 @@ left in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import stat
 import time
 from collections.abc import Sequence
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jobattach_host import hash_files
+from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config, Transfer
@@ -44,7 +45,6 @@ from .submit import S3Location
 
 #: What to do with a file that exists and differs from the manifest.
 CONFLICT_POLICIES = ("overwrite", "skip", "error")
-_STAGING = ".jobattach-staging"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def sync_inputs(
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
-    roots: dict[str, Path] = {}
+    roots: dict[str, _Place] = {}
     by_root: dict[str, list[Manifest]] = {}
     for props in _manifests_of(attachments):
         roots[props["rootPath"]] = _destination(props, session_dir, path_mapping_rules)
@@ -140,7 +140,7 @@ def download_job_outputs(
     where = layout(s3_location.root_prefix)
     prefix = outputs_prefix(s3_location.root_prefix, farm_id, queue_id, job_id, step_id, task_id)
     keys = select_outputs([(key, modified) for key, _, modified in bucket.listing(prefix)])
-    roots: dict[str, Path] = {}
+    roots: dict[str, _Place] = {}
     by_root: dict[str, list[Manifest]] = {}
     for key, (data, metadata) in zip(keys, bucket.get_many(keys)):
         root = manifest_root(metadata)
@@ -158,10 +158,26 @@ def _check_policy(on_conflict: str) -> None:
         raise ValidationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a root lands: ``base`` (a place the caller chose, its own links followed) or,
+    with ``name``, the real folder ``name`` in it (never through a symlink)."""
+
+    base: Path
+    name: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.base / self.name if self.name else self.base
+
+    def open(self) -> Directory:
+        return open_root(self.base, self.name)
+
+
 def _download_roots(
     bucket: Bucket,
     where: Layout,
-    roots: dict[str, Path],
+    roots: dict[str, _Place],
     by_root: dict[str, list[Manifest]],
     on_conflict: str,
     progress: ProgressCallback | None,
@@ -169,7 +185,7 @@ def _download_roots(
 ) -> DownloadResult:
     """Downloads each root's merged manifest to its local directory; nothing is written before
     every root's plan stands."""
-    by_dest: dict[Path, list[Manifest]] = {}
+    by_dest: dict[_Place, list[Manifest]] = {}
     for root, manifests in by_root.items():  # roots mapped to one place merge there
         by_dest.setdefault(roots[root], []).extend(manifests)
     totals = {
@@ -180,17 +196,20 @@ def _download_roots(
         "unchanged_files": 0,
     }
     conflicts: dict[str, list[str]] = {}
-    plans = [
-        (dest, _by_hash(_plan(dest, merge_manifests(ms), on_conflict, conflicts, totals)))
-        for dest, ms in by_dest.items()
-    ]
-    contents = [entries[0] for _, by_hash in plans for entries in by_hash.values()]
-    total = sum(e.size or 0 for e in contents)
-    tally = Tally(Reporter(progress).counts("downloading"), len(contents), total)
-    for dest, by_hash in plans:
-        _download(bucket, where, dest, by_hash, totals, tally)
+    with contextlib.ExitStack() as opened:
+        plans = []
+        for dest, ms in by_dest.items():
+            folder = dest.open()
+            opened.callback(folder.close)
+            todo = _plan(folder, merge_manifests(ms), on_conflict, conflicts, totals)
+            plans.append((folder, todo))
+        contents = [entries[0] for _, todo in plans for entries in _by_hash(todo).values()]
+        total = sum(e.size or 0 for e in contents)
+        tally = Tally(Reporter(progress).counts("downloading"), len(contents), total)
+        for folder, todo in plans:
+            _download(bucket, where, folder, todo, totals, tally)
     return DownloadResult(
-        roots={root: str(dest) for root, dest in roots.items()},
+        roots={root: str(dest.path) for root, dest in roots.items()},
         conflicts=conflicts,
         seconds=time.perf_counter() - t0,
         manifests={root: merge_manifests(ms) for root, ms in by_root.items()},
@@ -202,67 +221,75 @@ def _destination(
     props: dict[str, Any],
     session_dir: str | os.PathLike[str] | None,
     rules: Sequence[PathMappingRule],
-) -> Path:
+) -> _Place:
     """Where a root lands: by a rule, else in ``session_dir`` (unless it is a file system
     location, which must be mapped), else at its own path when that is absolute here."""
     root = props["rootPath"]
     mapped = map_path(rules, root) if rules else None
     if mapped is not None:
-        return Path(mapped)
+        return _Place(Path(mapped))
     if props.get("fileSystemLocationName"):
         raise ValidationError(
             f"no path mapping rule maps {root!r} (file system location"
             f" {props['fileSystemLocationName']!r})"
         )
     if session_dir is not None:
-        return Path(session_dir) / session_root_name(root)
+        return _Place(Path(session_dir), session_root_name(root))
     if not os.path.isabs(root):
         raise ValidationError(
             f"the job's root {root!r} is no absolute path here: map it by a rule or give a"
             " destination directory"
         )
-    return Path(root)
+    return _Place(Path(root))
 
 
 def _plan(
-    dest: Path,
+    root: Directory,
     manifest: Manifest,
     on_conflict: str,
     conflicts: dict[str, list[str]],
     totals: dict[str, int],
 ) -> list[ManifestEntry]:
-    """The entries to download; counts the rest."""
+    """The entries to download; counts the rest. What stands in the destination is looked at
+    through its handle, folder by folder, never through a symlink."""
     entries = [e for e in manifest.entries if e.hash is not None]
     totals["files"] += len(entries)
     totals["bytes"] += sum(e.size or 0 for e in entries)
     same_stat, differing, todo = [], [], []
-    for e in entries:
-        try:
-            st = os.lstat(dest / e.path)
-        except FileNotFoundError:
-            todo.append(e)
-            continue
-        except NotADirectoryError:
-            differing.append(e)
-            continue
-        # A symlink (even to the right content) is not the input: it is replaced.
-        if stat.S_ISREG(st.st_mode) and st.st_size == e.size and st.st_mtime_ns // 1000 == e.mtime:
-            same_stat.append(e)
-        else:
-            differing.append(e)
+    tree = Tree(root)
+    try:
+        for e in entries:
+            st = tree.lstat(e.path)
+            if st is None:
+                todo.append(e)
+            # A symlink (even to the right content) is not the input: it is replaced.
+            elif (
+                stat.S_ISREG(st.st_mode)
+                and st.st_size == e.size
+                and st.st_mtime_ns // 1000 == e.mtime
+            ):
+                same_stat.append(e)
+            else:
+                differing.append(e)
+    except OSError as err:
+        raise FileAccessError(
+            f"cannot read the destination: {err.strerror}", path=root.path
+        ) from err
+    finally:
+        tree.close()
     if same_stat:  # same size and mtime: the hash decides
-        digests = hash_files(dest, [(e.path, e.size or 0) for e in same_stat])
+        digests = hash_files(grant_of(root), [(e.path, e.size or 0) for e in same_stat])
         for e, d in zip(same_stat, digests):
             if d == e.hash:
                 totals["unchanged_files"] += 1
             else:
                 differing.append(e)
+    shown = [os.path.join(root.path, e.path) for e in differing]
     if differing and on_conflict == "error":
-        names = ", ".join(str(dest / e.path) for e in differing)
-        raise ValidationError(f"local files differ from the job's inputs: {names}")
+        raise ValidationError(f"local files differ from the job's inputs: {', '.join(shown)}")
     outcome = "overwritten" if on_conflict == "overwrite" else "skipped"
     if differing:
-        conflicts.setdefault(outcome, []).extend(str(dest / e.path) for e in differing)
+        conflicts.setdefault(outcome, []).extend(shown)
     return todo + (differing if on_conflict == "overwrite" else [])
 
 
@@ -277,27 +304,30 @@ def _by_hash(todo: list[ManifestEntry]) -> dict[str, list[ManifestEntry]]:
 def _download(
     bucket: Bucket,
     where: Layout,
-    dest: Path,
-    by_hash: dict[str, list[ManifestEntry]],
+    root: Directory,
+    todo: list[ManifestEntry],
     totals: dict[str, int],
     tally: Tally,
 ) -> None:
-    """Downloads each distinct content once, in parallel, checks them all in one batched call
-    to the component, then puts each file in place. A cancellation stops before anything of
-    this root is placed."""
+    """Downloads each distinct content once, in parallel, into a staging folder of this
+    process; checks every size and, in one batched call to the component, every hash; then
+    puts each file in place through the handles of its folders. A cancellation stops before
+    anything of this root is placed."""
+    by_hash = _by_hash(todo)
     if not by_hash:
         return
-    staging = dest / _STAGING
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        why = f"cannot write the job's inputs: {err.strerror}"
-        raise FileAccessError(why, path=str(dest)) from err
-    real_dest = os.path.realpath(dest)
     digests = list(by_hash)
     sizes = {digest: entries[0].size or 0 for digest, entries in by_hash.items()}
     try:
-        transfers = [Transfer(where.data_key(d), staging / d, sizes[d]) for d in digests]
+        staging = Staging(root, avoid=[e.path.partition("/")[0] for e in todo])
+    except OSError as err:
+        why = f"cannot write the job's inputs: {err.strerror}"
+        raise FileAccessError(why, path=root.path) from err
+    with staging:
+        transfers = [
+            Transfer(where.data_key(d), os.path.join(staging.dir.path, d), sizes[d], sink=sink)
+            for d, sink in ((d, staging.create(d)) for d in digests)
+        ]
         bucket.download_files(
             transfers,
             done=lambda i: tally.add(sizes[digests[i]], i),
@@ -306,39 +336,41 @@ def _download(
         )
         if tally.cancelled.is_set():
             raise Cancelled("the download was cancelled")
-        for digest, got in zip(digests, hash_files(staging, digests)):
-            if got != digest:
+        for digest in digests:
+            got = staging.size(digest)
+            if got != sizes[digest]:
                 key = where.data_key(digest)
-                why = f"the content of {key} does not match its hash (it hashes to {got})"
+                why = f"the object has {got} bytes where the manifest says {sizes[digest]}"
                 raise StorageError(why, path=key)
-        for digest, entries in by_hash.items():
-            for i, e in enumerate(entries):
-                _place(staging / digest, dest / e.path, real_dest, last=i == len(entries) - 1)
-                mtime_ns = int(e.mtime or 0) * 1000
-                os.utime(dest / e.path, ns=(mtime_ns, mtime_ns))
-                totals["downloaded_files"] += 1
-                totals["downloaded_bytes"] += e.size or 0
-    except OSError as e:
-        why = f"cannot write the job's inputs: {e.strerror}"
-        raise FileAccessError(why, path=e.filename) from e
+        for digest, found in zip(digests, hash_files(staging.grant(), digests)):
+            if found != digest:
+                key = where.data_key(digest)
+                why = f"the content of {key} does not match its hash (it hashes to {found})"
+                raise StorageError(why, path=key)
+        _place_all(staging, root, todo, totals)
+
+
+def _place_all(
+    staging: Staging, root: Directory, todo: list[ManifestEntry], totals: dict[str, int]
+) -> None:
+    """Puts every entry's verified content in place, in path order (each folder opened once);
+    a content's last place takes the staged file itself, the others a copy."""
+    left: dict[str, int] = {}
+    for e in todo:
+        left[str(e.hash)] = left.get(str(e.hash), 0) + 1
+    tree = Tree(root)
+    try:
+        for e in sorted(todo, key=lambda e: e.path):
+            digest = str(e.hash)
+            left[digest] -= 1
+            found = tree.parent(e.path, create=True)
+            assert found is not None  # made when missing
+            folder, leaf = found
+            staging.place(digest, folder, leaf, int(e.mtime or 0) * 1000, copy=left[digest] > 0)
+            totals["downloaded_files"] += 1
+            totals["downloaded_bytes"] += e.size or 0
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _place(staged: Path, target: Path, real_dest: str, *, last: bool) -> None:
-    """Puts a verified file at ``target`` by rename, never writing outside ``real_dest``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    real_parent = os.path.realpath(target.parent)
-    if os.path.commonpath([real_dest, real_parent]) != real_dest:
-        raise ValidationError(f"{target} would be written outside {real_dest} (a symlink?)")
-    if target.is_dir() and not target.is_symlink():
-        raise FileAccessError("a directory stands where a job's input file goes", path=str(target))
-    temporary = target.with_name(f".{target.name}.jobattach-tmp")
-    if last:
-        os.replace(staged, temporary)
-    else:
-        shutil.copyfile(staged, temporary)
-    os.replace(temporary, target)
+        tree.close()
 
 
 def _microseconds(seconds: float) -> int:
@@ -416,7 +448,11 @@ def sync_outputs(
     seen: dict[str, Manifest] = {}  # each root's baseline for the session's next action
     for props in _manifests_of(attachments):
         outputs = props.get("outputRelativeDirectories") or []
-        local = _destination(props, session_dir, path_mapping_rules)
+        place = _destination(props, session_dir, path_mapping_rules)
+        local = place.path
+        if place.name and local.is_symlink():  # the downloads never write through one either
+            why = "a symlink stands at the root's folder: its outputs are not read through it"
+            raise FileAccessError(why, path=str(local))
         if not outputs or not local.is_dir():
             continue
         windows = props.get("rootPathFormat") == "windows"
