@@ -86,7 +86,7 @@ class Directory:
             return None
         except (NotADirectoryError, OSError) as e:
             if isinstance(e, NotADirectoryError) or e.errno in (errno.ELOOP, errno.ENOTDIR):
-                what = "a symlink" if _is_link(self, name) else "a file"
+                what = _what_stands(self, name, e)
                 why = f"{what} stands where a folder goes: nothing is written through it, lest"
                 why += " it lead outside the destination"
                 raise Blocked(why, path=path) from None
@@ -450,11 +450,17 @@ def _copy_fds(fin: int, fout: int, size: int) -> None:
         shutil.copyfileobj(r, w, 1 << 20)  # not Linux: no kernel copy between files here
 
 
-def _is_link(d: Directory, name: str) -> bool:
+def _what_stands(d: Directory, name: str, error: OSError) -> str:
+    """What the open of a folder found instead (it may have changed since)."""
+    if error.errno == errno.ELOOP:
+        return "a symlink"
     try:
-        return stat.S_ISLNK(_lstat(d, name).st_mode)
+        mode = _lstat(d, name).st_mode
     except OSError:
-        return False
+        mode = 0
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    return "a file" if stat.S_ISREG(mode) else "a symlink or a file"
 
 
 def _checked(d: Directory, name: str) -> str:

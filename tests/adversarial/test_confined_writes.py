@@ -1,0 +1,253 @@
+"""Someone who can write into a worker's destination tries to make a download write outside
+it, or lose a file: planted symlinks, names the tool itself uses, folders swapped for symlinks
+while the download runs, two workers in one destination. Against the real local server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REGION
+from jobattach import (
+    AssetReferences,
+    FileAccessError,
+    ManifestLocation,
+    S3Config,
+    S3Location,
+    ValidationError,
+    sync,
+    sync_inputs,
+    submit_bundle_attachments,
+)
+from jobattach_host.destination import Blocked
+from jobattach_host.storage import Bucket
+from jobattach_host.sync import session_root_name
+
+WHERE = ManifestLocation("farm-1", "queue-1")
+Job = Callable[[dict[str, bytes]], tuple[S3Location, dict[str, Any], Path]]
+
+
+@pytest.fixture
+def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Job:
+    """Submits files (root-relative name -> content) as a job; returns where its data is, its
+    attachments and its root."""
+    bucket = Bucket(f"confined-{abs(hash(request.node.name)) % 10**8}", aws_env)
+    bucket.create()
+    count = 0
+
+    def submit(files: dict[str, bytes]) -> tuple[S3Location, dict[str, Any], Path]:
+        nonlocal count
+        count += 1
+        root = tmp_path / f"job{count}"
+        for rel, data in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        refs = AssetReferences(input_filenames=[str(root / rel) for rel in files])
+        where = S3Location(bucket.name, "JA")
+        result = submit_bundle_attachments(
+            REGION, where, WHERE, refs, s3=aws_env, hash_cache=False, check_cache=False
+        )
+        return where, result.attachments, root
+
+    return submit
+
+
+def _landed(dest: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(dest)): p.read_bytes()
+        for p in dest.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def test_names_the_tool_itself_once_used_are_downloaded_and_planted_links_are_not_followed(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    files = {
+        ".jobattach-staging/a.txt": b"under the old staging folder's name",
+        ".x.txt.jobattach-tmp": b"named like the old temporary file",
+        "x.txt": b"beside it",
+        "sub/.y.bin.jobattach-tmp": b"another",
+        "sub/y.bin": b"y",
+    }
+    where, attachments, root = job(files)
+    session = tmp_path / "session"
+    dest = session / session_root_name(str(root))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_bytes(b"must stay")
+    dest.mkdir(parents=True)
+    (dest / "sub").mkdir()
+    # Links at every name the tool ever used for itself, leading out.
+    (dest / ".x.txt.jobattach-tmp").symlink_to(victim)
+    (dest / "sub" / ".y.bin.jobattach-tmp").symlink_to(victim)
+    (dest / "x.txt").symlink_to(victim)
+    result = sync_inputs(where, attachments, session, s3=aws_env)
+    assert result.downloaded_files == len(files)
+    assert _landed(dest) == files
+    assert not any(p.is_symlink() for p in dest.rglob("*"))
+    assert victim.read_bytes() == b"must stay"
+    assert sorted(os.listdir(outside)) == ["victim.txt"]
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".jobattach-staging-")] == []
+
+
+def test_a_symlink_at_the_roots_own_folder_is_refused(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    where, attachments, root = job({"a.txt": b"a", "d/b.txt": b"b"})
+    session = tmp_path / "session"
+    session.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (session / session_root_name(str(root))).symlink_to(outside)
+    with pytest.raises(ValidationError, match="symlink"):
+        sync_inputs(where, attachments, session, s3=aws_env)
+    assert os.listdir(outside) == []
+
+
+def test_a_refused_path_creates_nothing_outside(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    where, attachments, root = job({"a.txt": b"a", "link/deeper/er/b.txt": b"b"})
+    session = tmp_path / "session"
+    dest = session / session_root_name(str(root))
+    dest.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "link").symlink_to(outside)
+    with pytest.raises(ValidationError, match="symlink") as raised:
+        sync_inputs(where, attachments, session, s3=aws_env)
+    assert raised.value.path == str(dest / "link")
+    assert os.listdir(outside) == []
+    assert os.listdir(dest) == ["link"]  # refused before anything was written
+
+
+def test_names_of_255_bytes_download(job: Job, aws_env: S3Config, tmp_path: Path) -> None:
+    longest = "n" * 251 + ".exr"
+    files = {longest: b"a long name", f"d/{'é' * 125}.txt": b"255 bytes in UTF-8"}
+    where, attachments, root = job(files)
+    session = tmp_path / "session"
+    sync_inputs(where, attachments, session, s3=aws_env)
+    assert _landed(session / session_root_name(str(root))) == files
+
+
+def test_a_folder_swapped_for_a_symlink_during_downloads_never_leads_a_write_outside(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    files = {f"d{i % 8}/s{i % 3}/f{i}.bin": f"{i}".encode() * 50 for i in range(400)}
+    where, attachments, root = job(files)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    stop = threading.Event()
+    swaps = 0
+
+    def swapper(dest: Path) -> None:
+        """Swaps each folder of the destination for a link leading out, and back, until told."""
+        nonlocal swaps
+        while not stop.is_set():
+            for i in range(8):
+                d, aside = dest / f"d{i}", dest / f"d{i}.aside"
+                try:
+                    os.rename(d, aside)
+                    os.symlink(outside, d)
+                    swaps += 1
+                    os.unlink(d)
+                    os.rename(aside, d)
+                except OSError:
+                    continue
+
+    for attempt in range(6):
+        session = tmp_path / f"session{attempt}"
+        dest = session / session_root_name(str(root))
+        dest.mkdir(parents=True)
+        for i in range(8):
+            (dest / f"d{i}").mkdir()
+        thread = threading.Thread(target=swapper, args=(dest,))
+        thread.start()
+        try:
+            sync_inputs(where, attachments, session, s3=aws_env)
+        except (Blocked, FileAccessError):
+            pass  # refused at a segment found swapped, or at a folder removed under it
+        finally:
+            stop.set()
+            thread.join()
+            stop.clear()
+        assert os.listdir(outside) == [], f"a write escaped after {swaps} swaps"
+    assert swaps > 0  # the race did run
+
+
+def test_two_workers_downloading_into_one_destination_both_end_correct(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    files = {f"d{i % 5}/f{i}.bin": os.urandom(64) * (1 + i % 7) for i in range(300)}
+    files.update({f"same/{i}.txt": b"one content, many names" for i in range(20)})
+    where, attachments, root = job(files)
+    session = tmp_path / "session"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            sync_inputs(where, attachments, session, s3=aws_env)
+        except BaseException as e:  # noqa: BLE001  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    dest = session / session_root_name(str(root))
+    assert _landed(dest) == files
+    source_mtimes = {rel: (root / rel).stat().st_mtime_ns // 1000 for rel in files}
+    assert {rel: (dest / rel).stat().st_mtime_ns // 1000 for rel in files} == source_mtimes
+
+
+def test_a_killed_downloads_staging_is_removed_by_the_next_and_never_synced(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    where, attachments, root = job({"a.txt": b"a"})
+    session = tmp_path / "session"
+    dest = session / session_root_name(str(root))
+    killed = dest / ".jobattach-staging-00112233aabbccdd"
+    killed.mkdir(parents=True, mode=0o700)
+    (killed / "0123").write_bytes(b"half a file")
+    users = dest / ".jobattach-staging-0123"  # not of our shape: a user's, kept
+    users.mkdir()
+    (users / "keep.txt").write_bytes(b"mine")
+    sync_inputs(where, attachments, session, s3=aws_env)
+    assert not killed.exists()
+    assert (users / "keep.txt").read_bytes() == b"mine"
+
+
+def test_a_sync_download_never_writes_through_a_symlink(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "top.txt").write_bytes(b"top")
+    (src / "sub" / "f.txt").write_bytes(b"f")
+    bucket = Bucket("confined-sync", aws_env)
+    bucket.create()
+    sync(src, "s3://confined-sync/tree", s3=aws_env)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "sub").symlink_to(outside)
+    with pytest.raises(ValidationError, match="symlink"):
+        sync("s3://confined-sync/tree", dest, s3=aws_env)
+    assert os.listdir(outside) == []
+    (dest / "sub").unlink()
+    (dest / "top.txt").symlink_to(outside / "victim")
+    sync("s3://confined-sync/tree", dest, s3=aws_env)
+    assert os.listdir(outside) == []
+    assert _landed(dest) == {"top.txt": b"top", "sub/f.txt": b"f"}
