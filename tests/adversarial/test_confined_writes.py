@@ -20,9 +20,9 @@ from jobattach import (
     S3Config,
     S3Location,
     ValidationError,
+    submit_bundle_attachments,
     sync,
     sync_inputs,
-    submit_bundle_attachments,
 )
 from jobattach_host.destination import Blocked
 from jobattach_host.storage import Bucket
@@ -196,7 +196,7 @@ def test_two_workers_downloading_into_one_destination_both_end_correct(
         try:
             barrier.wait()
             sync_inputs(where, attachments, session, s3=aws_env)
-        except BaseException as e:  # noqa: BLE001  # reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
