@@ -19,10 +19,12 @@ from jobattach import (
     ManifestLocation,
     S3Config,
     S3Location,
+    SessionAction,
     ValidationError,
     submit_bundle_attachments,
     sync,
     sync_inputs,
+    sync_outputs,
 )
 from jobattach_host.destination import Blocked
 from jobattach_host.storage import Bucket
@@ -251,3 +253,24 @@ def test_a_sync_download_never_writes_through_a_symlink(
     sync("s3://confined-sync/tree", dest, s3=aws_env)
     assert os.listdir(outside) == []
     assert _landed(dest) == {"top.txt": b"top", "sub/f.txt": b"f"}
+
+
+def test_outputs_are_not_read_through_a_symlink_at_the_roots_folder(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    where, attachments, root = job({"a.txt": b"a"})
+    attachments = {
+        **attachments,
+        "manifests": [{**m, "outputRelativeDirectories": ["."]} for m in attachments["manifests"]],
+    }
+    session = tmp_path / "session"
+    session.mkdir()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "key.pem").write_bytes(b"not for the bucket")
+    (session / session_root_name(str(root))).symlink_to(secrets)
+    action = SessionAction("farm-1", "queue-1", "job-1", "step-1", "sa-1", 1.0)
+    before = Bucket(where.bucket, aws_env).keys("JA/")
+    with pytest.raises(FileAccessError, match="symlink"):
+        sync_outputs(where, attachments, session, action, s3=aws_env)
+    assert Bucket(where.bucket, aws_env).keys("JA/") == before
