@@ -5,6 +5,8 @@ while the download runs, two workers in one destination. Against the real local 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -139,49 +141,50 @@ def test_names_of_255_bytes_download(job: Job, aws_env: S3Config, tmp_path: Path
     assert _landed(session / session_root_name(str(root))) == files
 
 
+#: Trades each folder ``d<i>`` of a destination with the link ``.link<i>`` beside it, and back,
+#: atomically (Linux's renameat2 RENAME_EXCHANGE: no moment where neither stands), on its own
+#: core until killed (or a bounded number of rounds); prints the rounds once it has begun.
+SWAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+top = sys.argv[1].encode()
+names = [(b"%s/d%d" % (top, i), b"%s/.link%d" % (top, i)) for i in range(int(sys.argv[2]))]
+print("swapping", flush=True)
+for _ in range(5_000_000):
+    for d, link in names:
+        libc.renameat2(-100, d, -100, link, 2)
+"""
+
+
 def test_a_folder_swapped_for_a_symlink_during_downloads_never_leads_a_write_outside(
     job: Job, aws_env: S3Config, tmp_path: Path
 ) -> None:
-    files = {f"d{i % 8}/s{i % 3}/f{i}.bin": f"{i}".encode() * 50 for i in range(400)}
+    folders = 4
+    files = {f"d{i % folders}/s{i % 3}/f{i}.bin": f"{i}".encode() * 50 for i in range(600)}
     where, attachments, root = job(files)
     outside = tmp_path / "outside"
-    outside.mkdir()
-    stop = threading.Event()
-    swaps = 0
-
-    def swapper(dest: Path) -> None:
-        """Swaps each folder of the destination for a link leading out, and back, until told."""
-        nonlocal swaps
-        while not stop.is_set():
-            for i in range(8):
-                d, aside = dest / f"d{i}", dest / f"d{i}.aside"
-                try:
-                    os.rename(d, aside)
-                    os.symlink(outside, d)
-                    swaps += 1
-                    os.unlink(d)
-                    os.rename(aside, d)
-                except OSError:
-                    continue
-
-    for attempt in range(6):
+    for k in range(3):  # the same shape as inside, so that writes through a link would land
+        (outside / f"s{k}").mkdir(parents=True)
+    refused = 0
+    for attempt in range(4):
         session = tmp_path / f"session{attempt}"
         dest = session / session_root_name(str(root))
-        dest.mkdir(parents=True)
-        for i in range(8):
-            (dest / f"d{i}").mkdir()
-        thread = threading.Thread(target=swapper, args=(dest,))
-        thread.start()
-        try:
-            sync_inputs(where, attachments, session, s3=aws_env)
-        except (Blocked, FileAccessError):
-            pass  # refused at a segment found swapped, or at a folder removed under it
-        finally:
-            stop.set()
-            thread.join()
-            stop.clear()
-        assert os.listdir(outside) == [], f"a write escaped after {swaps} swaps"
-    assert swaps > 0  # the race did run
+        for i in range(folders):
+            (dest / f"d{i}").mkdir(parents=True)
+            (dest / f".link{i}").symlink_to(outside)
+        cmd = [sys.executable, "-c", SWAPPER, str(dest), str(folders)]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as swapper:
+            assert swapper.stdout is not None
+            assert swapper.stdout.readline() == "swapping\n"
+            try:
+                sync_inputs(where, attachments, session, s3=aws_env)
+            except Blocked:
+                refused += 1  # refused at a segment found swapped
+            finally:
+                swapper.kill()
+        escaped = [p for p in outside.rglob("*") if not p.is_dir()]
+        assert escaped == [], f"{len(escaped)} writes escaped"
+    assert refused > 0  # the race did run
 
 
 def test_two_workers_downloading_into_one_destination_both_end_correct(
