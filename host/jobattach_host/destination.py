@@ -33,7 +33,7 @@ import shutil
 import stat
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -193,15 +193,22 @@ class Staging:
             except FileExistsError:
                 continue
         self.name = name
-        self.dir = Directory(_open_dir(root, name), os.path.join(root.path, name))
-        _lock(self.dir)
-        self._made: list[str] = []
+        try:
+            self.dir = Directory(_open_dir(root, name), os.path.join(root.path, name))
+            _lock(self.dir)
+            if _AT:
+                os.chmod(self.dir.fd, 0o700)  # whatever the umask: the shape stale ones have
+        except BaseException:
+            with contextlib.suppress(OSError):
+                _rmdir(root, name)
+            raise
+        self._made: set[str] = set()
         self._copies = 0
 
     def create(self, name: str) -> Sink:
         """A new file ``name`` here, and the way to (re)open it empty for writing."""
         os.close(_open_at(self.dir, name, _NEW_FILE, 0o666))  # the umask makes the final mode
-        self._made.append(name)
+        self._made.add(name)
 
         def sink() -> IO[bytes]:
             return os.fdopen(_open_at(self.dir, name, _rewrite_flags(), 0), "wb")
@@ -237,13 +244,13 @@ class Staging:
             raise
         except OSError as e:
             raise FileAccessError(f"cannot write: {e.strerror}", path=target) from e
-        self._made.remove(name)
+        self._made.discard(name)
 
     def _copy(self, name: str) -> str:
         self._copies += 1
         twin = f"{name}.{self._copies}"
         _copy_file(self.dir, name, self.dir, twin)
-        self._made.append(twin)
+        self._made.add(twin)
         return twin
 
     def _place_across(self, name: str, folder: Directory, leaf: str) -> None:
@@ -279,14 +286,6 @@ class Staging:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def staged_names(paths: Sequence[str]) -> Iterator[str]:
-    """The staging folders among root-relative ``paths``' first segments (hidden from
-    listings: a killed download's, not yet removed)."""
-    for p in paths:
-        if STAGING_PATTERN.fullmatch(p.partition("/")[0]):
-            yield p
 
 
 def _remove_stale(root: Directory) -> None:
