@@ -121,19 +121,7 @@ class S3Proxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fault(self, body):
                     return
-                conn = http.client.HTTPConnection(proxy.target.netloc)
-                conn.request(self.command, self.path, body, dict(self.headers))
-                reply = conn.getresponse()
-                data = reply.read()
-                self.send_response(reply.status)
-                for k, v in reply.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
+                answer(self, *proxy.send(self, body))
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
 
@@ -142,6 +130,32 @@ class S3Proxy:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+
+    def send(self, request: BaseHTTPRequestHandler, body: bytes) -> Reply:
+        """Sends the request on to the server; its reply."""
+        conn = http.client.HTTPConnection(self.target.netloc)
+        try:
+            conn.request(request.command, request.path, body, dict(request.headers))
+            reply = conn.getresponse()
+            return reply.status, reply.getheaders(), reply.read()
+        finally:
+            conn.close()
+
+
+#: A reply of the server: status, headers and body.
+Reply = tuple[int, list[tuple[str, str]], bytes]
+
+
+def answer(request: BaseHTTPRequestHandler, status: int, headers: Any, data: bytes) -> None:
+    """Answers ``request`` as the server did (``S3Proxy.send``) or as a fault decides."""
+    request.send_response(status)
+    for k, v in headers:
+        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+            request.send_header(k, v)
+    request.send_header("Content-Length", str(len(data)))
+    request.end_headers()
+    if request.command != "HEAD":
+        request.wfile.write(data)
 
 
 @pytest.fixture
@@ -176,6 +190,22 @@ class OnlyBoto3:
         request.send_header("Content-Length", "0")
         request.end_headers()
         return True
+
+
+class Recorder:
+    """Records each request (method, path, headers in lower case, body), then lets ``then``
+    decide its fate (default: passed on)."""
+
+    def __init__(self, then: Fault | None = None) -> None:
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        self.then = then
+
+    def __call__(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        with self.lock:
+            self.seen.append((request.command, request.path, headers, body))
+        return self.then(request, body) if self.then else False
 
 
 def without_read_override(script: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -46,7 +46,8 @@ class FileAccessError(AttachmentError):
 
 class FileChangedError(FileAccessError):
     """A file changed between being hashed and being uploaded: what went up may not be the
-    content its digest names, so it was taken out of S3 again and nothing points at it."""
+    content its digest names, so it stays in S3 only where it is exactly that content, and
+    no manifest points at it."""
 
 
 class StorageError(AttachmentError):

@@ -28,12 +28,15 @@ from urllib.parse import urlsplit
 from botocore.httpsession import get_cert_path
 
 from .s3wire import (
+    CONFLICT_STATUS,
+    EXISTS_STATUS,
     RETRY_STATUS,
     Failed,
+    Sent,
     Wire,
     backoff_seconds,
     error_code,
-    metadata_headers,
+    put_headers,
     user_metadata,
 )
 
@@ -65,6 +68,10 @@ class Request(NamedTuple):
     path: str | os.PathLike[str] | None = None
     #: PUT: the object's user metadata.
     metadata: Mapping[str, str] | None = None
+    #: PUT: the xxh3-128 the content must hash to (S3 refuses a body that does not).
+    digest: str | None = None
+    #: PUT: refused, and reported as there, when the key exists.
+    create_only: bool = False
     #: GET: opens the file written to, empty, instead of ``path``.
     sink: Callable[[], IO[bytes]] | None = None
 
@@ -110,12 +117,15 @@ def run(
     *,
     done: Callable[[int, Any], None] | None = None,
     cancelled: threading.Event | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> list[int]:
     """Sends every request, ``settings.connections`` at a time; ``done(i, result)`` for each
     that succeeded (a HEAD's result is the object's user metadata, or None when it does not
-    exist). Returns the indices boto3 must do; raises ``ItemFailed`` for the first request that
-    failed for good, and stops sending once ``cancelled`` is set."""
-    batch = _Batch(wire, tls, requests, settings, done, cancelled)
+    exist; a PUT's is its ``Sent``). Returns the indices boto3 must do; raises ``ItemFailed``
+    for the first request that failed for good, and stops sending once ``cancelled`` is set.
+    ``started(i)`` hears of each request before anything of it is sent: one started and never
+    done may have reached the server all the same."""
+    batch = _Batch(wire, tls, requests, settings, done, cancelled, started)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -170,9 +180,10 @@ class _Batch:
         settings: Settings,
         done: Callable[[int, Any], None] | None,
         cancelled: threading.Event | None,
+        started: Callable[[int], None] | None = None,
     ) -> None:
         self.wire, self.tls, self.requests, self.settings = wire, tls, requests, settings
-        self.done, self.cancelled = done, cancelled
+        self.done, self.cancelled, self.started = done, cancelled, started
         parts = urlsplit(wire.origin)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -210,6 +221,8 @@ class _Batch:
             i = self._take()
             if i is None:
                 return
+            if self.started is not None:
+                self.started(i)
             try:
                 conn = await self._one(i, conn)
             except _Local as e:
@@ -233,6 +246,7 @@ class _Batch:
         req = self.requests[i]
         body = _read(req.path) if req.method == "PUT" else None
         attempts, attempt = self.wire.attempts, 1
+        resent = False  # an earlier send of it may have reached the server
         while True:
             try:
                 if conn is None:
@@ -242,6 +256,7 @@ class _Batch:
             except _Stale:
                 self._drop(conn)
                 conn = None
+                resent = True
                 continue
             except ssl.SSLCertVerificationError as e:
                 raise Failed(type(e).__name__) from e  # no attempt will change the certificate
@@ -253,14 +268,16 @@ class _Batch:
                 if attempt == attempts:
                     raise Failed(type(error).__name__) from e
             else:
-                if reply.status in (200, 204) or (reply.status == 404 and req.method == "HEAD"):
+                result = _result(req, reply, resent or attempt > 1)
+                if result is not _NO_RESULT:
                     if not reply.keep_alive:
                         self._drop(conn)
                         conn = None
                     if self.done is not None:
-                        self.done(i, user_metadata(reply.headers) if reply.status != 404 else None)
+                        self.done(i, result)
                     return conn
-                if reply.status not in RETRY_STATUS:
+                conflict = reply.status == CONFLICT_STATUS and req.create_only
+                if reply.status not in RETRY_STATUS and not conflict:
                     self.left.append(i)  # only boto3 knows what to do with this answer
                     if reply.keep_alive:
                         return conn
@@ -300,7 +317,8 @@ class _Batch:
 
     async def _exchange(self, conn: _Connection, req: Request, body: bytes | None) -> _Reply:
         path = self.wire.path_of(req.key)
-        signed = self.wire.sign(req.method, path, metadata_headers(req.metadata), body)
+        headers = put_headers(req.metadata, req.digest, req.create_only) if body is not None else {}
+        signed = self.wire.sign(req.method, path, headers, body)
         lines = [f"{req.method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in signed.items())]
         try:
             conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
@@ -372,6 +390,24 @@ class _Batch:
 
     def _wait(self, conn: _Connection) -> None:
         conn.deadline = asyncio.get_running_loop().time() + self.settings.read_timeout
+
+
+#: What ``_result`` returns for a reply that is no result: retried, or left to boto3.
+_NO_RESULT = object()
+
+
+def _result(req: Request, reply: _Reply, resent: bool) -> Any:
+    """What a request's reply tells ``done``: a PUT's ``Sent``, or the object's user metadata
+    (None when a HEAD finds no such object); ``_NO_RESULT`` when it is no result."""
+    if reply.status in (200, 204):
+        if req.method == "PUT":
+            return Sent(reply.headers.get("etag"), there=True, maybe_ours=True)
+        return user_metadata(reply.headers)
+    if reply.status == 404 and req.method == "HEAD":
+        return None
+    if reply.status == EXISTS_STATUS and req.create_only:
+        return Sent(None, there=True, maybe_ours=resent)
+    return _NO_RESULT
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:

@@ -14,13 +14,14 @@ caller repeats the operation through boto3, which deals with it as it always doe
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import quote, urlsplit
 
 from botocore.awsrequest import AWSPreparedRequest
@@ -56,10 +57,47 @@ class Failed(Exception):
         self.code = code
 
 
+class Sent(NamedTuple):
+    """What an upload did to its key, as far as the server let it be known."""
+
+    #: The ETag of the object this upload made; None when it made none, or none it can show.
+    etag: str | None
+    #: Whether an object is there now: made by this upload, or found there (create-only).
+    there: bool
+    #: Whether an object there may be of this upload's making though no ETag shows it: an
+    #: earlier attempt may have reached the server before a create-only one was refused, or
+    #: the upload never finished (its batch failed or was cancelled while it was sent).
+    maybe_ours: bool
+
+
+#: What an upload that was started but never finished may have done.
+UNFINISHED = Sent(None, there=False, maybe_ours=True)
+#: A create-only PUT refused because the key exists: "412 Precondition Failed".
+EXISTS_STATUS = 412
+#: A conditional request that raced another writer ("409 ConditionalRequestConflict"): S3
+#: asks for it to be sent again.
+CONFLICT_STATUS = 409
+
+
+class _Exists(Exception):
+    """A create-only PUT was refused: the key exists."""
+
+    def __init__(self, resent: bool) -> None:
+        super().__init__("exists")
+        self.resent = resent
+
+
 class Wire:
     """Direct requests for the objects of one bucket."""
 
-    def __init__(self, client: S3Client, credentials: Credentials, bucket: str, attempts: int):
+    def __init__(
+        self,
+        client: S3Client,
+        credentials: Credentials,
+        bucket: str,
+        attempts: int,
+        owner: Callable[[], str | None] = lambda: None,
+    ):
         # The bucket's URL as botocore builds it (path or virtual-host style, custom endpoint
         # or not), read off a presigned URL for a one-letter key.
         url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"})
@@ -71,10 +109,17 @@ class Wire:
         self._credentials = credentials
         self.http: Any = client._endpoint.http_session  # type: ignore[attr-defined]  # boto3's pool, proxies, TLS
         self.attempts = attempts
+        #: The account that must own the bucket (``x-amz-expected-bucket-owner``), or None.
+        self.owner = owner
 
     @classmethod
     def for_bucket(
-        cls, client: S3Client, credentials: Credentials | None, bucket: str, attempts: int
+        cls,
+        client: S3Client,
+        credentials: Credentials | None,
+        bucket: str,
+        attempts: int,
+        owner: Callable[[], str | None] = lambda: None,
     ) -> Wire | None:
         """A Wire, or None where it cannot work like boto3 (no credentials, an anonymous
         client, a botocore without the session it borrows)."""
@@ -83,7 +128,7 @@ class Wire:
         frozen = credentials.get_frozen_credentials()
         if not (frozen.access_key and frozen.secret_key):
             return None
-        return cls(client, credentials, bucket, attempts)
+        return cls(client, credentials, bucket, attempts, owner)
 
     def get_to(self, key: str, out: IO[bytes]) -> None:
         """Writes the object's content to ``out``."""
@@ -102,9 +147,23 @@ class Wire:
 
         self._send("GET", key, stream=stream)
 
-    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> None:
-        """Writes an object; the payload's SHA-256 is signed, so S3 checks what arrived."""
-        self._send("PUT", key, headers=metadata_headers(metadata), body=data)
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        digest: str | None = None,
+        create_only: bool = False,
+    ) -> Sent:
+        """Writes an object; the payload's SHA-256 is signed, so S3 checks what arrived, and
+        with ``digest`` S3 refuses a body that does not hash to it (``put_headers``)."""
+        headers = put_headers(metadata, digest, create_only)
+        try:
+            reply = self._send("PUT", key, headers=headers, body=data)
+        except _Exists as e:
+            return Sent(None, there=True, maybe_ours=e.resent)
+        return Sent(reply.get("etag"), there=True, maybe_ours=True)
 
     def head(self, key: str) -> dict[str, str] | None:
         """The object's user metadata, or None when it does not exist."""
@@ -148,7 +207,10 @@ class Wire:
                 continue
             if status == 404 and method == "HEAD":
                 raise Missing()
-            if status not in RETRY_STATUS:
+            conditional = "if-none-match" in (headers or {})
+            if status == EXISTS_STATUS and conditional:
+                raise _Exists(resent=attempt > 1)
+            if status not in RETRY_STATUS and not (status == CONFLICT_STATUS and conditional):
                 raise Fallback()
             if attempt == self.attempts:
                 raise Failed(error_code(text) or str(status))
@@ -169,6 +231,9 @@ class Wire:
         headers.update({"host": self._host, "x-amz-content-sha256": payload, "x-amz-date": stamp})
         if creds.token:
             headers["x-amz-security-token"] = creds.token
+        owner = self.owner()
+        if owner:
+            headers["x-amz-expected-bucket-owner"] = owner
         names = sorted(headers)
         canonical = "\n".join(
             [
@@ -202,6 +267,28 @@ _META = "x-amz-meta-"
 def metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """The request headers that give an object its user metadata."""
     return {f"{_META}{k.lower()}": v for k, v in (metadata or {}).items()}
+
+
+def put_headers(
+    metadata: Mapping[str, str] | None, digest: str | None, create_only: bool
+) -> dict[str, str]:
+    """The headers of a PUT: its user metadata; with ``digest``, S3's XXHASH128 checksum of
+    the content, so that S3 refuses a body that does not hash to it (``BadDigest``); and,
+    ``create_only``, ``If-None-Match: *``, so that it never replaces an object."""
+    headers = metadata_headers(metadata)
+    if digest:
+        headers["x-amz-checksum-xxhash128"] = checksum(digest)
+    if create_only:
+        headers["if-none-match"] = "*"
+    return headers
+
+
+def checksum(digest: str) -> str:
+    """S3's ``x-amz-checksum-xxhash128`` of content whose xxh3-128 is ``digest`` (32 hex
+    digits): base64 of the digest's canonical, big-endian 16 bytes. botocore's own XXHASH128
+    (awscrt's ``new_xxhash3_128``, botocore 1.44) gives the same value for the same bytes:
+    checked with awscrt 0.38.1 on empty, 3-byte, 1 kB and 5 MB bodies."""
+    return base64.b64encode(bytes.fromhex(digest)).decode("ascii")
 
 
 def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:

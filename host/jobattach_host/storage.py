@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
+from urllib.parse import urlsplit
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -29,13 +30,14 @@ from botocore.exceptions import (
     IncompleteReadError,
     ResponseStreamingError,
 )
+from botocore.loaders import create_loader
 from s3transfer.exceptions import CancelledError as TransferCancelled
 from s3transfer.exceptions import RetriesExceededError
 from s3transfer.subscribers import BaseSubscriber
 
 from . import s3loop
-from .errors import Cancelled, FileAccessError, StorageError
-from .s3wire import Failed, Fallback, Wire
+from .errors import Cancelled, FileAccessError, FileChangedError, StorageError
+from .s3wire import EXISTS_STATUS, UNFINISHED, Failed, Fallback, Sent, Wire, checksum
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -100,6 +102,14 @@ class S3Config:
     endpoint_url: str | None = None
     profile: str | None = None
     options: ClientOptions = field(default_factory=ClientOptions)
+    #: The account that must own every bucket used (``x-amz-expected-bucket-owner`` on each
+    #: request, as the official client sends it), so that no job's data goes to or comes from
+    #: a bucket of the same name in another account. None: the credentials' own account, from
+    #: the credentials when they carry it, else from STS ``GetCallerIdentity`` (once).
+    bucket_owner: str | None = None
+    #: Whether requests carry the expected owner. None: when the endpoint is AWS's (a host in
+    #: one of botocore's partitions); False for a server without accounts.
+    check_bucket_owner: bool | None = None
 
     def client(self) -> S3Client:
         """A client for this configuration, shared while the environment it was made
@@ -136,9 +146,14 @@ class S3Config:
                     retries=retries,
                 ),
             )
-            return _Connection(client, session.get_credentials())
         except (BotoCoreError, ValueError) as e:  # an unknown profile, an endpoint not a URL
             raise StorageError(f"cannot set up S3: {e}") from e
+        owner, completions = _Owner(self, session, client), _Completions()
+        events = client.meta.events
+        events.register("before-parameter-build.s3", owner.add_to)
+        events.register(f"before-parameter-build.s3.{_COMPLETE}", completions.before)
+        events.register(f"after-call.s3.{_COMPLETE}", completions.after)
+        return _Connection(client, session.get_credentials(), owner, completions)
 
     def transfer_config(self) -> TransferConfig:
         o = self.options
@@ -152,6 +167,114 @@ class S3Config:
 class _Connection(NamedTuple):
     client: S3Client
     credentials: Credentials | None
+    owner: _Owner
+    completions: _Completions
+
+
+class _Owner:
+    """The account that must own the buckets a client uses: ``S3Config.bucket_owner``, or
+    looked up when first needed, once per configuration (the client's cache)."""
+
+    def __init__(self, config: S3Config, session: boto3.session.Session, client: S3Client):
+        check = config.check_bucket_owner
+        self.enabled = _on_aws(client.meta.endpoint_url) if check is None else check
+        self._account = config.bucket_owner
+        self._session, self._client = session, client
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str | None:
+        if not self.enabled:
+            return None
+        with self._lock:
+            if self._account is None:
+                self._account = self._look_up()
+            return self._account
+
+    def _look_up(self) -> str:
+        credentials = self._session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials else None
+        account = getattr(frozen, "account_id", None)  # botocore 1.37+, where a provider knows
+        if account:
+            return str(account)
+        try:
+            sts = self._session.client(
+                "sts", region_name=self._client.meta.region_name, config=self._client.meta.config
+            )
+            return str(sts.get_caller_identity()["Account"])
+        except (BotoCoreError, ClientError, KeyError) as e:
+            raise StorageError(
+                "cannot learn the account of these credentials, to check that the bucket is"
+                f" theirs (STS GetCallerIdentity: {e}); set S3Config.bucket_owner to the"
+                " bucket owner's account id, or check_bucket_owner=False for a server without"
+                " accounts"
+            ) from e
+
+    def add_to(self, params: dict[str, Any], model: Any, context: Any, **kwargs: Any) -> None:
+        """botocore's ``before-parameter-build`` event: the expected owner in every
+        operation that takes it (a presigned URL excepted: it is never sent)."""
+        shape = model.input_shape
+        if shape is None or "ExpectedBucketOwner" not in shape.members:
+            return
+        if context.get("is_presign_request"):
+            return
+        account = self()
+        if account:
+            params.setdefault("ExpectedBucketOwner", account)
+
+
+def _on_aws(endpoint_url: str) -> bool:
+    """Whether the endpoint is AWS's: its host in the DNS suffix of a partition botocore
+    knows (``amazonaws.com``, ``api.aws``, ``amazonaws.com.cn``, ...)."""
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    return any(host == s or host.endswith("." + s) for s in _aws_dns_suffixes())
+
+
+@functools.lru_cache(maxsize=1)
+def _aws_dns_suffixes() -> tuple[str, ...]:
+    partitions = create_loader().load_data("partitions")["partitions"]
+    outputs = [p["outputs"] for p in partitions]
+    return tuple({o[k] for o in outputs for k in ("dnsSuffix", "dualStackDnsSuffix") if k in o})
+
+
+#: The request that ends a multipart upload.
+_COMPLETE = "CompleteMultipartUpload"
+_UPLOAD = "jobattach-upload"
+
+
+class _Completions:
+    """The CompleteMultipartUpload of each upload in parts, which the transfer manager makes
+    without taking ``IfNoneMatch``: made create-only where the upload asks for it, and the
+    ETag of the object it made kept for the upload."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._create_only: set[tuple[str, str]] = set()
+        self._etags: dict[tuple[str, str], str | None] = {}
+
+    def start(self, bucket: str, key: str, create_only: bool) -> None:
+        with self._lock:
+            self._etags[bucket, key] = None
+            if create_only:
+                self._create_only.add((bucket, key))
+
+    def end(self, bucket: str, key: str) -> str | None:
+        """The ETag of the object the upload made, if its completion was answered."""
+        with self._lock:
+            self._create_only.discard((bucket, key))
+            return self._etags.pop((bucket, key), None)
+
+    def before(self, params: dict[str, Any], context: Any, **kwargs: Any) -> None:
+        which = (params.get("Bucket", ""), params.get("Key", ""))
+        context[_UPLOAD] = which
+        with self._lock:
+            if which in self._create_only:
+                params["IfNoneMatch"] = "*"
+
+    def after(self, parsed: Any, context: Any, **kwargs: Any) -> None:
+        which = context.get(_UPLOAD)
+        with self._lock:
+            if which in self._etags and parsed.get("ETag"):
+                self._etags[which] = parsed["ETag"]
 
 
 def _client_reads(variable: str) -> bool:
@@ -176,6 +299,10 @@ class Transfer(NamedTuple):
     size: int | None = None
     #: Uploads: the object's user metadata.
     metadata: Mapping[str, str] | None = None
+    #: Uploads: the xxh3-128 the content must hash to, sent as S3's XXHASH128 checksum.
+    digest: str | None = None
+    #: Uploads: never replace an object; a key that exists counts as there (``Sent``).
+    create_only: bool = False
     #: Downloads: opens the file written to (``path`` is then only named in messages).
     sink: Sink | None = None
 
@@ -186,7 +313,8 @@ class Bucket:
     def __init__(self, name: str, config: S3Config | None = None) -> None:
         self.name = name
         self.config = config or S3Config()
-        self.client = self.config.client()
+        self._connection = self.config._connection()
+        self.client = self._connection.client
         self._transfer = self.config.transfer_config()
         self._wire = _wire_for(self)
         self._tls: ssl.SSLContext | Literal[False] | None = (
@@ -298,34 +426,84 @@ class Bucket:
         metadata: Mapping[str, str] | None = None,
         progress: Callable[[int], None] | None = None,
         cancelled: threading.Event | None = None,
-    ) -> None:
-        """Uploads a local file by path, in parallel parts above the multipart threshold.
+        digest: str | None = None,
+        create_only: bool = False,
+    ) -> Sent:
+        """Uploads a local file by path, in parallel parts above the multipart threshold, and
+        says what it did (``Sent``): with ``create_only``, a key that exists is left as it is.
 
         Smaller files go up in one PUT of their bytes, read whole (below the threshold, so
         bounded), by the direct path when it can: the transfer manager's machinery costs
-        milliseconds of CPU per file, more than the request itself. A large file tells
-        ``progress`` of its bytes as they go, and stops (its parts aborted, ``Cancelled``
-        raised) once ``cancelled`` is set.
+        milliseconds of CPU per file, more than the request itself. Such a PUT carries
+        ``digest`` as S3's XXHASH128 checksum, so S3 refuses a body that does not hash to it.
+        A large file tells ``progress`` of its bytes as they go, and stops (its parts aborted,
+        ``Cancelled`` raised) once ``cancelled`` is set.
         """
-        extra = {"Metadata": dict(metadata)} if metadata else {}
+        extra: dict[str, Any] = {"Metadata": dict(metadata)} if metadata else {}
         try:
             small = os.stat(path).st_size < self.config.options.multipart_threshold
             with _storage_errors("upload", key):
-                if small:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                    if self._direct("upload", key, lambda w: w.put(key, data, metadata)) is BOTO3:
-                        self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)  # type: ignore[arg-type]
-                else:
-                    self._managed(
-                        lambda tm, watch: tm.upload(os.fspath(path), self.name, key, extra, watch),
-                        progress,
-                        cancelled,
-                    )
+                if not small:
+                    return self._upload_in_parts(key, path, extra, create_only, progress, cancelled)
+                with open(path, "rb") as f:
+                    data = f.read()
+                sent = self._direct(
+                    "upload",
+                    key,
+                    lambda w: w.put(key, data, metadata, digest=digest, create_only=create_only),
+                )
+                if isinstance(sent, Sent):
+                    return sent
+                if digest:
+                    extra["ChecksumXXHASH128"] = checksum(digest)
+                if create_only:
+                    extra["IfNoneMatch"] = "*"
+                try:
+                    reply = self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)
+                except ClientError as e:
+                    if digest and e.response.get("Error", {}).get("Code") == "BadDigest":
+                        raise FileChangedError(
+                            "does not hold the content that was hashed: S3 refused it, as its"
+                            " XXHASH128 differs; submit again once the files are final",
+                            path=os.fspath(path),
+                        ) from e
+                    return _existing(e, create_only)
+                return Sent(reply.get("ETag"), there=True, maybe_ours=True)
         except OSError as e:
             raise FileAccessError(
                 f"cannot read for upload: {e.strerror}", path=os.fspath(path)
             ) from e
+
+    def _upload_in_parts(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        extra: dict[str, Any],
+        create_only: bool,
+        progress: Callable[[int], None] | None,
+        cancelled: threading.Event | None,
+    ) -> Sent:
+        """A multipart upload by the transfer manager, its completion create-only when asked.
+
+        It carries no XXHASH128 checksum: S3 keeps a full-object checksum of a multipart
+        upload only for the CRC algorithms (combined from the parts'), and XXHASH128 per part
+        (a COMPOSITE checksum, which needs awscrt in botocore) would check each part, never
+        the content's name. The parts carry botocore's default CRC32, and the host's checks
+        (the file still as hashed once sent) stand.
+        """
+        completions = self._connection.completions
+        completions.start(self.name, key, create_only)
+        try:
+            self._managed(
+                lambda tm, watch: tm.upload(os.fspath(path), self.name, key, extra, watch),
+                progress,
+                cancelled,
+            )
+        except ClientError as e:
+            return _existing(e, create_only)
+        finally:
+            etag = completions.end(self.name, key)
+        return Sent(etag, there=True, maybe_ours=True)
 
     def download_file(
         self,
@@ -431,31 +609,49 @@ class Bucket:
         done: Callable[[int], None] | None = None,
         cancelled: threading.Event | None = None,
         progress: Callable[[int, int], None] | None = None,
+        outcome: Callable[[int, Sent], None] | None = None,
     ) -> None:
-        """Uploads many local files, as ``download_files`` downloads objects."""
+        """Uploads many local files, as ``download_files`` downloads objects. ``outcome(i,
+        sent)`` hears what each upload did before its ``done``; and when the batch fails or is
+        cancelled, of each upload started and never finished too (``UNFINISHED``: it may have
+        reached the server), before the error is raised."""
 
-        def one(i: int) -> None:
+        def one(i: int) -> Sent:
             t = transfers[i]
             moved = functools.partial(progress, i) if progress else None
-            self.upload_file(
-                t.key, t.path, metadata=t.metadata, progress=moved, cancelled=cancelled
+            return self.upload_file(
+                t.key,
+                t.path,
+                metadata=t.metadata,
+                progress=moved,
+                cancelled=cancelled,
+                digest=t.digest,
+                create_only=t.create_only,
             )
 
-        requests = [s3loop.Request("PUT", t.key, t.path, t.metadata) for t in transfers]
-        self._many("upload", requests, [t.size for t in transfers], one, done, cancelled)
+        def unfinished(started: list[int]) -> None:
+            for i in started:
+                if outcome is not None:
+                    outcome(i, UNFINISHED)
+
+        requests = [
+            s3loop.Request("PUT", t.key, t.path, t.metadata, t.digest, t.create_only)
+            for t in transfers
+        ]
+        sizes = [t.size for t in transfers]
+        self._many("upload", requests, sizes, one, done, cancelled, outcome, unfinished)
 
     def metadata_many(self, keys: Sequence[str]) -> list[dict[str, str] | None]:
         """``metadata`` of each key (None where there is no such object), many at a time."""
         found: list[dict[str, str] | None] = [None] * len(keys)
 
-        def one(i: int) -> None:
-            found[i] = self.metadata(keys[i])
-
         def each(i: int, result: Any) -> None:
             found[i] = result
 
         requests = [s3loop.Request("HEAD", k) for k in keys]
-        self._many("check", requests, [0] * len(keys), one, None, None, each)
+        self._many(
+            "check", requests, [0] * len(keys), lambda i: self.metadata(keys[i]), None, None, each
+        )
         return found
 
     def _many(
@@ -463,13 +659,16 @@ class Bucket:
         operation: str,
         requests: list[s3loop.Request],
         sizes: Sequence[int | None],
-        one: Callable[[int], None],
+        one: Callable[[int], Any],
         done: Callable[[int], None] | None,
         cancelled: threading.Event | None,
         result: Callable[[int, Any], None] | None = None,
+        unfinished: Callable[[list[int]], None] | None = None,
     ) -> None:
         """Request ``i`` by ``one(i)`` on threads, but those known to be small (``sizes``) on
-        the event loop when it can be used, where ``result`` receives what each returned."""
+        the event loop when it can be used; ``result`` receives what each returned. Once all
+        have ended, however the batch ends, ``unfinished`` hears of those that were started
+        (on either side) and never finished: stopped by a failure or a cancel midway."""
         threshold = self.config.options.multipart_threshold
         if requests and requests[0].method == "PUT":  # bodies held in memory while sent
             threshold = min(threshold, s3loop.MAX_PUT_BYTES + 1)
@@ -478,27 +677,44 @@ class Bucket:
         small = [i for i, n in enumerate(sizes) if n is not None and n < threshold] if loop else []
         large = sorted(set(range(len(requests))) - set(small))
 
+        lock = threading.Lock()
+        started: set[int] = set()
+        ended: set[int] = set()
+
+        def start(i: int) -> None:
+            with lock:
+                started.add(i)
+
+        def finish(i: int, value: Any) -> None:
+            with lock:
+                ended.add(i)
+            if result is not None:
+                result(i, value)
+            if done is not None:
+                done(i)
+
         def each(i: int) -> None:
             if cancelled is None or not cancelled.is_set():
+                start(i)
                 try:
-                    one(i)
+                    value = one(i)
                 except Cancelled:
                     return  # stopped midway; the caller sees `cancelled`
-                if done is not None:
-                    done(i)
-
-        def finished(k: int, value: Any) -> None:
-            if result is not None:
-                result(small[k], value)
-            if done is not None:
-                done(small[k])
+                finish(i, value)
 
         pool = ThreadPoolExecutor(self._workers(len(requests)), thread_name_prefix="s3-many")
         try:
             threaded = [pool.submit(each, i) for i in large]
             if loop and small:
                 on_loop = [requests[i] for i in small]
-                left = self._on_loop(*loop, operation, on_loop, finished, cancelled)
+                left = self._on_loop(
+                    *loop,
+                    operation,
+                    on_loop,
+                    lambda k, value: finish(small[k], value),
+                    cancelled,
+                    lambda k: start(small[k]),
+                )
                 threaded += [pool.submit(each, small[k]) for k in left]
             for future in threaded:
                 future.result()
@@ -508,6 +724,8 @@ class Bucket:
             raise
         finally:
             pool.shutdown(cancel_futures=True)
+            if unfinished is not None and started - ended:
+                unfinished(sorted(started - ended))
 
     def _on_loop(
         self,
@@ -517,12 +735,15 @@ class Bucket:
         requests: list[s3loop.Request],
         finished: Callable[[int, Any], None],
         cancelled: threading.Event | None,
+        started: Callable[[int], None] | None = None,
     ) -> list[int]:
         """Sends ``requests`` on the event loop; returns those boto3 must do."""
         o = self.config.options
         settings = s3loop.Settings(o.max_pool_connections, o.connect_timeout, o.read_timeout)
         try:
-            left = s3loop.run(wire, tls, requests, settings, done=finished, cancelled=cancelled)
+            left = s3loop.run(
+                wire, tls, requests, settings, done=finished, cancelled=cancelled, started=started
+            )
         except BotoCoreError as e:  # signing: credentials that could not be refreshed
             raise StorageError(f"S3 {operation} failed: {e}", path=requests[0].key) from e
         except s3loop.ItemFailed as e:
@@ -553,6 +774,40 @@ class Bucket:
             extra["ContentType"] = content_type
         with _storage_errors("put", key):
             self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)
+
+    def version(self, key: str) -> tuple[str, int] | None:
+        """The ETag and size of the object at ``key``, or None when there is none."""
+        with _storage_errors("check", key):
+            try:
+                reply = self.client.head_object(Bucket=self.name, Key=key)
+            except ClientError as e:
+                if _status(e) == 404:
+                    return None
+                raise
+            return str(reply["ETag"]), int(reply["ContentLength"])
+
+    def delete_version(self, key: str, etag: str) -> bool:
+        """Deletes the object at ``key`` only while it is the one whose ETag is ``etag``, so
+        that an object another writer put there since stays; whether it did. S3 checks the
+        ETag itself (a conditional DeleteObject, ``If-Match``); for a server that ignores
+        If-Match (``rclone serve s3``), the ETag is also read just before, which leaves only
+        the moment between that HEAD and the DELETE for another writer's object to be lost."""
+        found = self.version(key)
+        if found is None or found[0] != etag:
+            return False
+        with _storage_errors("delete", key):
+            try:
+                self.client.delete_object(Bucket=self.name, Key=key, IfMatch=etag)
+            except ClientError as e:
+                if _status(e) in (404, EXISTS_STATUS):  # gone, or no longer that object
+                    return False
+                raise
+        return True
+
+    @property
+    def expected_owner(self) -> str | None:
+        """The account every request expects to own the bucket, or None when unchecked."""
+        return self._connection.owner()
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """An object's user metadata, or None when there is no such object."""
@@ -604,9 +859,10 @@ def _wire_for(bucket: Bucket) -> Wire | None:
     try:
         return Wire.for_bucket(
             bucket.client,
-            bucket.config.credentials(),
+            bucket._connection.credentials,
             bucket.name,
             bucket.config.options.max_attempts,
+            bucket._connection.owner,
         )
     except (BotoCoreError, ValueError):  # a name botocore refuses: boto3 will say so
         return None
@@ -614,6 +870,15 @@ def _wire_for(bucket: Bucket) -> Wire | None:
 
 def _status(e: ClientError) -> int:
     return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _existing(e: ClientError, create_only: bool) -> Sent:
+    """A create-only upload refused because the key exists, as a ``Sent`` (maybe ours when
+    botocore had sent it before: an earlier attempt may have landed); any other error raised."""
+    if not (create_only and _status(e) == EXISTS_STATUS):
+        raise e
+    retried = int(e.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) > 0
+    return Sent(None, there=True, maybe_ours=retried)
 
 
 class _Watch(BaseSubscriber):

@@ -4,21 +4,32 @@ Content-addressed: an object per distinct digest. What S3 holds is learnt from t
 cache (verified by a sample) and then from concurrent HEAD requests for the rest, never one
 request per file in sequence. A key is recorded in the cache only once S3 confirmed it.
 
+Content PUTs are create-only (``If-None-Match: *``): an object already there, another
+submission's, is never replaced, and counts as there. Each small one carries its digest as S3's
+XXHASH128 checksum, so S3 itself refuses a body that does not hash to its name.
+
 A file is hashed well before it is sent, and may be rewritten in between; so after each
-upload the file must still have the size, mtime and ctime it was hashed with, or its object is
-deleted again: an object under a digest is always the content that digest names.
+upload the file must still have the size, mtime and ctime it was hashed with. When it has not,
+and for every upload a failed or cancelled batch left unfinished (it may have reached the
+server), what the upload may have left under the key is checked, and deleted only when the
+object is the one this upload made (its ETag, a conditional delete) and not exactly the content
+its name says (read back and hashed, where that is cheap): an object under a digest is always
+the content that digest names, and one another submission relies on stays.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import Cancelled, FileChangedError
+from .errors import AttachmentError, Cancelled, FileChangedError, StorageError
+from .hashing import hash_file
 from .s3_check_cache import S3CheckCache
+from .s3wire import Sent
 from .storage import Bucket, Transfer
 
 
@@ -121,15 +132,18 @@ def upload_contents(
             check_cache.record(bucket.name, confirmed)
         confirmed.clear()
 
-    def sent(i: int) -> None:
+    def sent(i: int, made: bool) -> None:
         with lock:  # one writer at a time, in batches: a transaction per file would crawl
             confirmed.append(keys[todo[i].digest])
             if len(confirmed) >= 256:
                 flush()
-            stats.uploaded_files += 1
-            stats.uploaded_bytes += todo[i].size
+            if made:  # else another writer's, found there: skipped
+                stats.uploaded_files += 1
+                stats.uploaded_bytes += todo[i].size
 
-    transfers = [Transfer(keys[f.digest], f.path, f.size) for f in todo]
+    transfers = [
+        Transfer(keys[f.digest], f.path, f.size, digest=f.digest, create_only=True) for f in todo
+    ]
     try:
         upload_unchanged(bucket, todo, transfers, tally, "Submit", sent=sent)
     finally:
@@ -148,28 +162,91 @@ def upload_unchanged(
     tally: Tally,
     redo: str,
     *,
-    sent: Callable[[int], None] | None = None,
+    sent: Callable[[int, bool], None] | None = None,
 ) -> None:
     """Uploads ``transfers`` (of ``contents``), counted by ``tally`` and stopped by its
-    cancellation. ``sent(i)`` hears of each file still as it was hashed once it went up; the
-    others' objects are deleted again, and ``FileChangedError`` then names them."""
-    changed: list[int] = []
+        cancellation. ``sent(i, made)`` hears of each file still as it was hashed once its object
+        is there (``made``: by this upload, not found there). For the files found changed, and,
+        when the batch fails or is cancelled, for those it left unfinished, what their uploads
+        may have left is checked (:func:`_discard`); ``FileChangedError`` then names the changed
+    files whose uploads finished."""
+    changed: dict[int, Sent] = {}
+    lock = threading.Lock()
+
+    def outcome(i: int, what: Sent) -> None:
+        if not _unchanged(contents[i]):
+            with lock:
+                changed[i] = what
+        elif what.there and sent is not None:
+            sent(i, what.etag is not None)
 
     def done(i: int) -> None:
-        if _unchanged(contents[i]):
-            if sent is not None:
-                sent(i)
-        else:
-            changed.append(i)
         tally.add(contents[i].size, i)
 
     try:
-        bucket.upload_files(transfers, done=done, cancelled=tally.cancelled, progress=tally.moved)
+        bucket.upload_files(
+            transfers,
+            done=done,
+            cancelled=tally.cancelled,
+            progress=tally.moved,
+            outcome=outcome,
+        )
     finally:
-        if changed:
-            bucket.delete(transfers[i].key for i in changed)
-    if changed:
-        raise _changed_error([os.fspath(contents[i].path) for i in sorted(changed)], redo)
+        _discard(bucket, [(transfers[i], changed[i]) for i in sorted(changed)])
+    finished = [i for i in sorted(changed) if changed[i].there]  # the others: cancelled
+    if finished:
+        raise _changed_error([os.fspath(contents[i].path) for i in finished], redo)
+
+
+def _discard(bucket: Bucket, uploads: list[tuple[Transfer, Sent]]) -> None:
+    """Takes out of S3 what these uploads of changed files may have left that no one can
+    vouch for (:func:`_discard_one`); raises ``StorageError`` naming the keys it could not
+    check (S3 unreachable), which may hold other content than their names say."""
+    unchecked: list[tuple[str, Exception]] = []
+    for transfer, what in uploads:
+        try:
+            _discard_one(bucket, transfer, what)
+        except (StorageError, AttachmentError) as e:
+            unchecked.append((transfer.key, e))
+    if unchecked:
+        (key, error), more = unchecked[0], len(unchecked) - 1
+        others = f" (and {more} more)" if more else ""
+        raise StorageError(
+            f"could not check what was sent of a file that changed meanwhile{others}: {error};"
+            " the object may not hold the content its name says: delete it",
+            path=key,
+        ) from error
+
+
+def _discard_one(bucket: Bucket, transfer: Transfer, what: Sent) -> None:
+    """Deletes the object at the upload's key only when it shows to be this upload's (its
+    ETag, or maybe ours with no other writer's to show) and not sound: one that holds exactly
+    the content of ``transfer.digest`` stays, as another submission may rely on it. Small
+    objects are read back and hashed to tell; a large one this upload made is deleted by
+    its ETag (reading it back costs as much as sending it again)."""
+    if what.etag is None and not what.maybe_ours:
+        return  # refused as existing: the object there is another writer's
+    found = bucket.version(transfer.key)
+    if found is None:
+        return
+    etag, size = found
+    if what.etag is not None and etag != what.etag:
+        return  # replaced since by another writer
+    cheap = size < bucket.config.options.multipart_threshold
+    if transfer.digest and (cheap or what.etag is None):
+        if _holds(bucket, transfer.key, size, transfer.digest):
+            return
+    elif what.etag is None:
+        return  # neither shown to be ours nor shown to be unsound
+    bucket.delete_version(transfer.key, etag)
+
+
+def _holds(bucket: Bucket, key: str, size: int, digest: str) -> bool:
+    """Whether the object at ``key`` hashes to ``digest``, read back to a scratch file."""
+    with tempfile.TemporaryDirectory(prefix="jobattach-check-") as scratch:
+        path = os.path.join(scratch, "object")
+        bucket.download_file(key, path, size=size)
+        return hash_file(path) == digest
 
 
 def _unchanged(f: Content) -> bool:
@@ -189,7 +266,7 @@ def _changed_error(paths: list[str], redo: str) -> FileChangedError:
     """The error for files found changed once sent, whose objects were deleted again."""
     others = f" (and {len(paths) - 1} more: {', '.join(paths[1:6])})" if len(paths) > 1 else ""
     why = (
-        f"changed while it was being sent{others}; what was sent was taken out of S3 again."
-        f" {redo} again once the files are final"
+        f"changed while it was being sent{others}; nothing sent of it stays in S3 unless it is"
+        f" exactly the content that was hashed. {redo} again once the files are final"
     )
     return FileChangedError(why, path=paths[0])

@@ -207,7 +207,7 @@ def _upload(
     object may be torn, or not match the digest recorded with it) is deleted again and named."""
     contents = [Content("", src.path / rel, *items[rel]) for rel in paths]
     transfers = [
-        Transfer(dst.key(rel), c.path, c.size, _recorded(digests.get(rel)))
+        Transfer(dst.key(rel), c.path, c.size, _recorded(digests.get(rel)), digests.get(rel))
         for rel, c in zip(paths, contents)
     ]
     upload_unchanged(bucket, contents, transfers, tally, "Sync")
