@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,7 +33,8 @@ from s3transfer.subscribers import BaseSubscriber
 
 from . import s3loop
 from .errors import Cancelled, FileAccessError, StorageError
-from .s3wire import Failed, Fallback, Wire
+from .pace import MinimumRate
+from .s3wire import Failed, Fallback, Patience, Unanswered, Wire
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -50,12 +50,25 @@ class ClientOptions:
 
     #: Connections kept open; also bounds the transfers and checks run at once.
     max_pool_connections: int = 32
+    #: Seconds to wait for a connection to open, and for the server to send the next bytes.
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 20.0
     #: botocore's retry mode (``standard`` or ``adaptive``), and attempts per request, the
     #: first one included.
     retry_mode: str = "standard"
     max_attempts: int = 8
+    #: Seconds one request may spend waiting on a server that does not answer, over all its
+    #: attempts: each attempt that timed out counts its timeout and the backoff after it, and
+    #: no attempt starts that could take that past this bound. So a server that accepts
+    #: connections and never answers fails a request in at most this long (about 40 s with
+    #: these defaults), whatever ``max_attempts`` allows; errors the server answers with
+    #: (throttling, 5xx) are retried as ``max_attempts`` says.
+    stall_timeout: float = 60.0
+    #: The official worker's minimum transfer rate, in bytes a second (0: none): a batch of
+    #: transfers (a job's inputs, a sync, a submission's uploads) that moves less for
+    #: ``min_rate_seconds`` in a row, no file finishing meanwhile, fails with a StorageError.
+    min_rate: float = 10_000.0
+    min_rate_seconds: float = 60.0
     #: Files at least this large are uploaded in parts, that many bytes each, in parallel.
     multipart_threshold: int = 16 * MiB
     multipart_chunksize: int = 16 * MiB
@@ -65,9 +78,10 @@ class ClientOptions:
         """Many connections and large parts, for big transfers on a fast network."""
         return cls(
             max_pool_connections=64,
-            read_timeout=120.0,
+            read_timeout=30.0,
             retry_mode="adaptive",
             max_attempts=10,
+            stall_timeout=90.0,
             multipart_threshold=64 * MiB,
             multipart_chunksize=64 * MiB,
         )
@@ -78,11 +92,16 @@ class ClientOptions:
         return cls(
             max_pool_connections=8,
             connect_timeout=3.0,
-            read_timeout=20.0,
+            read_timeout=10.0,
             max_attempts=3,
+            stall_timeout=25.0,
             multipart_threshold=8 * MiB,
             multipart_chunksize=8 * MiB,
         )
+
+    def patience(self) -> Patience:
+        """The timeouts the direct path and the retry handlers bound requests by."""
+        return Patience(self.connect_timeout, self.read_timeout, self.stall_timeout)
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,9 @@ class S3Config:
                     retries=retries,
                 ),
             )
+            # Before botocore's own retry handler, which would retry a silent server for as
+            # many attempts as it allows.
+            client.meta.events.register_first("needs-retry.s3", _unanswered(o.patience()))
             return _Connection(client, session.get_credentials())
         except (BotoCoreError, ValueError) as e:  # an unknown profile, an endpoint not a URL
             raise StorageError(f"cannot set up S3: {e}") from e
@@ -143,6 +165,9 @@ class S3Config:
             multipart_threshold=o.multipart_threshold,
             multipart_chunksize=o.multipart_chunksize,
             max_concurrency=max(1, o.max_pool_connections // 4),
+            # A range whose body stops coming is asked for again: as many times as fit in the
+            # stall timeout, as for a request (s3transfer's default is 5).
+            num_download_attempts=max(1, min(5, int(o.stall_timeout // o.read_timeout))),
         )
 
 
@@ -162,6 +187,39 @@ _PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "no_proxy"})
 @functools.lru_cache(maxsize=16)
 def _connect(config: S3Config, env: tuple[tuple[str, str], ...]) -> _Connection:
     return config._new_connection()
+
+
+class NoAnswer(BotoCoreError):
+    """A request stopped after waiting on a silent server for the stall timeout."""
+
+    fmt = "{why}"
+
+
+_UNANSWERED = "jobattach-unanswered"
+
+
+def _unanswered(patience: Patience) -> Callable[..., None]:
+    """botocore's ``needs-retry`` handler that ends a request (raising ``NoAnswer``) once
+    another attempt could take its waiting on a silent server past the stall timeout."""
+
+    def handler(
+        attempts: int,
+        caught_exception: BaseException | None = None,
+        request_dict: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if caught_exception is None or request_dict is None:
+            return
+        context = request_dict["context"]  # one per request, kept across its attempts
+        unanswered = context.setdefault(_UNANSWERED, Unanswered(patience))
+        # botocore's longest backoff before the next attempt, after an error not throttling
+        delay = min(20.0, 0.05 * 2.0 ** (attempts - 1))
+        wait = patience.wait_of(caught_exception)
+        why = unanswered.stop(wait, delay, attempts, type(caught_exception).__name__)
+        if why is not None:
+            raise NoAnswer(why=why)
+
+    return handler
 
 
 class Transfer(NamedTuple):
@@ -298,9 +356,10 @@ class Bucket:
 
         Smaller files go up in one PUT of their bytes, read whole (below the threshold, so
         bounded), by the direct path when it can: the transfer manager's machinery costs
-        milliseconds of CPU per file, more than the request itself. A large file tells
-        ``progress`` of its bytes as they go, and stops (its parts aborted, ``Cancelled``
-        raised) once ``cancelled`` is set.
+        milliseconds of CPU per file, more than the request itself. ``progress`` hears of the
+        bytes as they go (a retried part's as a negative count; through boto3 a small file's
+        once sent), and may raise to stop the transfer with its exception. A large file stops
+        (its parts aborted, ``Cancelled`` raised) once ``cancelled`` is set.
         """
         extra = {"Metadata": dict(metadata)} if metadata else {}
         try:
@@ -309,8 +368,13 @@ class Bucket:
                 if small:
                     with open(path, "rb") as f:
                         data = f.read()
-                    if self._direct("upload", key, lambda w: w.put(key, data, metadata)) is BOTO3:
+                    put = self._direct(
+                        "upload", key, lambda w: w.put(key, data, metadata, progress)
+                    )
+                    if put is BOTO3:
                         self.client.put_object(Bucket=self.name, Key=key, Body=data, **extra)  # type: ignore[arg-type]
+                        if progress is not None:
+                            progress(len(data))
                 else:
                     self._managed(
                         lambda tm, watch: tm.upload(os.fspath(path), self.name, key, extra, watch),
@@ -336,7 +400,8 @@ class Bucket:
         An object known (``size``) to be below the multipart threshold comes in one GET
         streamed to the file: the transfer manager would first ask for its size, a second
         request, and spend milliseconds of CPU per file. A connection dropped mid-stream is
-        retried like a failed request. ``progress`` and ``cancelled`` as for ``upload_file``.
+        retried like a failed request (its bytes counted again). ``progress`` and
+        ``cancelled`` as for ``upload_file``.
         """
         if size is None or size >= self.config.options.multipart_threshold:
             with _storage_errors("download", key):
@@ -347,7 +412,7 @@ class Bucket:
                 )
             return
         with open(path, "wb") as f:
-            if self._direct("download", key, lambda w: w.get_to(key, f)) is not BOTO3:
+            if self._direct("download", key, lambda w: w.get_to(key, f, progress)) is not BOTO3:
                 return
             with _storage_errors("download", key):
                 for attempt in range(1, self.config.options.max_attempts + 1):
@@ -356,7 +421,10 @@ class Bucket:
                     try:
                         reply = self.client.get_object(Bucket=self.name, Key=key)
                         with closing(reply["Body"]) as body:
-                            shutil.copyfileobj(body, f, MiB)
+                            for chunk in iter(functools.partial(body.read, MiB), b""):
+                                f.write(chunk)
+                                if progress is not None:
+                                    progress(len(chunk))
                         return
                     except (ResponseStreamingError, IncompleteReadError):
                         if attempt == self.config.options.max_attempts:
@@ -371,7 +439,8 @@ class Bucket:
         """One transfer by boto3's transfer manager (parts or ranges in parallel), watched:
         once ``cancelled`` is set, no part starts, and the manager aborts a multipart upload
         or removes a partial download. Checked while waiting, not only as bytes move: the
-        last bytes are sent long before a slow server answers."""
+        last bytes are sent long before a slow server answers. What ``progress`` raised stops it
+        as a cancellation does, and is raised in its place."""
         watch = _Watch(progress)
         with create_transfer_manager(self.client, self._transfer) as tm:
             future = submit(tm, [watch])
@@ -382,6 +451,8 @@ class Bucket:
             try:
                 future.result()
             except TransferCancelled as e:
+                if watch.error is not None:
+                    raise watch.error from None
                 raise Cancelled("the transfer was cancelled") from e
 
     def download_files(
@@ -395,15 +466,17 @@ class Bucket:
         """Downloads many objects to local paths: those known to be small many at a time on one
         event loop (s3loop), the others as ``download_file`` does, in parallel. ``done(i)`` as
         each finishes and ``progress(i, bytes)`` as a large one goes, from any thread; nothing
-        more starts, and large ones stop, once ``cancelled`` is set."""
+        more starts, and large ones stop, once ``cancelled`` is set. A batch slower than
+        ``ClientOptions.min_rate`` fails with a ``StorageError`` (see ``pace``)."""
 
-        def one(i: int) -> None:
+        def one(i: int, pace: MinimumRate) -> None:
             t = transfers[i]
-            moved = functools.partial(progress, i) if progress else None
-            self.download_file(t.key, t.path, size=t.size, progress=moved, cancelled=cancelled)
+            moved = pace.mover(i)
+            self.download_file(t.key, t.path, size=t.size, progress=moved, cancelled=pace.cancelled)
 
         requests = [s3loop.Request("GET", t.key, t.path) for t in transfers]
-        self._many("download", requests, [t.size for t in transfers], one, done, cancelled)
+        sizes = [t.size for t in transfers]
+        self._many("download", requests, sizes, one, done, cancelled, progress=progress)
 
     def upload_files(
         self,
@@ -415,21 +488,22 @@ class Bucket:
     ) -> None:
         """Uploads many local files, as ``download_files`` downloads objects."""
 
-        def one(i: int) -> None:
+        def one(i: int, pace: MinimumRate) -> None:
             t = transfers[i]
-            moved = functools.partial(progress, i) if progress else None
+            moved = pace.mover(i)
             self.upload_file(
-                t.key, t.path, metadata=t.metadata, progress=moved, cancelled=cancelled
+                t.key, t.path, metadata=t.metadata, progress=moved, cancelled=pace.cancelled
             )
 
         requests = [s3loop.Request("PUT", t.key, t.path, t.metadata) for t in transfers]
-        self._many("upload", requests, [t.size for t in transfers], one, done, cancelled)
+        sizes = [t.size for t in transfers]
+        self._many("upload", requests, sizes, one, done, cancelled, progress=progress)
 
     def metadata_many(self, keys: Sequence[str]) -> list[dict[str, str] | None]:
         """``metadata`` of each key (None where there is no such object), many at a time."""
         found: list[dict[str, str] | None] = [None] * len(keys)
 
-        def one(i: int) -> None:
+        def one(i: int, pace: MinimumRate) -> None:
             found[i] = self.metadata(keys[i])
 
         def each(i: int, result: Any) -> None:
@@ -444,13 +518,42 @@ class Bucket:
         operation: str,
         requests: list[s3loop.Request],
         sizes: Sequence[int | None],
-        one: Callable[[int], None],
+        one: Callable[[int, MinimumRate], None],
         done: Callable[[int], None] | None,
         cancelled: threading.Event | None,
         result: Callable[[int, Any], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """Request ``i`` by ``one(i)`` on threads, but those known to be small (``sizes``) on
-        the event loop when it can be used, where ``result`` receives what each returned."""
+        """Request ``i`` by ``one(i, pace)`` on threads, but those known to be small (``sizes``)
+        on the event loop when it can be used, where ``result`` receives what each returned.
+        ``pace`` watches the batch's rate, stopping it by its ``cancelled`` (the caller's, or
+        one of its own) and telling ``progress`` of each transfer's bytes."""
+        o = self.config.options
+        pace = MinimumRate(o.min_rate, o.min_rate_seconds, cancelled or threading.Event(), progress)
+        with pace:
+            try:
+                self._spread(operation, requests, sizes, one, done, pace, result)
+            except Exception as e:
+                error = pace.error()  # what stopped it, rather than how a transfer ended
+                if error is not None and error is not e:
+                    raise error from e
+                raise
+        error = pace.error()
+        if error is not None:
+            raise error
+
+    def _spread(
+        self,
+        operation: str,
+        requests: list[s3loop.Request],
+        sizes: Sequence[int | None],
+        one: Callable[[int, MinimumRate], None],
+        done: Callable[[int], None] | None,
+        pace: MinimumRate,
+        result: Callable[[int, Any], None] | None,
+    ) -> None:
+        """``_many``'s work, watched by ``pace``."""
+        cancelled = pace.cancelled
         threshold = self.config.options.multipart_threshold
         if requests and requests[0].method == "PUT":  # bodies held in memory while sent
             threshold = min(threshold, s3loop.MAX_PUT_BYTES + 1)
@@ -460,15 +563,17 @@ class Bucket:
         large = sorted(set(range(len(requests))) - set(small))
 
         def each(i: int) -> None:
-            if cancelled is None or not cancelled.is_set():
+            if not cancelled.is_set():
                 try:
-                    one(i)
+                    one(i, pace)
                 except Cancelled:
                     return  # stopped midway; the caller sees `cancelled`
+                pace.finished()
                 if done is not None:
                     done(i)
 
         def finished(k: int, value: Any) -> None:
+            pace.finished()
             if result is not None:
                 result(small[k], value)
             if done is not None:
@@ -479,13 +584,12 @@ class Bucket:
             threaded = [pool.submit(each, i) for i in large]
             if loop and small:
                 on_loop = [requests[i] for i in small]
-                left = self._on_loop(*loop, operation, on_loop, finished, cancelled)
+                left = self._on_loop(*loop, operation, on_loop, finished, pace)
                 threaded += [pool.submit(each, small[k]) for k in left]
             for future in threaded:
                 future.result()
         except KeyboardInterrupt:
-            if cancelled is not None:
-                cancelled.set()  # large transfers stop at their next part, not at their end
+            cancelled.set()  # large transfers stop at their next part, not at their end
             raise
         finally:
             pool.shutdown(cancel_futures=True)
@@ -497,13 +601,21 @@ class Bucket:
         operation: str,
         requests: list[s3loop.Request],
         finished: Callable[[int, Any], None],
-        cancelled: threading.Event | None,
+        pace: MinimumRate,
     ) -> list[int]:
         """Sends ``requests`` on the event loop; returns those boto3 must do."""
         o = self.config.options
         settings = s3loop.Settings(o.max_pool_connections, o.connect_timeout, o.read_timeout)
         try:
-            left = s3loop.run(wire, tls, requests, settings, done=finished, cancelled=cancelled)
+            left = s3loop.run(
+                wire,
+                tls,
+                requests,
+                settings,
+                done=finished,
+                cancelled=pace.cancelled,
+                moved=pace.moved,
+            )
         except BotoCoreError as e:  # signing: credentials that could not be refreshed
             raise StorageError(f"S3 {operation} failed: {e}", path=requests[0].key) from e
         except s3loop.ItemFailed as e:
@@ -587,6 +699,7 @@ def _wire_for(bucket: Bucket) -> Wire | None:
             bucket.config.credentials(),
             bucket.name,
             bucket.config.options.max_attempts,
+            bucket.config.options.patience(),
         )
     except (BotoCoreError, ValueError):  # a name botocore refuses: boto3 will say so
         return None
@@ -597,15 +710,22 @@ def _status(e: ClientError) -> int:
 
 
 class _Watch(BaseSubscriber):
-    """Tells ``progress`` of a managed transfer's bytes, and ``finished`` of its end."""
+    """Tells ``progress`` of a managed transfer's bytes, and ``finished`` of its end; what
+    ``progress`` raises cancels the transfer and is kept in ``error``: raised inside s3transfer,
+    it would be retried as a failed request (the callback runs as the body is sent)."""
 
     def __init__(self, progress: Callable[[int], None] | None) -> None:
         self._progress = progress
         self.finished = threading.Event()
+        self.error: Exception | None = None
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        if self._progress is not None:
-            self._progress(bytes_transferred)
+        if self._progress is not None and self.error is None:
+            try:
+                self._progress(bytes_transferred)
+            except Exception as e:
+                self.error = e
+                future.cancel()
 
     def on_done(self, future: Any, **kwargs: Any) -> None:
         self.finished.set()
