@@ -8,6 +8,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import FileAccessError
 from .sandbox import session_for
 
 
@@ -32,10 +33,14 @@ class Grouping:
 
 
 def _kind(path: str) -> str:
+    """``file``, ``directory`` or ``missing``; another error (a folder that may not be
+    searched, a loop of links) raises ``FileAccessError`` naming the path."""
     try:
         return "directory" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
+    except OSError as e:
+        raise FileAccessError(f"cannot read: {e.strerror}", path=path) from e
 
 
 def _absolute(path: str, cwd: str) -> str:
@@ -53,7 +58,8 @@ def group_paths(
     require_paths_exist: bool = False,
 ) -> Grouping:
     """Groups paths into asset roots as the official submitter does. ``locations`` are
-    ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input."""
+    ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input,
+    and ``FileAccessError`` for an input that cannot be looked at."""
     cwd = os.getcwd()
     absolute_inputs = [_absolute(os.fspath(p), cwd) for p in inputs]
     request = {

@@ -192,11 +192,14 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
         return {
             k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/") and not _in_flight(k)
         }
-    if not where.path.exists():
-        return {}
-    if not where.path.is_dir():
-        raise FileAccessError("is not a directory", path=str(where.path))
-    rows = json.loads(list_tree(where.path.resolve()))
+    try:
+        if not where.path.exists():
+            return {}
+        if not where.path.is_dir():
+            raise FileAccessError("is not a directory", path=str(where.path))
+    except OSError as e:  # a parent that may not be searched
+        raise FileAccessError(f"cannot list: {e.strerror}", path=str(where.path)) from e
+    rows = json.loads(list_tree(Path(os.path.realpath(where.path))))
     return {
         p: (size, mtime_ns // 1000, ctime_ns)
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows
