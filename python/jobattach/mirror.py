@@ -20,6 +20,7 @@ from typing import Any, Union
 from jobattach_host import hash_files
 from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.host_files import list_tree
+from jobattach_host.limits import check_fits
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
@@ -134,6 +135,8 @@ def sync_with_options(
         )
     local = src if isinstance(src, LocalPath) else dst
     assert isinstance(local, LocalPath)
+    if local is dst:  # paths this system cannot hold: refused before any transfer
+        check_fits(dst.path, copy)
     digests: dict[str, str] = {}
     if options.by_hash:  # the component hashes the local side; S3 says what it recorded
         wanted = plan["compare"] + (copy if isinstance(src, LocalPath) else [])
