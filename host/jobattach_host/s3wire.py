@@ -77,7 +77,9 @@ class Patience(NamedTuple):
         it timed out (a send that stalled included, which urllib3 reports as a connection
         aborted), else 0: the server answered, or refused at once."""
         causes = _causes(error)
-        if any(isinstance(e, _CONNECT_TIMEOUTS) for e in causes):
+        # urllib3's NewConnectionError (refused, unreachable) descends from its timeout.
+        refused = urllib3.exceptions.NewConnectionError
+        if any(isinstance(e, _CONNECT_TIMEOUTS) and not isinstance(e, refused) for e in causes):
             return self.connect_timeout
         if any(isinstance(e, _READ_TIMEOUTS) for e in causes):
             return self.read_timeout

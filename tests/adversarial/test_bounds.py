@@ -129,6 +129,18 @@ def test_a_server_that_never_answers_fails_within_the_stall_timeout(
     assert 1 <= silent.accepted < QUICK.max_attempts
 
 
+def test_a_refused_connection_is_not_taken_for_a_silent_server() -> None:
+    """urllib3's error for a refused connection descends from its connect timeout: it must
+    not count as time waited (it would end the retries early, saying no answer came)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    bucket = Bucket("refused", _config(f"http://127.0.0.1:{port}"))
+    with pytest.raises(StorageError, match="Could not connect") as raised:
+        bucket.get_bytes("Manifests/m")
+    assert "no answer" not in str(raised.value)
+
+
 class Mute:
     """Lets every request through but those for content (``/Data/``), which it holds without
     an answer until the test ends."""
