@@ -207,6 +207,20 @@ def test_an_unreadable_folder_in_a_snapshot_is_named(aws_env: S3Config, locked: 
     assert f"{locked}: cannot list: Permission denied" in str(result["message"])
 
 
+def test_a_snapshot_root_below_a_folder_that_cannot_be_searched_is_named(
+    aws_env: S3Config, locked: Path
+) -> None:
+    result = _as_user(aws_env, "snapshot", str(locked / "inner"))
+    assert (result["raised"], result["path"]) == ("FileAccessError", str(locked / "inner"))
+
+
+def test_a_snapshot_root_that_is_a_loop_of_links_is_named(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(FileAccessError) as raised:
+        create_manifest(tmp_path / "loop", cache=False)
+    assert raised.value.path == str(tmp_path / "loop")
+
+
 def test_an_unreadable_folder_in_a_sync_is_named(aws_env: S3Config, locked: Path) -> None:
     Bucket("ja-sync-locked", aws_env).create()
     result = _as_user(aws_env, "sync", str(locked.parent), "s3://ja-sync-locked/tree")
