@@ -5,11 +5,13 @@ with the rate since the previous one (bytes over seconds), and cancels the sync 
 a row were below 10 KB/s; a file finishing sets the count back to zero, so that thousands of
 one-byte files, which move few bytes but many files, never trip it. Here the same rule watches
 every batch of transfers (downloads, uploads, existence checks) from a thread of its own, sampling
-about once a second, so that it notices a batch in which nothing moves at all as well.
+about once a second, so that it notices a batch in which nothing moves at all as well; like the
+official rule it counts samples, so that a pause of this process is one slow sample, not many.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -91,17 +93,21 @@ class MinimumRate:
             return time.monotonic(), self._bytes, self._files
 
     def _watch(self) -> None:
+        # Samples in a row, as the official rule counts reports: a pause of this process (a
+        # garbage collection, a loaded machine) makes one late sample, not a window of them.
         tick = min(1.0, self.seconds / 4)
+        needed = math.ceil(self.seconds / tick)
         then, moved, files = self._counts()
-        slow_since: tuple[float, int] | None = None  # when, and the bytes moved by then
+        slow: list[tuple[float, int]] = []  # when each slow sample began, and the bytes by then
         while not self._over.wait(tick):
             now, nbytes, done = self._counts()
             if done != files or nbytes - moved >= self.rate * (now - then):
-                slow_since = None
+                slow.clear()
             else:
-                slow_since = slow_since or (then, moved)
-                if now - slow_since[0] >= self.seconds:
-                    self._stop((nbytes - slow_since[1]) / (now - slow_since[0]))
+                slow.append((then, moved))
+                if len(slow) >= needed:
+                    since, before = slow[0]
+                    self._stop((nbytes - before) / (now - since))
                     return
             then, moved, files = now, nbytes, done
 

@@ -235,30 +235,40 @@ def trickling(
         fault.release.set()
 
 
-def _objects(bucket: Bucket, tmp_path: Path, count: int, size: int) -> list[str]:
-    src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
-    transfers = []
+def _through_trickle(
+    s3_endpoint: str,
+    trickle: str,
+    tmp_path: Path,
+    name: str,
+    objects: tuple[int, int],
+    options: ClientOptions,
+) -> tuple[Bucket, list[Transfer]]:
+    """``objects`` (count, size) put in bucket ``name`` directly; a Bucket for it through the
+    trickling proxy at ``trickle``, with ``options``, and the downloads of them all."""
+    direct = Bucket(name, _config(s3_endpoint, ClientOptions()))
+    direct.create()
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    count, size = objects
     for i in range(count):
-        (src / f"{i}").write_bytes(bytes([i % 256]) * size)
-        transfers.append(Transfer(f"Data/{size}-{i}", src / f"{i}", size))
-    bucket.upload_files(transfers)
-    return [t.key for t in transfers]
+        (src / f"{i}").write_bytes(bytes([i]) * size)
+    direct.upload_files([Transfer(f"Data/{i}", src / f"{i}", size) for i in range(count)])
+    downloads = [Transfer(f"Data/{i}", out / f"{i}", size) for i in range(count)]
+    return Bucket(name, _config(trickle, options)), downloads
 
 
 def test_a_transfer_below_the_minimum_rate_fails_naming_the_rate(
     s3_endpoint: str, trickling: Callable[[int, float], str], tmp_path: Path
 ) -> None:
-    direct = Bucket("ja-trickle", _config(s3_endpoint, ClientOptions()))
-    direct.create()
-    keys = _objects(direct, tmp_path, 4, 256 << 10)
     strict = ClientOptions(min_rate=1_000_000, min_rate_seconds=0.5)
-    slow = Bucket("ja-trickle", _config(trickling(512, 0.02), strict))  # ~25 KB/s a connection
-    out = tmp_path / "out"
-    out.mkdir()
+    trickle = trickling(512, 0.02)  # about 25 KB/s a connection
+    slow, downloads = _through_trickle(
+        s3_endpoint, trickle, tmp_path, "ja-trickle", (4, 256 << 10), strict
+    )
     t0 = time.monotonic()
     with pytest.raises(StorageError, match=r"below the minimum rate of 1 MB/s for 0\.5 s"):
-        slow.download_files([Transfer(k, out / k.rpartition("/")[2], 256 << 10) for k in keys])
+        slow.download_files(downloads)
     assert time.monotonic() - t0 < 10 * 0.5  # each object alone would take ten seconds
 
 
@@ -267,17 +277,15 @@ def test_a_slow_transfer_above_the_minimum_rate_is_not_stopped(
 ) -> None:
     """Each object takes longer than the window (no file finishes in it) but its bytes keep
     coming faster than the minimum: the rate counts bytes as they arrive, not per file."""
-    direct = Bucket("ja-steady", _config(s3_endpoint, ClientOptions()))
-    direct.create()
-    keys = _objects(direct, tmp_path, 2, 32 << 10)
     patient = ClientOptions(min_rate=5_000, min_rate_seconds=0.5)
-    slow = Bucket("ja-steady", _config(trickling(512, 0.02), patient))  # ~25 KB/s a connection
-    out = tmp_path / "out"
-    out.mkdir()
+    trickle = trickling(512, 0.02)  # about 25 KB/s a connection
+    slow, downloads = _through_trickle(
+        s3_endpoint, trickle, tmp_path, "ja-steady", (2, 32 << 10), patient
+    )
     t0 = time.monotonic()
-    slow.download_files([Transfer(k, out / k.rpartition("/")[2], 32 << 10) for k in keys])
+    slow.download_files(downloads)
     assert time.monotonic() - t0 > 0.5  # longer than the window: it was watched, and passed
-    assert sorted(p.read_bytes() for p in out.iterdir()) == [
+    assert [Path(t.path).read_bytes() for t in downloads] == [
         bytes([i]) * (32 << 10) for i in (0, 1)
     ]
 
@@ -294,8 +302,9 @@ def test_many_tiny_files_never_trip_the_minimum_rate(s3_endpoint: str, tmp_path:
     out.mkdir()
     for i in range(500):
         (src / f"{i}").write_bytes(bytes([i % 256]))
-    t0 = time.monotonic()
-    bucket.upload_files([Transfer(f"tiny/{i}", src / f"{i}", 1) for i in range(500)])
-    bucket.download_files([Transfer(f"tiny/{i}", out / f"{i}", 1) for i in range(500)])
-    assert time.monotonic() - t0 > 0.5
+    batches: list[Callable[[list[Transfer]], None]] = [bucket.upload_files, bucket.download_files]
+    for batch, top in zip(batches, (src, out)):
+        t0 = time.monotonic()
+        batch([Transfer(f"tiny/{i}", top / f"{i}", 1) for i in range(500)])
+        assert time.monotonic() - t0 > 0.5  # longer than the window: watched, and passed
     assert all((out / f"{i}").read_bytes() == bytes([i % 256]) for i in range(500))
