@@ -107,13 +107,14 @@ OPERATIONS: dict[str, Callable[[Bucket, Path], object]] = {
     "upload (direct)": lambda b, tmp: b.upload_file("Data/x", _file(tmp, "one")),
     "download (transfer manager)": lambda b, tmp: b.download_file("Data/x", tmp / "x"),
     "upload (transfer manager)": lambda b, tmp: b.upload_file("Data/x", _file(tmp, "big", 100)),
+    # One request each: the connections counted are then that request's attempts.
     "download batch (event loop)": lambda b, tmp: b.download_files(
-        [Transfer(f"Data/{i}", tmp / f"{i}", 1) for i in range(3)]
+        [Transfer("Data/x", tmp / "x", 1)]
     ),
     "upload batch (event loop)": lambda b, tmp: b.upload_files(
-        [Transfer(f"Data/{i}", _file(tmp, str(i)), 1) for i in range(3)]
+        [Transfer("Data/x", _file(tmp, "one"), 1)]
     ),
-    "check batch (event loop)": lambda b, tmp: b.metadata_many(["Data/a", "Data/b"]),
+    "check batch (event loop)": lambda b, tmp: b.metadata_many(["Data/x"]),
 }
 
 
