@@ -7,6 +7,7 @@ Session making that call (set per thread by :func:`serving`), and on nothing els
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from wasmtime import component as wc
+
+from .errors import FileAccessError
 
 INTERFACE = "jobattach:engine/host-files@0.1.0"
 
@@ -52,8 +55,10 @@ def _granted(guest: str) -> Path:
 def _list_tree_import(_store: Any, guest: str) -> wc.Variant:
     try:
         return wc.Variant("ok", list_tree(_granted(guest)))
-    except OSError as e:
-        return wc.Variant("err", f"cannot list {e.filename or guest}: {e.strerror or e}")
+    except FileAccessError as e:
+        return wc.Variant("err", str(e))
+    except OSError as e:  # a root not granted
+        return wc.Variant("err", f"cannot list {guest}: {e.strerror or e}")
 
 
 def _read_raw_import(_store: Any, guest: str, path_json: str, offset: int, length: int) -> Any:
@@ -68,24 +73,38 @@ _KINDS = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l"}
 
 def list_tree(top: Path) -> str:
     """Every entry below ``top``, without following symlinks, as the JSON ``list-tree`` returns
-    (a symlink's row ends with its target as written)."""
+    (a symlink's row ends with its target as written). A directory that cannot be read, or an
+    entry that vanishes while it is listed, raises ``FileAccessError`` naming it."""
     rows: list[list[object]] = []
     pending = [""]
-    while pending:
-        rel = pending.pop()
-        with os.scandir(os.path.join(top, rel)) as entries:
-            for entry in entries:
-                path = f"{rel}/{entry.name}" if rel else entry.name
-                rows.append(_row(path, entry.stat(follow_symlinks=False), entry.path))
-                if rows[-1][1] == "d":
-                    pending.append(path)
+    with _listing_errors(os.fspath(top)):
+        while pending:
+            rel = pending.pop()
+            with os.scandir(os.path.join(top, rel)) as entries:
+                for entry in entries:
+                    path = f"{rel}/{entry.name}" if rel else entry.name
+                    rows.append(_row(path, entry.stat(follow_symlinks=False), entry.path))
+                    if rows[-1][1] == "d":
+                        pending.append(path)
     return _listing(rows)
 
 
 def list_paths(top: Path, paths: list[str]) -> str:
-    """The same listing for chosen ``/``-separated paths below ``top`` (a job's inputs)."""
+    """The same listing for chosen ``/``-separated paths below ``top`` (a job's inputs); one
+    that cannot be found (deleted since it was named) raises ``FileAccessError`` naming it."""
     full = [os.path.join(top, p) for p in paths]
-    return _listing([_row(p, os.lstat(f), f) for p, f in zip(paths, full)])
+    with _listing_errors(os.fspath(top)):
+        return _listing([_row(p, os.lstat(f), f) for p, f in zip(paths, full)])
+
+
+@contextmanager
+def _listing_errors(top: str) -> Iterator[None]:
+    """Turns an ``OSError`` of a listing into a ``FileAccessError`` naming what failed."""
+    try:
+        yield
+    except OSError as e:
+        why = "vanished while it was listed" if e.errno == errno.ENOENT else e.strerror or str(e)
+        raise FileAccessError(f"cannot list: {why}", path=e.filename or top) from e
 
 
 def _row(path: str, st: os.stat_result, full: str) -> list[object]:

@@ -32,7 +32,9 @@ from .s3wire import (
     EXISTS_STATUS,
     RETRY_STATUS,
     Failed,
+    Moved,
     Sent,
+    Unanswered,
     Wire,
     backoff_seconds,
     error_code,
@@ -55,7 +57,8 @@ _CONNECTION_ERRORS = (
     asyncio.LimitOverrunError,
     asyncio.TimeoutError,
 )
-#: How often stalled connections are looked for; a read stalls after the read timeout.
+#: How often stalled connections are looked for (more often for a short read timeout); a
+#: read stalls after the read timeout.
 _WATCH_EVERY = 0.5
 
 
@@ -118,14 +121,16 @@ def run(
     done: Callable[[int, Any], None] | None = None,
     cancelled: threading.Event | None = None,
     started: Callable[[int], None] | None = None,
+    moved: Moved | None = None,
 ) -> list[int]:
     """Sends every request, ``settings.connections`` at a time; ``done(i, result)`` for each
     that succeeded (a HEAD's result is the object's user metadata, or None when it does not
     exist; a PUT's is its ``Sent``). Returns the indices boto3 must do; raises ``ItemFailed``
     for the first request that failed for good, and stops sending once ``cancelled`` is set.
     ``started(i)`` hears of each request before anything of it is sent: one started and never
-    done may have reached the server all the same."""
-    batch = _Batch(wire, tls, requests, settings, done, cancelled, started)
+    done may have reached the server all the same. ``moved`` hears of the bytes of bodies as
+    they go either way; what it raises ends the batch."""
+    batch = _Batch(wire, tls, requests, settings, done, cancelled, started, moved)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -181,9 +186,11 @@ class _Batch:
         done: Callable[[int, Any], None] | None,
         cancelled: threading.Event | None,
         started: Callable[[int], None] | None = None,
+        moved: Moved | None = None,
     ) -> None:
         self.wire, self.tls, self.requests, self.settings = wire, tls, requests, settings
         self.done, self.cancelled, self.started = done, cancelled, started
+        self.moved: Moved = moved or _ignore
         parts = urlsplit(wire.origin)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -232,8 +239,9 @@ class _Batch:
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
+        every = min(_WATCH_EVERY, self.settings.read_timeout / 4)  # a stall ends on time
         while True:
-            await asyncio.sleep(_WATCH_EVERY)
+            await asyncio.sleep(every)
             now = loop.time()
             for conn in list(self.open):
                 if conn.deadline and now > conn.deadline:
@@ -247,6 +255,7 @@ class _Batch:
         body = _read(req.path) if req.method == "PUT" else None
         attempts, attempt = self.wire.attempts, 1
         resent = False  # an earlier send of it may have reached the server
+        unanswered = Unanswered(self.wire.patience)
         while True:
             try:
                 if conn is None:
@@ -267,6 +276,10 @@ class _Batch:
                 error: Exception = ReadTimeout() if timed_out else e
                 if attempt == attempts:
                     raise Failed(type(error).__name__) from e
+                delay = backoff_seconds(attempt)
+                why = unanswered.stop(self._waited(error), delay, attempt, type(error).__name__)
+                if why is not None:
+                    raise Failed(why) from e
             else:
                 result = _result(req, reply, resent or attempt > 1)
                 if result is not _NO_RESULT:
@@ -287,15 +300,24 @@ class _Batch:
                     raise Failed(error_code(reply.body) or str(reply.status))
                 self._drop(conn)  # the server may close it while we wait
                 conn = None
+                delay = backoff_seconds(attempt)
             if self._cancelled():
                 return conn
-            await asyncio.sleep(backoff_seconds(attempt))
+            await asyncio.sleep(delay)
             if self._cancelled():
                 return conn
             attempt += 1
 
     def _cancelled(self) -> bool:
         return self.cancelled is not None and self.cancelled.is_set()
+
+    def _waited(self, error: Exception) -> float:
+        """How long the attempt that failed with ``error`` waited for nothing."""
+        if isinstance(error, ReadTimeout):
+            return self.settings.read_timeout
+        if isinstance(error, asyncio.TimeoutError):  # only the connection's opening has a timer
+            return self.settings.connect_timeout
+        return 0.0
 
     async def _connect(self) -> _Connection:
         opening = asyncio.open_connection(
@@ -323,9 +345,11 @@ class _Batch:
         try:
             conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
             for start in range(0, len(body or b""), _SEND):  # a timeout per piece, not per body
-                conn.writer.write(memoryview(body or b"")[start : start + _SEND])
+                piece = memoryview(body or b"")[start : start + _SEND]
+                conn.writer.write(piece)
                 self._wait(conn)
                 await conn.writer.drain()
+                self.moved(len(piece))
             self._wait(conn)
             head = await conn.reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as e:
@@ -378,6 +402,7 @@ class _Batch:
             if not chunk:
                 return False
             _write(sink, chunk)
+            self.moved(len(chunk))
 
     async def _exactly(self, conn: _Connection, n: int, sink: Callable[[bytes], Any]) -> None:
         while n > 0:
@@ -386,6 +411,7 @@ class _Batch:
             if not chunk:
                 raise EOFError(f"the connection closed {n} bytes short")
             _write(sink, chunk)
+            self.moved(len(chunk))
             n -= len(chunk)
 
     def _wait(self, conn: _Connection) -> None:
@@ -436,6 +462,10 @@ def _read(path: str | os.PathLike[str] | None) -> bytes:
             return f.read()
     except OSError as e:
         raise _Local(e) from e
+
+
+def _ignore(nbytes: int) -> None:
+    pass
 
 
 def _write(sink: Callable[[bytes], Any], chunk: bytes) -> None:

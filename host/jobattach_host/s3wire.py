@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -24,9 +26,10 @@ from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import quote, urlsplit
 
+import urllib3.exceptions
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError
+from botocore.exceptions import ConnectTimeoutError, HTTPClientError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 if TYPE_CHECKING:
@@ -87,6 +90,79 @@ class _Exists(Exception):
         self.resent = resent
 
 
+#: A request's bytes as they move (negative when an attempt starts over); it may raise to stop
+#: the request, with that exception.
+Moved = Callable[[int], None]
+
+
+class Patience(NamedTuple):
+    """How long requests wait for a server that does not answer (``ClientOptions``' fields of
+    these names; the default sets no bound across attempts)."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    stall_timeout: float = math.inf
+
+    def wait_of(self, error: BaseException) -> float:
+        """How long the attempt that failed with ``error`` waited for nothing: its timeout when
+        it timed out (a send that stalled included, which urllib3 reports as a connection
+        aborted), else 0: the server answered, or refused at once."""
+        causes = _causes(error)
+        # urllib3's NewConnectionError (refused, unreachable) descends from its timeout.
+        refused = urllib3.exceptions.NewConnectionError
+        if any(isinstance(e, _CONNECT_TIMEOUTS) and not isinstance(e, refused) for e in causes):
+            return self.connect_timeout
+        if any(isinstance(e, _READ_TIMEOUTS) for e in causes):
+            return self.read_timeout
+        return 0.0
+
+
+_CONNECT_TIMEOUTS = (ConnectTimeoutError, urllib3.exceptions.ConnectTimeoutError)
+_READ_TIMEOUTS = (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps: its cause and context, and the exceptions among its
+    arguments (urllib3's ``ProtocolError``) or botocore's ``error`` keyword."""
+    found: list[BaseException] = []
+    todo = [error]
+    while todo and len(found) < 8:
+        e = todo.pop()
+        found.append(e)
+        wrapped = [*e.args, getattr(e, "kwargs", {}).get("error"), e.__cause__, e.__context__]
+        todo += [w for w in wrapped if isinstance(w, BaseException) and w not in found]
+    return found
+
+
+#: botocore's own timeouts, and no bound across attempts.
+NO_BOUND = Patience()
+
+
+class Unanswered:
+    """The time one request has waited, over its attempts, on a server that did not answer."""
+
+    def __init__(self, patience: Patience) -> None:
+        self.patience = patience
+        self.waited = 0.0
+
+    def stop(self, wait: float, delay: float, attempt: int, error: str) -> str | None:
+        """Counts attempt ``attempt``, which waited ``wait`` seconds for nothing (0: it was
+        answered) before failing with ``error``, and the ``delay`` before the next; returns why
+        the request must stop when the next, waiting as long, could take the total past
+        ``stall_timeout``, else None."""
+        if not wait:
+            return None
+        waited = self.waited + wait
+        if waited + delay + wait > self.patience.stall_timeout:
+            tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+            return (
+                f"no answer in {waited:.3g} s ({tries}, {error}); check the endpoint and the"
+                " network (ClientOptions.stall_timeout)"
+            )
+        self.waited = waited + delay
+        return None
+
+
 class Wire:
     """Direct requests for the objects of one bucket."""
 
@@ -97,6 +173,7 @@ class Wire:
         bucket: str,
         attempts: int,
         owner: Callable[[], str | None] = lambda: None,
+        patience: Patience = NO_BOUND,
     ):
         # The bucket's URL as botocore builds it (path or virtual-host style, custom endpoint
         # or not), read off a presigned URL for a one-letter key.
@@ -111,6 +188,7 @@ class Wire:
         self.attempts = attempts
         #: The account that must own the bucket (``x-amz-expected-bucket-owner``), or None.
         self.owner = owner
+        self.patience = patience
 
     @classmethod
     def for_bucket(
@@ -120,6 +198,7 @@ class Wire:
         bucket: str,
         attempts: int,
         owner: Callable[[], str | None] = lambda: None,
+        patience: Patience = NO_BOUND,
     ) -> Wire | None:
         """A Wire, or None where it cannot work like boto3 (no credentials, an anonymous
         client, a botocore without the session it borrows)."""
@@ -128,10 +207,10 @@ class Wire:
         frozen = credentials.get_frozen_credentials()
         if not (frozen.access_key and frozen.secret_key):
             return None
-        return cls(client, credentials, bucket, attempts, owner)
+        return cls(client, credentials, bucket, attempts, owner, patience)
 
-    def get_to(self, key: str, out: IO[bytes]) -> None:
-        """Writes the object's content to ``out``."""
+    def get_to(self, key: str, out: IO[bytes], moved: Moved | None = None) -> None:
+        """Writes the object's content to ``out``, telling ``moved`` of its bytes."""
 
         def stream(reply: Any) -> None:
             # Reads of exactly what is left: urllib3 allocates the whole amount asked for.
@@ -144,6 +223,8 @@ class Wire:
                     raise ConnectionError(f"the connection closed {left} bytes short")
                 out.write(chunk)
                 left -= len(chunk)
+                if moved is not None:
+                    moved(len(chunk))
 
         self._send("GET", key, stream=stream)
 
@@ -155,12 +236,14 @@ class Wire:
         *,
         digest: str | None = None,
         create_only: bool = False,
+        moved: Moved | None = None,
     ) -> Sent:
         """Writes an object; the payload's SHA-256 is signed, so S3 checks what arrived, and
-        with ``digest`` S3 refuses a body that does not hash to it (``put_headers``)."""
+        with ``digest`` S3 refuses a body that does not hash to it (``put_headers``).
+        ``moved`` hears of its bytes as they are handed to the connection."""
         headers = put_headers(metadata, digest, create_only)
         try:
-            reply = self._send("PUT", key, headers=headers, body=data)
+            reply = self._send("PUT", key, headers=headers, body=data, moved=moved)
         except _Exists as e:
             return Sent(None, there=True, maybe_ours=e.resent)
         return Sent(reply.get("etag"), there=True, maybe_ours=True)
@@ -181,15 +264,18 @@ class Wire:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         stream: Any = None,
+        moved: Moved | None = None,
     ) -> dict[str, str]:
         path = self.path_of(key)
+        unanswered = Unanswered(self.patience)
         for attempt in range(1, self.attempts + 1):
             signed = self.sign(method, path, dict(headers or {}), body)
+            sent = _CountedBody(body, moved) if body and moved else None
             request = AWSPreparedRequest(
                 method,
                 self.origin + path,
                 cast(Any, signed),
-                body,
+                sent or body,
                 stream_output=stream is not None,
             )
             try:
@@ -201,9 +287,15 @@ class Wire:
                     return {k.lower(): v for k, v in reply.headers.items()}
                 text = reply.raw.read() if stream is not None else reply.content
             except (HTTPClientError, BotoConnectionError, Urllib3Error, ConnectionError) as e:
+                if sent is not None and sent.error is not None:
+                    raise sent.error from None  # ``moved`` stopped it: not the connection's fault
                 if attempt == self.attempts:
                     raise Failed(type(e).__name__) from e
-                time.sleep(backoff_seconds(attempt))
+                delay = backoff_seconds(attempt)
+                why = unanswered.stop(self.patience.wait_of(e), delay, attempt, type(e).__name__)
+                if why is not None:
+                    raise Failed(why) from e
+                time.sleep(delay)
                 continue
             if status == 404 and method == "HEAD":
                 raise Missing()
@@ -259,6 +351,28 @@ class Wire:
             headers["content-length"] = str(len(body))
         headers["user-agent"] = USER_AGENT
         return headers
+
+
+class _CountedBody(io.BytesIO):
+    """A request body that tells ``moved`` of its bytes as the connection reads them, a MiB at a
+    time; what ``moved`` raises is kept, for the request to raise once the send has failed."""
+
+    def __init__(self, data: bytes, moved: Moved) -> None:
+        super().__init__(data)
+        self._moved, self._unsaid = moved, 0
+        self.error: BaseException | None = None
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self._unsaid += len(chunk)
+        if self._unsaid >= _CHUNK or not chunk:
+            said, self._unsaid = self._unsaid, 0
+            try:
+                self._moved(said)
+            except Exception as e:
+                self.error = e
+                raise
+        return chunk
 
 
 _META = "x-amz-meta-"

@@ -98,9 +98,13 @@ class Session:
 
 def _preopen(wasi: wasmtime.WasiConfig, grant: Grant, guest: str) -> None:
     path = grant.path
-    if not path.is_dir():
-        what = "does not exist" if not path.exists() else "is not a directory"
-        raise FileAccessError(f"root {path} {what}", kind="not-found", path=str(path))
+    try:
+        if not path.is_dir():
+            what = "does not exist" if not path.exists() else "is not a directory"
+            raise FileAccessError(f"root {path} {what}", kind="not-found", path=str(path))
+    except OSError as e:  # a folder above it that may not be searched
+        why = f"root {path} cannot be reached: {e.strerror}"
+        raise FileAccessError(why, kind="permission-denied", path=str(path)) from e
     try:
         wasi.preopen_dir(os.fspath(path), guest, fs_mutable=grant.writable)
     except UnicodeEncodeError:
@@ -125,8 +129,11 @@ def _is_error(value: Any) -> bool:
 
 
 def session_for(*roots: StrPath | Grant, writable: bool = False, **kwargs: Any) -> Session:
-    """A session granting each of ``roots`` in order: a path resolved to an absolute one, a
-    :class:`Grant` as it is (a directory's handle, say, which resolving would turn back into a
-    path)."""
-    grants = [r if isinstance(r, Grant) else Grant(Path(r).resolve(), writable) for r in roots]
+    """A session granting each of ``roots`` in order: a path made absolute with its links
+    resolved, a :class:`Grant` as it is (a directory's handle, say, which resolving would turn
+    back into a path)."""
+    # realpath, not resolve(): a loop of links raises no RuntimeError; it is not a directory.
+    grants = [
+        r if isinstance(r, Grant) else Grant(Path(os.path.realpath(r)), writable) for r in roots
+    ]
     return Session(grants, **kwargs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,7 +36,18 @@ from s3transfer.subscribers import BaseSubscriber
 
 from . import s3loop
 from .errors import Cancelled, FileAccessError, FileChangedError, StorageError
-from .s3wire import EXISTS_STATUS, UNFINISHED, Failed, Fallback, Sent, Wire, checksum
+from .pace import MinimumRate
+from .s3wire import (
+    EXISTS_STATUS,
+    UNFINISHED,
+    Failed,
+    Fallback,
+    Patience,
+    Sent,
+    Unanswered,
+    Wire,
+    checksum,
+)
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -55,12 +65,25 @@ class ClientOptions:
 
     #: Connections kept open; also bounds the transfers and checks run at once.
     max_pool_connections: int = 32
+    #: Seconds to wait for a connection to open, and for the server to send the next bytes.
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 20.0
     #: botocore's retry mode (``standard`` or ``adaptive``), and attempts per request, the
     #: first one included.
     retry_mode: str = "standard"
     max_attempts: int = 8
+    #: Seconds one request may spend waiting on a server that does not answer, over all its
+    #: attempts: each attempt that timed out counts its timeout and the backoff after it, and
+    #: no attempt starts that could take that past this bound. So a server that accepts
+    #: connections and never answers fails a request in at most this long (about 40 s with
+    #: these defaults), whatever ``max_attempts`` allows; errors the server answers with
+    #: (throttling, 5xx) are retried as ``max_attempts`` says.
+    stall_timeout: float = 60.0
+    #: The official worker's minimum transfer rate, in bytes a second (0: none): a batch of
+    #: transfers (a job's inputs, a sync, a submission's uploads) that moves less for
+    #: ``min_rate_seconds`` in a row, no file finishing meanwhile, fails with a StorageError.
+    min_rate: float = 10_000.0
+    min_rate_seconds: float = 60.0
     #: Files at least this large are uploaded in parts, that many bytes each, in parallel.
     multipart_threshold: int = 16 * MiB
     multipart_chunksize: int = 16 * MiB
@@ -70,9 +93,10 @@ class ClientOptions:
         """Many connections and large parts, for big transfers on a fast network."""
         return cls(
             max_pool_connections=64,
-            read_timeout=120.0,
+            read_timeout=30.0,
             retry_mode="adaptive",
             max_attempts=10,
+            stall_timeout=90.0,
             multipart_threshold=64 * MiB,
             multipart_chunksize=64 * MiB,
         )
@@ -83,11 +107,16 @@ class ClientOptions:
         return cls(
             max_pool_connections=8,
             connect_timeout=3.0,
-            read_timeout=20.0,
+            read_timeout=10.0,
             max_attempts=3,
+            stall_timeout=25.0,
             multipart_threshold=8 * MiB,
             multipart_chunksize=8 * MiB,
         )
+
+    def patience(self) -> Patience:
+        """The timeouts the direct path and the retry handlers bound requests by."""
+        return Patience(self.connect_timeout, self.read_timeout, self.stall_timeout)
 
 
 @dataclass(frozen=True)
@@ -146,6 +175,9 @@ class S3Config:
                     retries=retries,
                 ),
             )
+            # Before botocore's own retry handler, which would retry a silent server for as
+            # many attempts as it allows.
+            client.meta.events.register_first("needs-retry.s3", _unanswered(o.patience()))
         except (BotoCoreError, ValueError) as e:  # an unknown profile, an endpoint not a URL
             raise StorageError(f"cannot set up S3: {e}") from e
         owner, completions = _Owner(self, session, client), _Completions()
@@ -161,6 +193,9 @@ class S3Config:
             multipart_threshold=o.multipart_threshold,
             multipart_chunksize=o.multipart_chunksize,
             max_concurrency=max(1, o.max_pool_connections // 4),
+            # A range whose body stops coming is asked for again: as many times as fit in the
+            # stall timeout, as for a request (s3transfer's default is 5).
+            num_download_attempts=max(1, min(5, int(o.stall_timeout // o.read_timeout))),
         )
 
 
@@ -288,6 +323,39 @@ _PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "no_proxy"})
 @functools.lru_cache(maxsize=16)
 def _connect(config: S3Config, env: tuple[tuple[str, str], ...]) -> _Connection:
     return config._new_connection()
+
+
+class NoAnswer(BotoCoreError):
+    """A request stopped after waiting on a silent server for the stall timeout."""
+
+    fmt = "{why}"
+
+
+_UNANSWERED = "jobattach-unanswered"
+
+
+def _unanswered(patience: Patience) -> Callable[..., None]:
+    """botocore's ``needs-retry`` handler that ends a request (raising ``NoAnswer``) once
+    another attempt could take its waiting on a silent server past the stall timeout."""
+
+    def handler(
+        attempts: int,
+        caught_exception: BaseException | None = None,
+        request_dict: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if caught_exception is None or request_dict is None:
+            return
+        context = request_dict["context"]  # one per request, kept across its attempts
+        unanswered = context.setdefault(_UNANSWERED, Unanswered(patience))
+        # botocore's longest backoff before the next attempt, after an error not throttling
+        delay = min(20.0, 0.05 * 2.0 ** (attempts - 1))
+        wait = patience.wait_of(caught_exception)
+        why = unanswered.stop(wait, delay, attempts, type(caught_exception).__name__)
+        if why is not None:
+            raise NoAnswer(why=why)
+
+    return handler
 
 
 class Transfer(NamedTuple):
@@ -436,8 +504,10 @@ class Bucket:
         bounded), by the direct path when it can: the transfer manager's machinery costs
         milliseconds of CPU per file, more than the request itself. Such a PUT carries
         ``digest`` as S3's XXHASH128 checksum, so S3 refuses a body that does not hash to it.
-        A large file tells ``progress`` of its bytes as they go, and stops (its parts aborted,
-        ``Cancelled`` raised) once ``cancelled`` is set.
+        ``progress`` hears of the bytes as they go (a retried part's as a negative count;
+        through boto3 a small file's once sent), and may raise to stop the transfer with its
+        exception. A large file stops (its parts aborted, ``Cancelled`` raised) once
+        ``cancelled`` is set.
         """
         extra: dict[str, Any] = {"Metadata": dict(metadata)} if metadata else {}
         try:
@@ -450,7 +520,9 @@ class Bucket:
                 sent = self._direct(
                     "upload",
                     key,
-                    lambda w: w.put(key, data, metadata, digest=digest, create_only=create_only),
+                    lambda w: w.put(
+                        key, data, metadata, digest=digest, create_only=create_only, moved=progress
+                    ),
                 )
                 if isinstance(sent, Sent):
                     return sent
@@ -468,6 +540,8 @@ class Bucket:
                             path=os.fspath(path),
                         ) from e
                     return _existing(e, create_only)
+                if progress is not None:
+                    progress(len(data))
                 return Sent(reply.get("ETag"), there=True, maybe_ours=True)
         except OSError as e:
             raise FileAccessError(
@@ -521,7 +595,8 @@ class Bucket:
         An object known (``size``) to be below the multipart threshold comes in one GET
         streamed to the file: the transfer manager would first ask for its size, a second
         request, and spend milliseconds of CPU per file. A connection dropped mid-stream is
-        retried like a failed request. ``progress`` and ``cancelled`` as for ``upload_file``.
+        retried like a failed request (its bytes counted again). ``progress`` and
+        ``cancelled`` as for ``upload_file``.
         """
         try:
             if size is None or size >= self.config.options.multipart_threshold:
@@ -534,15 +609,15 @@ class Bucket:
                     )
             else:
                 with sink() if sink else open(path, "wb") as f:
-                    self._get_small(key, f)
+                    self._get_small(key, f, progress)
         except OSError as e:
             why = f"cannot write the download: {e.strerror}"
             raise FileAccessError(why, path=os.fspath(path)) from e
 
-    def _get_small(self, key: str, f: IO[bytes]) -> None:
-        """One GET streamed to ``f``, by the direct path when it can; a connection dropped
-        mid-stream is retried like a failed request."""
-        if self._direct("download", key, lambda w: w.get_to(key, f)) is not BOTO3:
+    def _get_small(self, key: str, f: IO[bytes], progress: Callable[[int], None] | None) -> None:
+        """One GET streamed to ``f``, by the direct path when it can, telling ``progress`` of
+        its bytes; a connection dropped mid-stream is retried like a failed request."""
+        if self._direct("download", key, lambda w: w.get_to(key, f, progress)) is not BOTO3:
             return
         with _storage_errors("download", key):
             for attempt in range(1, self.config.options.max_attempts + 1):
@@ -551,7 +626,10 @@ class Bucket:
                 try:
                     reply = self.client.get_object(Bucket=self.name, Key=key)
                     with closing(reply["Body"]) as body:
-                        shutil.copyfileobj(body, f, MiB)
+                        for chunk in iter(functools.partial(body.read, MiB), b""):
+                            f.write(chunk)
+                            if progress is not None:
+                                progress(len(chunk))
                     return
                 except (ResponseStreamingError, IncompleteReadError):
                     if attempt == self.config.options.max_attempts:
@@ -566,7 +644,8 @@ class Bucket:
         """One transfer by boto3's transfer manager (parts or ranges in parallel), watched:
         once ``cancelled`` is set, no part starts, and the manager aborts a multipart upload
         or removes a partial download. Checked while waiting, not only as bytes move: the
-        last bytes are sent long before a slow server answers."""
+        last bytes are sent long before a slow server answers. What ``progress`` raised stops it
+        as a cancellation does, and is raised in its place."""
         watch = _Watch(progress)
         with create_transfer_manager(self.client, self._transfer) as tm:
             future = submit(tm, [watch])
@@ -577,6 +656,8 @@ class Bucket:
             try:
                 future.result()
             except TransferCancelled as e:
+                if watch.error is not None:
+                    raise watch.error from None
                 raise Cancelled("the transfer was cancelled") from e
 
     def download_files(
@@ -590,17 +671,19 @@ class Bucket:
         """Downloads many objects to local paths: those known to be small many at a time on one
         event loop (s3loop), the others as ``download_file`` does, in parallel. ``done(i)`` as
         each finishes and ``progress(i, bytes)`` as a large one goes, from any thread; nothing
-        more starts, and large ones stop, once ``cancelled`` is set."""
+        more starts, and large ones stop, once ``cancelled`` is set. A batch slower than
+        ``ClientOptions.min_rate`` fails with a ``StorageError`` (see ``pace``)."""
 
-        def one(i: int) -> None:
+        def one(i: int, pace: MinimumRate) -> None:
             t = transfers[i]
-            moved = functools.partial(progress, i) if progress else None
+            moved = pace.mover(i)
             self.download_file(
-                t.key, t.path, size=t.size, progress=moved, cancelled=cancelled, sink=t.sink
+                t.key, t.path, size=t.size, progress=moved, cancelled=pace.cancelled, sink=t.sink
             )
 
         requests = [s3loop.Request("GET", t.key, t.path, sink=t.sink) for t in transfers]
-        self._many("download", requests, [t.size for t in transfers], one, done, cancelled)
+        sizes = [t.size for t in transfers]
+        self._many("download", requests, sizes, one, done, cancelled, progress=progress)
 
     def upload_files(
         self,
@@ -616,15 +699,14 @@ class Bucket:
         cancelled, of each upload started and never finished too (``UNFINISHED``: it may have
         reached the server), before the error is raised."""
 
-        def one(i: int) -> Sent:
+        def one(i: int, pace: MinimumRate) -> Sent:
             t = transfers[i]
-            moved = functools.partial(progress, i) if progress else None
             return self.upload_file(
                 t.key,
                 t.path,
                 metadata=t.metadata,
-                progress=moved,
-                cancelled=cancelled,
+                progress=pace.mover(i),
+                cancelled=pace.cancelled,
                 digest=t.digest,
                 create_only=t.create_only,
             )
@@ -639,7 +721,9 @@ class Bucket:
             for t in transfers
         ]
         sizes = [t.size for t in transfers]
-        self._many("upload", requests, sizes, one, done, cancelled, outcome, unfinished)
+        self._many(
+            "upload", requests, sizes, one, done, cancelled, outcome, unfinished, progress=progress
+        )
 
     def metadata_many(self, keys: Sequence[str]) -> list[dict[str, str] | None]:
         """``metadata`` of each key (None where there is no such object), many at a time."""
@@ -650,7 +734,13 @@ class Bucket:
 
         requests = [s3loop.Request("HEAD", k) for k in keys]
         self._many(
-            "check", requests, [0] * len(keys), lambda i: self.metadata(keys[i]), None, None, each
+            "check",
+            requests,
+            [0] * len(keys),
+            lambda i, _: self.metadata(keys[i]),
+            None,
+            None,
+            each,
         )
         return found
 
@@ -659,16 +749,46 @@ class Bucket:
         operation: str,
         requests: list[s3loop.Request],
         sizes: Sequence[int | None],
-        one: Callable[[int], Any],
+        one: Callable[[int, MinimumRate], Any],
         done: Callable[[int], None] | None,
         cancelled: threading.Event | None,
         result: Callable[[int, Any], None] | None = None,
         unfinished: Callable[[list[int]], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        """Request ``i`` by ``one(i)`` on threads, but those known to be small (``sizes``) on
-        the event loop when it can be used; ``result`` receives what each returned. Once all
-        have ended, however the batch ends, ``unfinished`` hears of those that were started
-        (on either side) and never finished: stopped by a failure or a cancel midway."""
+        """Request ``i`` by ``one(i, pace)`` on threads, but those known to be small (``sizes``)
+        on the event loop when it can be used; ``result`` receives what each returned.
+        ``pace`` watches the batch's rate, stopping it by its ``cancelled`` (the caller's, or
+        one of its own) and telling ``progress`` of each transfer's bytes. Once all have
+        ended, however the batch ends, ``unfinished`` hears of those that were started (on
+        either side) and never finished: stopped by a failure or a cancel midway."""
+        o = self.config.options
+        pace = MinimumRate(o.min_rate, o.min_rate_seconds, cancelled or threading.Event(), progress)
+        with pace:
+            try:
+                self._spread(operation, requests, sizes, one, done, pace, result, unfinished)
+            except Exception as e:
+                error = pace.error()  # what stopped it, rather than how a transfer ended
+                if error is not None and error is not e:
+                    raise error from e
+                raise
+        error = pace.error()
+        if error is not None:
+            raise error
+
+    def _spread(
+        self,
+        operation: str,
+        requests: list[s3loop.Request],
+        sizes: Sequence[int | None],
+        one: Callable[[int, MinimumRate], Any],
+        done: Callable[[int], None] | None,
+        pace: MinimumRate,
+        result: Callable[[int, Any], None] | None,
+        unfinished: Callable[[list[int]], None] | None,
+    ) -> None:
+        """``_many``'s work, watched by ``pace``."""
+        cancelled = pace.cancelled
         threshold = self.config.options.multipart_threshold
         if requests and requests[0].method == "PUT":  # bodies held in memory while sent
             threshold = min(threshold, s3loop.MAX_PUT_BYTES + 1)
@@ -688,16 +808,17 @@ class Bucket:
         def finish(i: int, value: Any) -> None:
             with lock:
                 ended.add(i)
+            pace.finished()
             if result is not None:
                 result(i, value)
             if done is not None:
                 done(i)
 
         def each(i: int) -> None:
-            if cancelled is None or not cancelled.is_set():
+            if not cancelled.is_set():
                 start(i)
                 try:
-                    value = one(i)
+                    value = one(i, pace)
                 except Cancelled:
                     return  # stopped midway; the caller sees `cancelled`
                 finish(i, value)
@@ -712,15 +833,14 @@ class Bucket:
                     operation,
                     on_loop,
                     lambda k, value: finish(small[k], value),
-                    cancelled,
+                    pace,
                     lambda k: start(small[k]),
                 )
                 threaded += [pool.submit(each, small[k]) for k in left]
             for future in threaded:
                 future.result()
         except KeyboardInterrupt:
-            if cancelled is not None:
-                cancelled.set()  # large transfers stop at their next part, not at their end
+            cancelled.set()  # large transfers stop at their next part, not at their end
             raise
         finally:
             pool.shutdown(cancel_futures=True)
@@ -734,7 +854,7 @@ class Bucket:
         operation: str,
         requests: list[s3loop.Request],
         finished: Callable[[int, Any], None],
-        cancelled: threading.Event | None,
+        pace: MinimumRate,
         started: Callable[[int], None] | None = None,
     ) -> list[int]:
         """Sends ``requests`` on the event loop; returns those boto3 must do."""
@@ -742,7 +862,14 @@ class Bucket:
         settings = s3loop.Settings(o.max_pool_connections, o.connect_timeout, o.read_timeout)
         try:
             left = s3loop.run(
-                wire, tls, requests, settings, done=finished, cancelled=cancelled, started=started
+                wire,
+                tls,
+                requests,
+                settings,
+                done=finished,
+                cancelled=pace.cancelled,
+                started=started,
+                moved=pace.moved,
             )
         except BotoCoreError as e:  # signing: credentials that could not be refreshed
             raise StorageError(f"S3 {operation} failed: {e}", path=requests[0].key) from e
@@ -863,6 +990,7 @@ def _wire_for(bucket: Bucket) -> Wire | None:
             bucket.name,
             bucket.config.options.max_attempts,
             bucket._connection.owner,
+            bucket.config.options.patience(),
         )
     except (BotoCoreError, ValueError):  # a name botocore refuses: boto3 will say so
         return None
@@ -882,15 +1010,22 @@ def _existing(e: ClientError, create_only: bool) -> Sent:
 
 
 class _Watch(BaseSubscriber):
-    """Tells ``progress`` of a managed transfer's bytes, and ``finished`` of its end."""
+    """Tells ``progress`` of a managed transfer's bytes, and ``finished`` of its end; what
+    ``progress`` raises cancels the transfer and is kept in ``error``: raised inside s3transfer,
+    it would be retried as a failed request (the callback runs as the body is sent)."""
 
     def __init__(self, progress: Callable[[int], None] | None) -> None:
         self._progress = progress
         self.finished = threading.Event()
+        self.error: Exception | None = None
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        if self._progress is not None:
-            self._progress(bytes_transferred)
+        if self._progress is not None and self.error is None:
+            try:
+                self._progress(bytes_transferred)
+            except Exception as e:
+                self.error = e
+                future.cancel()
 
     def on_done(self, future: Any, **kwargs: Any) -> None:
         self.finished.set()

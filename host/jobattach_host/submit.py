@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import FileAccessError
+from .limits import check_fits, limits_of, refusal
 from .sandbox import session_for
 
 
@@ -32,10 +35,17 @@ class Grouping:
 
 
 def _kind(path: str) -> str:
+    """``file``, ``directory`` or ``missing``; ``too-long`` for a path the system refuses by its
+    length. Another error (a folder that may not be searched, a loop of links) raises
+    ``FileAccessError`` naming the path."""
     try:
         return "directory" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return "too-long"
+        raise FileAccessError(f"cannot read: {e.strerror}", path=path) from e
 
 
 def _absolute(path: str, cwd: str) -> str:
@@ -53,23 +63,32 @@ def group_paths(
     require_paths_exist: bool = False,
 ) -> Grouping:
     """Groups paths into asset roots as the official submitter does. ``locations`` are
-    ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input."""
+    ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input
+    (those too long or too deep for this system included: see ``limits``), and
+    ``FileAccessError`` for an input that cannot be looked at."""
     cwd = os.getcwd()
     absolute_inputs = [_absolute(os.fspath(p), cwd) for p in inputs]
+    kinds = [_kind(p) for p in absolute_inputs]
+    if "too-long" in kinds:
+        refused = [p for p, k in zip(absolute_inputs, kinds) if k == "too-long"]
+        raise refusal(refused, limits_of(cwd))
     request = {
         "style": "windows" if os.name == "nt" else "posix",
-        "inputs": [[p, _kind(p)] for p in absolute_inputs],
+        "inputs": [list(pair) for pair in zip(absolute_inputs, kinds)],
         "outputs": [_absolute(os.fspath(p), cwd) for p in outputs],
         "references": [_absolute(os.fspath(p), cwd) for p in references],
         "locations": [list(loc) for loc in locations],
         "require_paths_exist": require_paths_exist,
     }
     doc = json.loads(session_for().call("submit", "group", json.dumps(request)))
+    groups = [
+        AssetRootGroup(g["root"], g["location"], g["inputs"], g["outputs"], g["references"])
+        for g in doc["groups"]
+    ]
+    for g in groups:  # what a download below a root of this length could not hold either
+        check_fits(g.root, g.inputs + g.outputs)
     return Grouping(
-        groups=[
-            AssetRootGroup(g["root"], g["location"], g["inputs"], g["outputs"], g["references"])
-            for g in doc["groups"]
-        ],
+        groups=groups,
         missing=doc["missing"],
         skipped_shared=doc["skipped_shared"],
     )

@@ -38,6 +38,7 @@ from . import (
     versions,
 )
 from .manifest import V2023, V2025_SNAPSHOT
+from .submit import LEFT_OUT
 from .worker import CONFLICT_POLICIES
 
 
@@ -153,11 +154,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--require-paths-exist",
         action="store_true",
-        help="fail on missing inputs instead of keeping them as references",
+        help="fail, naming them, on inputs that cannot be uploaded (missing, special files,"
+        " symlinks leading out, names a manifest cannot carry) instead of leaving them out",
     )
     up.add_argument("--file-system", choices=["COPIED", "VIRTUAL"], default="COPIED")
     up.add_argument(
-        "--json", action="store_true", help="print the attachments JSON alone, with no progress"
+        "--json",
+        action="store_true",
+        help="print the attachments JSON alone, with no progress (inputs left out go to"
+        " stderr as a JSON object)",
     )
 
     down = asub.add_parser("download", help="download a job's inputs from its attachments JSON")
@@ -428,9 +433,15 @@ def _upload(args: argparse.Namespace) -> int:
             BundleSubmitOptions(args.require_paths_exist, args.file_system),
             progress,
         )
+    left_out = result.left_out
     if args.json:
+        if left_out:  # stdout stays what CreateJob takes
+            print(json.dumps({"left_out": left_out}), file=sys.stderr)
         print(result.attachments_json)
         return 0
+    for path, why in left_out.items():
+        shown = AttachmentError(LEFT_OUT.get(why, why), path=path)  # escaped as errors are
+        print(f"jobattach: left out {shown}", file=sys.stderr)
     st = result.statistics
     print(json.dumps(result.attachments, indent=2))
     print(
@@ -438,11 +449,7 @@ def _upload(args: argparse.Namespace) -> int:
         f" {st.files_uploaded} uploaded ({st.bytes_uploaded / 1e6:.1f} MB),"
         f" {st.files_skipped} not sent (in S3 already, or the same content as another);"
         f" {st.seconds:.2f} s"
-        + (
-            f"; {len(result.missing_inputs)} missing inputs kept as references"
-            if result.missing_inputs
-            else ""
-        ),
+        + (f"; {len(left_out)} inputs left out (named above)" if left_out else ""),
         file=sys.stderr,
     )
     return 0

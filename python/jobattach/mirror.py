@@ -22,6 +22,7 @@ from jobattach_host import hash_files
 from jobattach_host.destination import STAGING_PATTERN, Directory, Staging, Tree, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
+from jobattach_host.limits import check_fits
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
@@ -136,6 +137,8 @@ def sync_with_options(
         )
     local = src if isinstance(src, LocalPath) else dst
     assert isinstance(local, LocalPath)
+    if local is dst:  # paths this system cannot hold: refused before any transfer
+        check_fits(dst.path, copy)
     digests: dict[str, str] = {}
     if options.by_hash:  # the component hashes the local side; S3 says what it recorded
         wanted = plan["compare"] + (copy if isinstance(src, LocalPath) else [])
@@ -182,11 +185,14 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
         n = len(where.prefix)
         listed = bucket.listing(where.prefix)
         return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
-    if not where.path.exists():
-        return {}
-    if not where.path.is_dir():
-        raise FileAccessError("is not a directory", path=str(where.path))
-    rows = json.loads(list_tree(where.path.resolve()))
+    try:
+        if not where.path.exists():
+            return {}
+        if not where.path.is_dir():
+            raise FileAccessError("is not a directory", path=str(where.path))
+    except OSError as e:  # a parent that may not be searched
+        raise FileAccessError(f"cannot list: {e.strerror}", path=str(where.path)) from e
+    rows = json.loads(list_tree(Path(os.path.realpath(where.path))))
     return {  # a killed download's staging folder is no file of the tree
         p: (size, mtime_ns // 1000, ctime_ns)
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows

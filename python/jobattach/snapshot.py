@@ -60,7 +60,7 @@ def create_manifest(
     report = Reporter(progress_callback)
     if not report("scanning", 0, 0, 0, 0):
         raise Cancelled("the snapshot was cancelled while scanning")
-    top = Path(root).resolve()
+    top = Path(os.path.realpath(root))  # not resolve(), which raises on a loop of links
     # Listed as given, so absolute symlinks may name the root by that path or the resolved one.
     p = plan(os.path.abspath(root), include=include, exclude=exclude, format=format)
     size = sum(f.size for f in p.files)

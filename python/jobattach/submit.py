@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobattach_host.errors import Cancelled, FileAccessError
+from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import Plan, plan
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
-from jobattach_host.submit import group_paths
+from jobattach_host.submit import AssetRootGroup, group_paths
 from jobattach_host.sync import layout
 from jobattach_host.upload import Content, Tally, upload_contents
 
@@ -76,7 +76,10 @@ class StorageProfile:
 
 @dataclass(frozen=True)
 class BundleSubmitOptions:
-    #: Refuse missing inputs (naming every one) instead of keeping them as references.
+    #: Refuse inputs that cannot be uploaded, naming every one before anything is sent: those
+    #: missing (else kept as references) and those the snapshot leaves out (else only listed in
+    #: ``skipped_inputs``: special files, symlinks leading out of their root, names a manifest
+    #: cannot carry).
     require_paths_exist: bool = False
     #: ``COPIED`` or ``VIRTUAL``, as the worker should present the inputs.
     file_system_mode: str = "COPIED"
@@ -116,6 +119,42 @@ class BundleSubmitResult:
     @property
     def attachments_json(self) -> str:
         return json.dumps(self.attachments)
+
+    @property
+    def left_out(self) -> dict[str, str]:
+        """Every input not uploaded, and why: ``missing`` (kept as a reference) or the reason
+        of ``skipped_inputs`` (see :data:`LEFT_OUT`)."""
+        out = dict.fromkeys(self.missing_inputs, "missing")
+        for why, paths in self.skipped_inputs.items():
+            out.update(dict.fromkeys(paths, why))
+        return out
+
+
+#: What each reason an input was left out means.
+LEFT_OUT = {
+    "missing": "does not exist (kept as a reference)",
+    "special-file": "is not a regular file (a FIFO, socket or device)",
+    "symlink-outside-root": "is a symlink leading out of its root",
+    "symlink-to-directory": "is a symlink to a directory",
+    "broken-symlink": "is a symlink leading nowhere",
+    "unsupported-name": "has a name a manifest cannot carry",
+    "empty-directory": "is an empty directory",
+}
+
+
+def _refuse_left_out(groups: Sequence[AssetRootGroup], plans: Sequence[Plan | None]) -> None:
+    """Raises ``ValidationError`` naming every input the snapshot would leave out."""
+    refused = [
+        f"{os.path.join(g.root, path)} {LEFT_OUT.get(why, why)}"
+        for g, p in zip(groups, plans)
+        if p is not None
+        for why, paths in sorted(p.skipped.items())
+        for path in paths
+    ]
+    if refused:
+        raise ValidationError(
+            f"inputs cannot be uploaded (require_paths_exist): {'; '.join(refused)}"
+        )
 
 
 def submit_bundle_attachments(
@@ -165,6 +204,8 @@ def submit_bundle_attachments(
             found, size = found + len(p.files), size + sum(f.size for f in p.files)
         if not report("scanning", found, 0, size, 0):
             raise Cancelled("the submission was cancelled while scanning")
+    if opts.require_paths_exist:
+        _refuse_left_out(grouping.groups, plans)
     tally = Tally(report.counts("hashing"), found, size)
     hashes = HashCache(lenient=True) if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
@@ -182,7 +223,7 @@ def submit_bundle_attachments(
             manifests.append(snap.manifest)
             hashed, cached = hashed + snap.hashed, cached + snap.from_cache
             for why, paths in snap.skipped.items():
-                skipped.setdefault(why, []).extend(f"{g.root}/{p}" for p in paths)
+                skipped.setdefault(why, []).extend(os.path.join(g.root, p) for p in paths)
     finally:
         if hash_cache is True and hashes:
             hashes.close()

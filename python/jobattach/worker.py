@@ -24,6 +24,7 @@ from typing import Any
 from jobattach_host import hash_files
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
+from jobattach_host.limits import check_fits
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
@@ -188,6 +189,8 @@ def _download_roots(
     by_dest: dict[_Place, list[Manifest]] = {}
     for root, manifests in by_root.items():  # roots mapped to one place merge there
         by_dest.setdefault(roots[root], []).extend(manifests)
+    for dest, ms in by_dest.items():  # paths this system cannot hold: refused before any write
+        check_fits(dest.path, (e.path for m in ms for e in m.entries))
     totals = {
         "files": 0,
         "bytes": 0,
