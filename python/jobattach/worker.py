@@ -28,6 +28,7 @@ from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
     Layout,
     PathMappingRule,
+    check_holdable,
     layout,
     manifest_root,
     map_path,
@@ -180,9 +181,12 @@ def _download_roots(
         "unchanged_files": 0,
     }
     conflicts: dict[str, list[str]] = {}
+    merged = {dest: merge_manifests(ms) for dest, ms in by_dest.items()}
+    # Names and times this system cannot hold are refused, every one named, before any is read.
+    check_holdable({dest: m.encode() for dest, m in merged.items()})
     plans = [
-        (dest, _by_hash(_plan(dest, merge_manifests(ms), on_conflict, conflicts, totals)))
-        for dest, ms in by_dest.items()
+        (dest, _by_hash(_plan(dest, m, on_conflict, conflicts, totals)))
+        for dest, m in merged.items()
     ]
     contents = [entries[0] for _, by_hash in plans for entries in by_hash.values()]
     total = sum(e.size or 0 for e in contents)
