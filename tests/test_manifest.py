@@ -78,8 +78,6 @@ def _with(change: dict[str, object], entry: dict[str, object] | None = None) -> 
         (_with({}, {"path": "/abs"}), "absolute"),
         (_with({}, {"path": "a//b"}), "empty segment"),
         (_with({}, {"path": "./a"}), "'.' segment"),
-        (_with({}, {"path": "a\\b"}), "backslash"),
-        (_with({}, {"path": "C:/x"}), "drive letter"),
         (_with({}, {"path": "a\u0000"}), "NUL"),
         (_with({}, {"path": 3}), "paths[0].path must be a string"),
         (

@@ -6,6 +6,9 @@
 //! their top directory (`/`, or a Windows drive). A group's root is the common path of all its
 //! paths, or the parent of that path when it is an input file. Windows paths compare without
 //! regard to case, as `os.path.normcase` makes them.
+//!
+//! Paths may hold lone surrogates (a POSIX name's bytes that are not UTF-8, as Python spells
+//! them); they are grouped in a lossless spelling of their own (`Spelled`) and written back.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -41,8 +44,7 @@ pub fn group(request: &str) -> Result<String> {
             Some(Value::Array(items)) => items
                 .into_iter()
                 .map(|i| match i {
-                    Value::String(u) => String::from_utf16(&u)
-                        .map_err(|_| Error::invalid(format!("{what}: a path is not Unicode"))),
+                    Value::String(u) => Ok(spell(&u)),
                     _ => Err(Error::invalid(format!("{what} must be a list of paths"))),
                 })
                 .collect(),
@@ -72,12 +74,11 @@ pub fn group(request: &str) -> Result<String> {
     }
     let mut problems = String::new();
     if require_exist && !missing.is_empty() {
-        let _ = write!(problems, "missing input files: {}", missing.join(", "));
+        let _ = write!(problems, "missing input files: {}", shown(&missing));
     }
     if !directories.is_empty() {
         let sep = if problems.is_empty() { "" } else { "; " };
-        let _ =
-            write!(problems, "{sep}directories given as input files: {}", directories.join(", "));
+        let _ = write!(problems, "{sep}directories given as input files: {}", shown(&directories));
     }
     if !problems.is_empty() {
         return Err(Error::invalid(format!("the job's inputs are not all usable: {problems}")));
@@ -166,10 +167,10 @@ pub fn group(request: &str) -> Result<String> {
             v
         };
         let mut entry = String::from("{\"root\":");
-        json::write_str(&mut entry, &root.render(style));
+        json::write_string(&mut entry, &unspell(&root.render(style)));
         entry.push_str(",\"location\":");
         match &g.location {
-            Some(name) => json::write_str(&mut entry, name),
+            Some(name) => json::write_string(&mut entry, &unspell(name)),
             None => entry.push_str("null"),
         }
         for (name, paths) in
@@ -180,7 +181,7 @@ pub fn group(request: &str) -> Result<String> {
                 if i > 0 {
                     entry.push(',');
                 }
-                json::write_str(&mut entry, p);
+                json::write_string(&mut entry, &unspell(p));
             }
             entry.push(']');
         }
@@ -194,10 +195,64 @@ pub fn group(request: &str) -> Result<String> {
         if i > 0 {
             doc.push(',');
         }
-        json::write_str(&mut doc, m);
+        json::write_string(&mut doc, &unspell(m));
     }
     let _ = write!(doc, "],\"skipped_shared\":{skipped_shared}}}");
     Ok(doc)
+}
+
+/// Stands before a lone surrogate's spelling, and before itself when the path holds it.
+const MARK: char = '\u{ffff}';
+
+/// `units` as a `String` that keeps lone surrogates: U+FFFF then the character 0x10000 above
+/// the surrogate (no separator, and without case), U+FFFF itself doubled.
+fn spell(units: &[u16]) -> String {
+    let mut out = String::with_capacity(units.len());
+    for c in char::decode_utf16(units.iter().copied()) {
+        match c {
+            Ok(MARK) => out.extend([MARK, MARK]),
+            Ok(c) => out.push(c),
+            Err(e) => {
+                out.push(MARK);
+                out.push(
+                    char::from_u32(0x10000 + u32::from(e.unpaired_surrogate())).unwrap_or(MARK),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The units [`spell`] spelled.
+fn unspell(text: &str) -> Vec<u16> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == MARK) {
+            (_, true) => match chars.next() {
+                Some(MARK) | None => out.push(0xffff),
+                Some(s) => out.push((u32::from(s) - 0x10000) as u16),
+            },
+            (c, false) => out.extend_from_slice(c.encode_utf16(&mut [0; 2])),
+        }
+    }
+    out
+}
+
+/// Paths for a message, lone surrogates as JSON spells them.
+fn shown(paths: &[String]) -> String {
+    let shown: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            let units = unspell(p);
+            String::from_utf16(&units).unwrap_or_else(|_| {
+                let mut quoted = String::new();
+                json::write_string(&mut quoted, &units);
+                quoted
+            })
+        })
+        .collect();
+    shown.join(", ")
 }
 
 #[cfg(test)]
@@ -263,6 +318,20 @@ mod tests {
             ("C:\\Show".to_string(), None, vec!["B.exr".to_string(), "a.exr".to_string()])
         );
         assert_eq!(g[1], ("D:\\x".to_string(), None, vec!["y.exr".to_string()]));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_group_and_come_back_as_they_were() {
+        let req = r#"{"style":"posix","inputs":[["/show/bad-\udcff/x","file"],["/show/\uffff\udcfe","file"],["/show/\ud83d\ude00","file"]]}"#;
+        let doc = group(req).unwrap();
+        let inputs = r#""inputs":["bad-\udcff/x","\uffff\udcfe","\ud83d\ude00"]"#;
+        assert!(
+            doc.contains(r#"{"root":"/show","location":null,"#) && doc.contains(inputs),
+            "{doc}"
+        );
+        let missing =
+            r#"{"style":"posix","require_paths_exist":true,"inputs":[["/a/\udcff","missing"]]}"#;
+        assert!(group(missing).unwrap_err().message.ends_with(r#""/a/\udcff""#));
     }
 
     #[test]

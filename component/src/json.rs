@@ -353,6 +353,18 @@ pub fn write_str(out: &mut String, s: &str) {
     write_string(out, &s.encode_utf16().collect::<Vec<_>>());
 }
 
+/// The bytes [`write_string`] writes for `units`, quotes included.
+pub fn escaped_len(units: &[u16]) -> usize {
+    2 + units
+        .iter()
+        .map(|&u| match u {
+            0x22 | 0x5c | 0x08 | 0x0c | 0x0a | 0x0d | 0x09 => 2,
+            0x20..=0x7e => 1,
+            _ => 6,
+        })
+        .sum::<usize>()
+}
+
 /// Writes `units` as a JSON string the way Python's `json.dumps(ensure_ascii=True)` does:
 /// `\"`, `\\`, `\b \f \n \r \t`, and every other unit outside 0x20-0x7E as `\uXXXX` (lowercase
 /// hex), so astral characters become surrogate pairs and lone surrogates survive.
@@ -392,6 +404,7 @@ mod tests {
         let text: Vec<u16> = "a\"b\\c/\u{8}\u{c}\n\r\t\u{1}\u{7f}é😀".encode_utf16().collect();
         assert_eq!(s(&text), r#""a\"b\\c/\b\f\n\r\t\u0001\u007f\u00e9\ud83d\ude00""#);
         assert_eq!(s(&[0xdcff]), r#""\udcff""#);
+        assert_eq!(escaped_len(&text), s(&text).len());
     }
 
     #[test]

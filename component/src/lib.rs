@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod manifest_v2025;
 pub mod mirror;
 pub mod pathmap;
+pub mod portable;
 pub mod relpath;
 pub mod roots;
 pub mod snapshot;
@@ -53,7 +54,7 @@ mod bindings {
         }
 
         fn hash_files(root: String, paths: String) -> Result<String, types::Error> {
-            Ok(crate::roots::hash_files(&root, &paths, &raw_reader(&root))?)
+            Ok(fit(crate::roots::hash_files(&root, &paths, &raw_reader(&root))?)?)
         }
     }
 
@@ -78,12 +79,28 @@ mod bindings {
         let options = crate::snapshot::Options::from_json(options)?;
         let listing = crate::snapshot::parse_listing(listing)?;
         let dir = crate::roots::open_root(root)?;
-        Ok(crate::snapshot::plan(listing, &options, &mut crate::roots::RootLinks(&dir)))
+        let plan = crate::snapshot::plan(listing, &options, &mut crate::roots::RootLinks(&dir));
+        crate::formats::check_size(plan.manifest_len(), "would be")?;
+        Ok(plan)
+    }
+
+    /// A result as large as the manifests it comes from, refused past what one call gives
+    /// back (see `formats::MAX_BYTES`) with the limit named, rather than trapping in the host.
+    fn fit(result: String) -> crate::error::Result<String> {
+        if result.len() > crate::formats::MAX_BYTES {
+            return Err(Error::invalid(format!(
+                "the engine's answer would be {} bytes, over the {} bytes (120 MiB) one call \
+                 gives back: the manifests or files given are too many for one call",
+                result.len(),
+                crate::formats::MAX_BYTES
+            )));
+        }
+        Ok(result)
     }
 
     impl snapshot::Guest for Engine {
         fn plan(root: String, options: String) -> Result<String, types::Error> {
-            Ok(plan_root(&root, &options)?.to_json())
+            Ok(fit(plan_root(&root, &options)?.to_json())?)
         }
 
         fn plan_listed(
@@ -91,7 +108,7 @@ mod bindings {
             listing: String,
             options: String,
         ) -> Result<String, types::Error> {
-            Ok(plan_listing(&root, &listing, &options)?.to_json())
+            Ok(fit(plan_listing(&root, &listing, &options)?.to_json())?)
         }
 
         fn diff(
@@ -105,48 +122,49 @@ mod bindings {
             let dir = crate::roots::open_root(&root)?;
             let raw = raw_reader(&root);
             let hash = |p: &[u16]| crate::roots::hash_path(&dir, p, &raw);
-            Ok(crate::diff::diff_tree(&base, &plan, by_hash, hash)?.to_json())
+            Ok(fit(crate::diff::diff_tree(&base, &plan, by_hash, hash)?.to_json())?)
         }
     }
 
     impl manifest::Guest for Engine {
         fn canonicalize(data: String) -> Result<manifest::Canonical, types::Error> {
-            Ok(canonical(&crate::formats::decode(&data)?))
+            Ok(canonical(&crate::formats::decode(&data)?)?)
         }
 
         fn build(format: String, entries: String) -> Result<manifest::Canonical, types::Error> {
-            Ok(canonical(&crate::formats::build(&format, &entries)?))
+            Ok(canonical(&crate::formats::build(&format, &entries)?)?)
         }
 
         fn convert(data: String, format: String) -> Result<manifest::Canonical, types::Error> {
-            Ok(canonical(&crate::formats::decode(&data)?.convert(&format)?))
+            Ok(canonical(&crate::formats::decode(&data)?.convert(&format)?)?)
         }
 
         fn diff(old: String, new: String) -> Result<String, types::Error> {
             let (old, new) =
                 (crate::formats::decode_v2023(&old)?, crate::formats::decode_v2023(&new)?);
             let d = crate::diff::diff(old.entries(), new.entries(), crate::diff::same_content)?;
-            Ok(d.to_json())
+            Ok(fit(d.to_json())?)
         }
 
         fn outputs(inputs: String, current: String) -> Result<manifest::Canonical, types::Error> {
             let (inputs, current) =
                 (crate::formats::decode_v2023(&inputs)?, crate::formats::decode_v2023(&current)?);
             let out = crate::diff::outputs(&inputs, &current)?;
-            Ok(canonical(&crate::formats::AnyManifest::V2023(out)))
+            Ok(canonical(&crate::formats::AnyManifest::V2023(out))?)
         }
 
         fn merge(manifests: Vec<String>) -> Result<manifest::Canonical, types::Error> {
+            // Each text is dropped once decoded: a merge of large manifests holds one at a time.
             let decoded = manifests
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    crate::formats::decode_v2023(m)
+                    crate::formats::decode_v2023(&m)
                         .map_err(|e| e.within(&format!("manifests[{i}]")))
                 })
                 .collect::<crate::error::Result<Vec<_>>>()?;
             let merged = crate::formats::AnyManifest::V2023(crate::diff::merge(decoded)?);
-            Ok(canonical(&merged))
+            Ok(canonical(&merged)?)
         }
     }
 
@@ -227,18 +245,24 @@ mod bindings {
         )
     }
 
-    fn canonical(m: &crate::formats::AnyManifest) -> manifest::Canonical {
+    /// A manifest as the host gets it; refused over the limit (`formats::MAX_BYTES`), so that
+    /// what a submission builds is what a download can decode.
+    fn canonical(m: &crate::formats::AnyManifest) -> crate::error::Result<manifest::Canonical> {
         let encoded = m.encode();
-        manifest::Canonical {
+        crate::formats::check_size(encoded.len(), "would be")?;
+        let entries = match m {
+            // Its encoding already lists every entry, with its full path, under `paths`.
+            crate::formats::AnyManifest::V2023(_) => String::new(),
+            crate::formats::AnyManifest::V2025(_) => m.view(),
+        };
+        // The newer format's view crosses beside it.
+        crate::formats::check_size(encoded.len() + entries.len(), "would be, with its entries,")?;
+        Ok(manifest::Canonical {
             format: m.format().to_string(),
             hash: crate::manifest::hash_encoded(&encoded),
-            entries: match m {
-                // Its encoding already lists every entry, with its full path, under `paths`.
-                crate::formats::AnyManifest::V2023(_) => String::new(),
-                crate::formats::AnyManifest::V2025(_) => m.view(),
-            },
+            entries,
             encoded,
-        }
+        })
     }
 
     impl submit::Guest for Engine {
@@ -261,7 +285,11 @@ mod bindings {
         }
 
         fn plan_mirror(request: String) -> Result<String, types::Error> {
-            Ok(crate::mirror::plan(&request)?)
+            Ok(fit(crate::mirror::plan(&request)?)?)
+        }
+
+        fn refused_entries(platform: String, entries: String) -> Result<String, types::Error> {
+            Ok(fit(crate::portable::refused_json(&platform, &entries)?)?)
         }
 
         fn output_manifest(request: String) -> Result<String, types::Error> {

@@ -12,8 +12,11 @@
 //!   from there, up to `MAX_LINKS` links in a row;
 //! - special files (FIFOs, sockets, devices) and empty directories are skipped and counted
 //!   (a v2023-03-03 manifest cannot hold them);
-//! - a name a manifest cannot hold on every platform (a backslash, or a first segment that
-//!   reads as a drive letter such as `c:x`) is skipped and counted;
+//! - every name the file system lists is kept as the official encoder keeps it on POSIX: a
+//!   backslash, a colon, control characters, any Unicode, and bytes that are not UTF-8 (as
+//!   lone surrogates, Python's `surrogateescape`). Whether a destination can hold a name is
+//!   decided when a download is planned (`portable`); only a path no root can hold (see
+//!   `relpath`), which no file system lists, is skipped and counted as an unsupported name;
 //! - `include` patterns, when given, keep only matching paths; `exclude` patterns then drop
 //!   matching ones (see `glob` for the syntax); dropped files are counted.
 
@@ -450,6 +453,14 @@ fn inside_root(link: &[u16], target: &[u16], not_dirs: &HashSet<&[u16]>) -> Opti
 }
 
 impl Plan {
+    /// How long a v2023-03-03 manifest of the planned files would be (the newer format's is
+    /// about as long), to refuse a snapshot over the limit before anything is hashed.
+    pub fn manifest_len(&self) -> usize {
+        crate::manifest::encoded_len(
+            self.files.iter().map(|f| (f.path.as_slice(), f.size, f.mtime_us())),
+        )
+    }
+
     /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns, runnable, chunk, source], ...],
     /// "symlinks": [[path, target]], "dirs": [path], "skipped": {reason: [path, ...]},
     /// "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`].
@@ -564,6 +575,7 @@ mod tests {
             listed("dirlink", Kind::Symlink),
             listed("skip.tmp", Kind::File),
             listed("back\\slash", Kind::File),
+            listed("a//b", Kind::File), // no file system lists this
         ]
     }
 
@@ -575,7 +587,8 @@ mod tests {
     fn decides_every_kind_of_entry() {
         let options = Options::from_json(r#"{"exclude": ["*.tmp"]}"#).unwrap();
         let plan = plan(sample(), &options, &mut FakeLinks);
-        assert_eq!(names(plan.files.iter().map(|f| f.path.clone())), ["a.txt", ".hidden/x", "in"]);
+        let kept = ["a.txt", ".hidden/x", "in", "back\\slash"];
+        assert_eq!(names(plan.files.iter().map(|f| f.path.clone())), kept);
         assert_eq!(plan.files[2].size, 9);
         assert!(plan.files.iter().all(|f| !f.runnable && f.chunk == 0));
         assert_eq!(plan.excluded, 1);
@@ -588,7 +601,7 @@ mod tests {
                 (SPECIAL, 1),
                 (SYMLINK_OUTSIDE, 1),
                 (SYMLINK_TO_DIR, 1),
-                (UNSUPPORTED_NAME, 1)
+                (UNSUPPORTED_NAME, 1),
             ]
         );
         assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7,false,0,null],"#));

@@ -66,7 +66,10 @@ def _size(text: str) -> int:
         return len(text)
     if os.name == "nt":
         return len(text.encode("utf-16-le", "surrogatepass")) // 2
-    return len(os.fsencode(text))
+    try:
+        return len(os.fsencode(text))
+    except UnicodeEncodeError:  # a lone surrogate for no byte: refused as a name elsewhere
+        return len(text.encode("utf-8", "surrogatepass"))
 
 
 # TODO(component): a rule about a manifest's paths, which belongs with the download plan's

@@ -3,6 +3,11 @@
 The component sees only the directories granted here, each under a guest name (``/r0``,
 ``/r1``, ...), read-only unless the operation writes. A Store always gets a WASI context, even
 with no roots: a component that calls WASI on a Store without one aborts the whole process.
+
+What one call gives back is bounded by the Store's hostcall fuel: wasmtime's default of 128 MiB
+a call, which wasmtime-py cannot change (its C API has no setting for it). The component keeps
+below it: a manifest, or any answer, over 120 MiB is refused with a ``ValidationError`` naming
+the limit (``component/src/formats.rs``) rather than trapping here.
 """
 
 from __future__ import annotations

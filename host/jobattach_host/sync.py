@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Optional, Union
 
+from .errors import ValidationError
 from .sandbox import session_for
 
 
@@ -75,3 +78,56 @@ def manifest_root(metadata: Mapping[str, str]) -> str | None:
     """The root a manifest object names in its user metadata."""
     root = session_for().call("sync", "manifest-root", json.dumps(dict(metadata)))
     return None if root is None else str(root)
+
+
+def this_platform() -> str:
+    """The component's name for this machine's kind of file system: ``windows``, ``macos``, or
+    ``linux`` for every other POSIX system (a name there is bytes)."""
+    if sys.platform == "win32":
+        return "windows"
+    return "macos" if sys.platform == "darwin" else "linux"
+
+
+_SYSTEMS = {"linux": "Linux", "macos": "macOS", "windows": "Windows"}
+#: Refused entries named in one message; any more are counted.
+_NAMED = 1000
+
+#: What a download writes: a manifest's encoding (either format, all of it), or rows of
+#: ``(path, mtime in µs or None)``.
+Entries = Union[str, bytes, Sequence[tuple[str, Optional[int]]]]
+
+
+def refused_entries(entries: Entries, platform: str | None = None) -> list[tuple[str, str]]:
+    """What ``platform`` (default: this machine's) cannot hold of a download, in one call to
+    the component: every refused entry's ``(path, reason)``."""
+    if isinstance(entries, bytes):
+        text = entries.decode("ascii")  # a manifest's encoding is ASCII
+    elif isinstance(entries, str):
+        text = entries
+    else:
+        text = json.dumps([list(e) for e in entries])
+    found = session_for().call("sync", "refused-entries", platform or this_platform(), text)
+    return [(str(path), str(why)) for path, why in json.loads(found)]
+
+
+def check_holdable(
+    downloads: Mapping[str | os.PathLike[str], Entries], platform: str | None = None
+) -> None:
+    """Raises one ``ValidationError`` naming every entry, under every destination of
+    ``downloads``, that ``platform`` (default: this machine's) cannot hold, and why. A
+    download calls it before it writes anything."""
+    refused = [
+        (os.path.join(dest, path), why)
+        for dest, entries in downloads.items()
+        for path, why in refused_entries(entries, platform)
+    ]
+    if not refused:
+        return
+    # Paths as JSON spells them: a control character or a byte that is not UTF-8 shows.
+    named = "; ".join(f"{json.dumps(path)} ({why})" for path, why in refused[:_NAMED])
+    more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
+    system = _SYSTEMS[platform or this_platform()]
+    raise ValidationError(
+        f"{len(refused)} of the files to download cannot be written on {system}, so nothing"
+        f" was downloaded: {named}{more}"
+    )

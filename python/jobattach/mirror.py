@@ -26,6 +26,7 @@ from jobattach_host.limits import check_fits
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
+from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
 
 from .progress import ProgressCallback, Reporter
@@ -137,7 +138,9 @@ def sync_with_options(
         )
     local = src if isinstance(src, LocalPath) else dst
     assert isinstance(local, LocalPath)
-    if local is dst:  # paths this system cannot hold: refused before any transfer
+    if local is dst:  # what it will hold: refused before anything is written, as a dry run says
+        kept_paths = copy + unchanged + plan["compare"]
+        check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
         check_fits(dst.path, copy)
     digests: dict[str, str] = {}
     if options.by_hash:  # the component hashes the local side; S3 says what it recorded

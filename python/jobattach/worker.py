@@ -30,6 +30,7 @@ from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
     Layout,
     PathMappingRule,
+    check_holdable,
     layout,
     manifest_root,
     map_path,
@@ -189,8 +190,6 @@ def _download_roots(
     by_dest: dict[_Place, list[Manifest]] = {}
     for root, manifests in by_root.items():  # roots mapped to one place merge there
         by_dest.setdefault(roots[root], []).extend(manifests)
-    for dest, ms in by_dest.items():  # paths this system cannot hold: refused before any write
-        check_fits(dest.path, (e.path for m in ms for e in m.entries))
     totals = {
         "files": 0,
         "bytes": 0,
@@ -199,13 +198,17 @@ def _download_roots(
         "unchanged_files": 0,
     }
     conflicts: dict[str, list[str]] = {}
+    merged = {dest: merge_manifests(ms) for dest, ms in by_dest.items()}
+    # Names and times this system cannot hold are refused, every one named, before any is read.
+    check_holdable({dest.path: m.encode() for dest, m in merged.items()})
+    for dest, m in merged.items():  # and paths too long or deep for it
+        check_fits(dest.path, (e.path for e in m.entries))
     with contextlib.ExitStack() as opened:
         plans = []
-        for dest, ms in by_dest.items():
+        for dest, m in merged.items():
             folder = dest.open()
             opened.callback(folder.close)
-            todo = _plan(folder, merge_manifests(ms), on_conflict, conflicts, totals)
-            plans.append((folder, todo))
+            plans.append((folder, _plan(folder, m, on_conflict, conflicts, totals)))
         contents = [entries[0] for _, todo in plans for entries in _by_hash(todo).values()]
         total = sum(e.size or 0 for e in contents)
         tally = Tally(Reporter(progress).counts("downloading"), len(contents), total)
