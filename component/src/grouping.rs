@@ -57,18 +57,20 @@ pub fn group(request: &str) -> Result<String> {
         Some(_) => return Err(Error::invalid("require_paths_exist must be true or false")),
     };
     let (mut files, mut missing, mut directories) = (Vec::new(), Vec::new(), Vec::new());
+    let mut too_long = Vec::new();
     let Value::Array(inputs) = req.remove("inputs").unwrap_or(Value::Array(Vec::new())) else {
         return Err(Error::invalid("inputs must be a list of [path, kind]"));
     };
     for item in inputs {
         let pair = strings(Some(item), "an input")?;
         let [path, kind] = <[String; 2]>::try_from(pair).map_err(|_| {
-            Error::invalid("an input is [path, \"file\"|\"directory\"|\"missing\"]")
+            Error::invalid("an input is [path, \"file\"|\"directory\"|\"missing\"|\"too-long\"]")
         })?;
         match kind.as_str() {
             "file" => files.push(path),
             "missing" => missing.push(path),
             "directory" => directories.push(path),
+            "too-long" => too_long.push(path),
             other => return Err(Error::invalid(format!("input kind {other:?} is unknown"))),
         }
     }
@@ -79,6 +81,15 @@ pub fn group(request: &str) -> Result<String> {
     if !directories.is_empty() {
         let sep = if problems.is_empty() { "" } else { "; " };
         let _ = write!(problems, "{sep}directories given as input files: {}", shown(&directories));
+    }
+    if !too_long.is_empty() {
+        // The system refused to look them up: nothing could read, or download, them.
+        let sep = if problems.is_empty() { "" } else { "; " };
+        let _ = write!(
+            problems,
+            "{sep}inputs too long for this system to look up (shorten them): {}",
+            shown(&too_long)
+        );
     }
     if !problems.is_empty() {
         return Err(Error::invalid(format!("the job's inputs are not all usable: {problems}")));
@@ -344,6 +355,10 @@ mod tests {
             .contains(r#""missing":["/a/x","/a/y"]"#));
         let dir = r#"{"style":"posix","inputs":[["/a","directory"]]}"#;
         assert!(group(dir).unwrap_err().message.contains("directories given as input files: /a"));
+        let long = r#"{"style":"posix","inputs":[["/a","directory"],["/l/o/n/g","too-long"]]}"#;
+        assert!(group(long).unwrap_err().message.ends_with(
+            "input files: /a; inputs too long for this system to look up (shorten them): /l/o/n/g"
+        ));
         assert!(group(r#"{"style":"mac"}"#).is_err());
         assert!(group(r#"{"style":"posix","locations":[["n","/p","ODD"]]}"#).is_err());
         assert!(group(r#"{"style":"posix","extra":1}"#).is_err());

@@ -288,8 +288,8 @@ mod bindings {
             Ok(fit(crate::mirror::plan(&request)?)?)
         }
 
-        fn refused_entries(platform: String, entries: String) -> Result<String, types::Error> {
-            Ok(fit(crate::portable::refused_json(&platform, &entries)?)?)
+        fn refused_entries(destination: String, entries: String) -> Result<String, types::Error> {
+            Ok(fit(crate::portable::refused_json(&destination, &entries)?)?)
         }
 
         fn output_manifest(request: String) -> Result<String, types::Error> {

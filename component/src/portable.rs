@@ -42,6 +42,20 @@
 //!   limit.
 //! - **windows**: NTFS counts 100 ns since 1601 (`FILETIME`), which covers the whole 64-bit
 //!   range.
+//!
+//! Lengths. The host gives the facts of the destination's file system (`Destination`): its
+//! root's length as the system counts it, and `PATH_MAX` and `NAME_MAX` as `pathconf` answers
+//! them (or, on Windows, whether the root has the `\\?\` long-path prefix). Lengths count
+//! the bytes a name is written as (UTF-16 units on Windows). Refused:
+//! - a name longer than `NAME_MAX` (255 where the host does not know it: ext4, XFS, Btrfs,
+//!   APFS and NTFS);
+//! - a path, with the root and the separator after it, of `PATH_MAX` or more (`PATH_MAX`
+//!   counts the terminating NUL). Where the host does not know it: Linux's 4,096, macOS's
+//!   1,024, on Windows `MAX_PATH`, 260, or 32,767 below a root given with the long-path
+//!   prefix;
+//! - a path more than [`MAX_DEPTH`] levels below the root. The systems set no such limit, but
+//!   deeper trees break the tools that walk them: Python's `Path.mkdir(parents=True)`, which
+//!   the official downloader uses, recurses once a level and fails near 1,000.
 
 use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, HashSet};
@@ -66,8 +80,11 @@ const LAST_US: i64 = i64::MAX / 1000;
 const FIRST_US: i64 = i64::MIN / 1000;
 /// ext4's earliest time, -2^31 seconds.
 const EXT4_FIRST_US: i64 = -(1 << 31) * 1_000_000;
-/// The longest name, in bytes (POSIX) or UTF-16 units (Windows).
+/// The longest name, in bytes (POSIX) or UTF-16 units (Windows), where the host does not
+/// know it.
 const NAME_MAX: usize = 255;
+/// Levels a path may have below its root: one more breaks the tools that walk a tree.
+pub const MAX_DEPTH: usize = 1_000;
 
 impl Platform {
     /// `linux`, `macos` or `windows`.
@@ -90,6 +107,42 @@ impl Platform {
         }
     }
 
+    /// `PATH_MAX` where the host does not know it (`long_paths`: the Windows root has the
+    /// `\\?\` prefix).
+    fn usual_path_max(self, long_paths: bool) -> usize {
+        match self {
+            Platform::Linux => 4_096,
+            Platform::MacOs => 1_024,
+            Platform::Windows if long_paths => 32_767,
+            Platform::Windows => 260,
+        }
+    }
+
+    /// What lengths count: bytes of a name as written, or UTF-16 units on Windows.
+    fn unit(self) -> &'static str {
+        match self {
+            Platform::Linux => "bytes",
+            Platform::MacOs => "bytes of UTF-8",
+            Platform::Windows => "UTF-16 units",
+        }
+    }
+
+    /// The length of `units` (a name or a path) as the platform counts it. A lone surrogate
+    /// counts as the byte it escapes, or, where it stands for none (a name refused anyway),
+    /// as the three bytes of its UTF-8 form.
+    fn length(self, units: &[u16]) -> usize {
+        if self == Platform::Windows || units.iter().all(|&u| u < 0x80) {
+            return units.len();
+        }
+        char::decode_utf16(units.iter().copied())
+            .map(|c| match c {
+                Ok(c) => c.len_utf8(),
+                Err(e) if (0xdc80..=0xdcff).contains(&e.unpaired_surrogate()) => 1,
+                Err(_) => 3,
+            })
+            .sum()
+    }
+
     /// The mtimes, in microseconds since 1970, the platform's file systems store exactly.
     pub fn mtime_range(self) -> (i64, i64) {
         match self {
@@ -107,17 +160,102 @@ pub struct Entry<'a> {
     pub mtime_us: Option<i64>,
 }
 
-/// [`refused`] for the `sync.refused-entries` export: `platform` is `linux`, `macos` or
-/// `windows`; `entries` a manifest of either format (its files, symlinks and directories; not
+/// Where a download writes, as the host knows its file system.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination {
+    pub platform: Platform,
+    /// The root's length as the system counts it (see [`Platform::length`]).
+    pub root_len: usize,
+    /// A path with the root and a separator must be shorter (`PATH_MAX` counts the NUL).
+    pub path_max: usize,
+    pub name_max: usize,
+    /// A Windows root given with the `\\?\` long-path prefix.
+    pub long_paths: bool,
+    /// The paths are this system's own (a submission's): their names and times are not
+    /// checked, only lengths and depth.
+    pub lengths_only: bool,
+}
+
+impl Destination {
+    /// A root of no length on `platform`, with its usual limits.
+    pub fn usual(platform: Platform) -> Destination {
+        Destination {
+            platform,
+            root_len: 0,
+            path_max: platform.usual_path_max(false),
+            name_max: NAME_MAX,
+            long_paths: false,
+            lengths_only: false,
+        }
+    }
+
+    /// `{"platform", "root_length", "path_max", "name_max", "long_paths", "lengths_only"}`;
+    /// see `sync.refused-entries` in `wit/engine.wit`.
+    pub fn parse(text: &str) -> Result<Destination> {
+        use crate::json::Value;
+        let Value::Object(fields) = crate::json::parse(text)? else {
+            return Err(Error::invalid("a destination must be a JSON object"));
+        };
+        let (mut platform, mut root_len, mut long_paths, mut lengths_only) =
+            (None, 0, false, false);
+        let (mut path_max, mut name_max) = (None, None);
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                ("platform", Value::String(p)) => {
+                    platform = Some(Platform::parse(&String::from_utf16_lossy(&p))?)
+                }
+                ("root_length", Value::Number(n)) => {
+                    root_len =
+                        n.parse().map_err(|_| Error::invalid("root_length must be a count"))?
+                }
+                ("path_max", v) => path_max = pathconf(v, "path_max")?,
+                ("name_max", v) => name_max = pathconf(v, "name_max")?,
+                ("long_paths", Value::Bool(b)) => long_paths = b,
+                ("lengths_only", Value::Bool(b)) => lengths_only = b,
+                (other, _) => {
+                    return Err(Error::invalid(format!("unknown or mistyped field {other:?}")))
+                }
+            }
+        }
+        let platform =
+            platform.ok_or_else(|| Error::invalid("a destination names its platform"))?;
+        Ok(Destination {
+            platform,
+            root_len,
+            path_max: path_max.unwrap_or(platform.usual_path_max(long_paths)),
+            name_max: name_max.unwrap_or(NAME_MAX),
+            long_paths,
+            lengths_only,
+        })
+    }
+}
+
+/// A limit as `pathconf` answers it: null where it did not (the usual one stands), -1 (any
+/// count below 1) where the system sets none.
+fn pathconf(value: crate::json::Value, what: &str) -> Result<Option<usize>> {
+    use crate::json::Value;
+    let bad = || Error::invalid(format!("{what} must be null or a number"));
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            let n: i64 = n.parse().map_err(|_| bad())?;
+            Ok(Some(usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(usize::MAX)))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// [`refused`] for the `sync.refused-entries` export: `destination` as [`Destination::parse`]
+/// takes it; `entries` a manifest of either format (its files, symlinks and directories; not
 /// what a diff deletes) or a JSON array of `[path, mtime-us]` rows (mtime null where there is
 /// none). Returns `[[path, reason], ...]`, pure ASCII.
-pub fn refused_json(platform: &str, entries: &str) -> Result<String> {
-    let platform = Platform::parse(platform)?;
+pub fn refused_json(destination: &str, entries: &str) -> Result<String> {
+    let destination = Destination::parse(destination)?;
     let owned = owned_entries(entries)?;
     let listed: Vec<Entry> =
         owned.iter().map(|(path, mtime_us)| Entry { path, mtime_us: *mtime_us }).collect();
     let mut out = String::from("[");
-    for (n, (i, why)) in refused(platform, &listed).into_iter().enumerate() {
+    for (n, (i, why)) in refused(&destination, &listed).into_iter().enumerate() {
         out.push_str(if n > 0 { ",[" } else { "[" });
         crate::json::write_string(&mut out, listed[i].path);
         out.push(',');
@@ -163,30 +301,49 @@ fn owned_entries(text: &str) -> Result<Vec<(Vec<u16>, Option<i64>)>> {
         .collect()
 }
 
-/// The entries `platform` cannot hold, as (index into `entries`, reason), in the order given;
-/// each refused entry appears once, with the first rule it breaks.
-pub fn refused(platform: Platform, entries: &[Entry]) -> Vec<(usize, String)> {
-    let clashes =
-        if platform == Platform::Linux { HashMap::new() } else { clashes(platform, entries) };
+/// The entries `dest` cannot hold, as (index into `entries`, reason), in the order given;
+/// each refused entry appears once, with the first rule it breaks: names, then lengths, then
+/// times.
+pub fn refused(dest: &Destination, entries: &[Entry]) -> Vec<(usize, String)> {
+    let clashes = if dest.platform == Platform::Linux || dest.lengths_only {
+        HashMap::new()
+    } else {
+        clashes(dest.platform, entries)
+    };
     let mut out = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        if let Some(why) = refusal(platform, e, &clashes) {
+        if let Some(why) = refusal(dest, e, &clashes) {
             out.push((i, why));
         }
     }
     out
 }
 
-fn refusal(platform: Platform, e: &Entry, clashes: &HashMap<&[u16], &[u16]>) -> Option<String> {
+fn refusal(dest: &Destination, e: &Entry, clashes: &HashMap<&[u16], &[u16]>) -> Option<String> {
+    let platform = dest.platform;
     if let Err(err) = relpath::check_units(e.path) {
         return Some(err.message);
     }
+    let (mut length, mut levels) = (0, 0);
     for segment in e.path.split(|&u| u == SLASH) {
-        if let Some(why) = name_refusal(platform, segment) {
+        let len = platform.length(segment);
+        let spelling = if dest.lengths_only { None } else { name_refusal(platform, segment) };
+        let long = || {
+            (len > dest.name_max).then(|| {
+                let max = dest.name_max;
+                format!(
+                    "is {len} {} long; the destination holds names of up to {max}",
+                    platform.unit()
+                )
+            })
+        };
+        if let Some(why) = spelling.or_else(long) {
             // The segment is named where the path is more than it.
             let whole = segment.len() == e.path.len();
             return Some(if whole { why } else { format!("{}: {why}", shown(segment)) });
         }
+        length += len;
+        levels += 1;
     }
     let mut end = 0;
     for segment in e.path.split(|&u| u == SLASH) {
@@ -205,9 +362,30 @@ fn refusal(platform: Platform, e: &Entry, clashes: &HashMap<&[u16], &[u16]>) -> 
         }
         end += 1;
     }
+    // The root, a separator, the path's names and the separators between them.
+    let length = dest.root_len.saturating_add(length + levels);
+    if length >= dest.path_max {
+        let prefix = if platform == Platform::Windows && !dest.long_paths {
+            "give the root with the \\\\?\\ long-path prefix, "
+        } else {
+            ""
+        };
+        return Some(format!(
+            "is too long for this system: {length} {} with the destination's root, where a path \
+             must be shorter than {}; {prefix}map the root to a shorter place, or shorten the path",
+            platform.unit(),
+            dest.path_max
+        ));
+    }
+    if levels > MAX_DEPTH {
+        return Some(format!(
+            "is too deep for this system: {levels} levels below the destination's root, where \
+             tools that walk a tree (the official downloader among them) fail past {MAX_DEPTH}"
+        ));
+    }
     let (first, last) = platform.mtime_range();
     match e.mtime_us {
-        Some(m) if !(first..=last).contains(&m) => Some(format!(
+        Some(m) if !dest.lengths_only && !(first..=last).contains(&m) => Some(format!(
             "its mtime {m} µs ({}) is outside what {} file systems store exactly, {} to {}",
             iso_time(m),
             platform.label(),
@@ -227,8 +405,12 @@ fn shown(units: &[u16]) -> String {
     out
 }
 
-/// Why `platform` cannot hold the one segment `name`, if it cannot.
+/// Why `platform` cannot spell the one segment `name`, if it cannot (its length is another
+/// rule).
 fn name_refusal(platform: Platform, name: &[u16]) -> Option<String> {
+    if platform != Platform::Windows && name.iter().all(|&u| u < 0x80) {
+        return None; // ASCII, most names: a POSIX system holds every one but NUL and `/`
+    }
     let lone = char::decode_utf16(name.iter().copied()).find_map(|c| c.err());
     let lone = lone.map(|e| e.unpaired_surrogate());
     match platform {
@@ -241,21 +423,15 @@ fn name_refusal(platform: Platform, name: &[u16]) -> Option<String> {
                     ))
                 }
             };
-            if decode_posix(&bytes) != name {
-                return Some(
-                    "escapes bytes that together are UTF-8: the official encoder writes that \
-                     name as its characters, so two entries could be one file"
-                        .to_string(),
-                );
-            }
-            long(bytes.len(), "bytes", platform)
+            (decode_posix(&bytes) != name).then(|| {
+                "escapes bytes that together are UTF-8: the official encoder writes that name \
+                 as its characters, so two entries could be one file"
+                    .to_string()
+            })
         }
-        Platform::MacOs => match lone {
-            Some(unit) => Some(format!(
-                "holds U+{unit:04X}, a byte that is not UTF-8: macOS holds UTF-8 names only"
-            )),
-            None => long(String::from_utf16_lossy(name).len(), "bytes of UTF-8", platform),
-        },
+        Platform::MacOs => lone.map(|unit| {
+            format!("holds U+{unit:04X}, a byte that is not UTF-8: macOS holds UTF-8 names only")
+        }),
         Platform::Windows => {
             if let Some(unit) = lone {
                 return Some(format!(
@@ -274,18 +450,10 @@ fn name_refusal(platform: Platform, name: &[u16]) -> Option<String> {
                 let c = char::from(u as u8);
                 return Some(format!("ends with {c:?}, which Windows drops from a name"));
             }
-            if let Some(device) = reserved_device(name) {
-                return Some(format!("{device} is a device name Windows reserves"));
-            }
-            long(name.len(), "UTF-16 units", platform)
+            reserved_device(name)
+                .map(|device| format!("{device} is a device name Windows reserves"))
         }
     }
-}
-
-fn long(len: usize, unit: &str, platform: Platform) -> Option<String> {
-    (len > NAME_MAX).then(|| {
-        format!("is {len} {unit} long; {} holds names of up to {NAME_MAX}", platform.label())
-    })
 }
 
 const WINDOWS_FORBIDDEN: [u16; 8] = [0x5c, 0x3a, 0x2a, 0x3f, 0x22, 0x3c, 0x3e, 0x7c];
@@ -419,11 +587,15 @@ mod tests {
     fn refusals(platform: Platform, paths: &[Vec<u16>]) -> Vec<(String, String)> {
         let entries: Vec<Entry> =
             paths.iter().map(|p| Entry { path: p, mtime_us: Some(0) }).collect();
-        refused(platform, &entries)
+        refused(&Destination::usual(platform), &entries)
             .into_iter()
             .map(|(i, why)| (String::from_utf16_lossy(&paths[i]), why))
             .collect()
     }
+
+    const ON_LINUX: &str = r#"{"platform":"linux"}"#;
+    const ON_MACOS: &str = r#"{"platform":"macos"}"#;
+    const ON_WINDOWS: &str = r#"{"platform":"windows"}"#;
 
     fn refused_names(platform: Platform, paths: &[&str]) -> Vec<String> {
         let paths: Vec<Vec<u16>> = paths.iter().map(|p| u(p)).collect();
@@ -553,44 +725,48 @@ mod tests {
             (Platform::Windows, FIRST_US, FIRST_US - 1),
             (Platform::Windows, LAST_US, LAST_US + 1),
         ] {
-            assert!(refused(platform, &at(fine)).is_empty(), "{platform:?} {fine}");
-            let found = refused(platform, &at(outside));
+            assert!(
+                refused(&Destination::usual(platform), &at(fine)).is_empty(),
+                "{platform:?} {fine}"
+            );
+            let found = refused(&Destination::usual(platform), &at(outside));
             assert_eq!(found.len(), 1, "{platform:?} {outside}");
             assert!(found[0].1.contains("outside what"), "{}", found[0].1);
         }
         assert_eq!(iso_time(LAST_US), "2262-04-11T23:47:16.854775Z");
         assert_eq!(iso_time(EXT4_FIRST_US), "1901-12-13T20:45:52.000000Z");
-        assert!(refused(Platform::MacOs, &[Entry { path: &path, mtime_us: None }]).is_empty());
+        let none = [Entry { path: &path, mtime_us: None }];
+        assert!(refused(&Destination::usual(Platform::MacOs), &none).is_empty());
     }
 
     #[test]
     fn manifests_and_listings_are_checked_whole() {
         let manifest = r#"{"hashAlg":"xxh128","manifestVersion":"2023-03-03","paths":[{"hash":"00000000000000000000000000000001","mtime":-1,"path":"a\\b","size":1},{"hash":"00000000000000000000000000000001","mtime":5,"path":"ok","size":1}],"totalSize":2}"#;
-        assert_eq!(refused_json("linux", manifest).unwrap(), "[]");
-        let mac = refused_json("macos", manifest).unwrap();
+        assert_eq!(refused_json(ON_LINUX, manifest).unwrap(), "[]");
+        let mac = refused_json(ON_MACOS, manifest).unwrap();
         assert!(
             mac.starts_with(
                 r#"[["a\\b","its mtime -1 \u00b5s (1969-12-31T23:59:59.999999Z) is outside"#
             ),
             "{mac}"
         );
-        let win = refused_json("windows", manifest).unwrap();
+        let win = refused_json(ON_WINDOWS, manifest).unwrap();
         assert!(
             win.starts_with(r#"[["a\\b","holds '\\\\', which a Windows name cannot"]"#),
             "{win}"
         );
         let newer = r#"{"dirs":[{"name":"Dir"},{"name":"dir"}],"files":[],"hashAlg":"xxh128","specificationVersion":"relative-manifest-snapshot-beta-2025-12","totalSize":0}"#;
-        let found = refused_json("windows", newer).unwrap();
+        let found = refused_json(ON_WINDOWS, newer).unwrap();
         assert!(
             found.starts_with(r#"[["Dir","\"Dir\" and \"dir\" differ only in case"#),
             "{found}"
         );
         let rows = r#"[["x/CON.txt", 1], ["fine", null], ["late", 9223372036854775807]]"#;
-        let found = refused_json("windows", rows).unwrap();
+        let found = refused_json(ON_WINDOWS, rows).unwrap();
         assert!(found.starts_with(r#"[["x/CON.txt","#) && found.contains(r#"["late","#), "{found}");
         assert!(!found.contains(r#"["fine""#));
-        assert!(refused_json("windows", r#"[["x"]]"#).is_err());
-        assert!(refused_json("beos", "[]").is_err());
+        assert!(refused_json(ON_WINDOWS, r#"[["x"]]"#).is_err());
+        assert!(refused_json(r#"{"platform":"beos"}"#, "[]").is_err());
     }
 
     #[test]
@@ -601,5 +777,155 @@ mod tests {
         assert!(found.iter().all(|(_, why)| why.contains("holds ':'")));
         assert_eq!(Platform::parse("macos").unwrap(), Platform::MacOs);
         assert!(Platform::parse("darwin").is_err());
+    }
+
+    /// The reasons `dest` gives for `paths` (files of mtime 0), by index.
+    fn refused_at(dest: &Destination, paths: &[Vec<u16>]) -> Vec<(usize, String)> {
+        let entries: Vec<Entry> =
+            paths.iter().map(|p| Entry { path: p, mtime_us: Some(0) }).collect();
+        refused(dest, &entries)
+    }
+
+    /// A path of `n` ASCII units, in names of at most 201.
+    fn of_length(n: usize) -> Vec<u16> {
+        let mut path = String::new();
+        while n - path.len() > 201 {
+            path.push_str(&"x".repeat(200));
+            path.push('/');
+        }
+        path.push_str(&"y".repeat(n - path.len()));
+        u(&path)
+    }
+
+    #[test]
+    fn a_path_as_long_as_path_max_with_the_root_is_refused_on_every_platform() {
+        for (platform, usual) in
+            [(Platform::Linux, 4_096), (Platform::MacOs, 1_024), (Platform::Windows, 260)]
+        {
+            let dest = Destination { root_len: 20, ..Destination::usual(platform) };
+            assert_eq!(dest.path_max, usual);
+            // 20 for the root, 1 for the separator: the longest path that fits is one shorter.
+            let (fits, over) = (of_length(usual - 22), of_length(usual - 21));
+            assert_eq!((fits.len(), over.len()), (usual - 22, usual - 21));
+            let found = refused_at(&dest, &[fits, over]);
+            assert_eq!(found.len(), 1, "{platform:?} {found:?}");
+            assert_eq!(found[0].0, 1);
+            assert!(found[0].1.starts_with("is too long for this system: "), "{}", found[0].1);
+            assert!(found[0].1.contains(&format!("shorter than {usual};")), "{}", found[0].1);
+        }
+        let linux = Destination::usual(Platform::Linux);
+        let why = &refused_at(&linux, &[of_length(4_095)])[0].1;
+        assert_eq!(
+            why,
+            "is too long for this system: 4096 bytes with the destination's root, where a path \
+             must be shorter than 4096; map the root to a shorter place, or shorten the path"
+        );
+        let windows = Destination::usual(Platform::Windows);
+        let why = &refused_at(&windows, &[of_length(259)])[0].1;
+        assert!(why.contains(r"give the root with the \\?\ long-path prefix"), "{why}");
+    }
+
+    #[test]
+    fn lengths_count_what_the_platform_counts() {
+        // The longest path that fits below a root of no length, with the separator after it.
+        let longest = |platform, path: &[u16]| {
+            let fits = |path_max| {
+                let dest = Destination { path_max, ..Destination::usual(platform) };
+                refused(&dest, &[Entry { path, mtime_us: None }]).is_empty()
+            };
+            (1..).find(|&n| fits(n)).map(|n| n - 2)
+        };
+        // é is two bytes on POSIX, one UTF-16 unit on Windows; a byte that is not UTF-8 is one.
+        let e = u(&("é/".repeat(99) + "é"));
+        assert_eq!(longest(Platform::Windows, &e), Some(199));
+        assert_eq!(longest(Platform::MacOs, &e), Some(299));
+        assert_eq!(longest(Platform::Linux, &[0x61, 0xdcff].repeat(10)), Some(20));
+        assert_eq!(Platform::Linux.length(&[0xd800]), 3); // stands for no byte: refused anyway
+        assert_eq!(Platform::MacOs.length(&u("\u{1f600}")), 4);
+        assert_eq!(Platform::Windows.length(&u("\u{1f600}")), 2);
+    }
+
+    #[test]
+    fn a_name_longer_than_name_max_is_refused_as_the_host_says() {
+        let dest = Destination { name_max: 143, ..Destination::usual(Platform::Linux) };
+        let found = refused_at(&dest, &[u(&"n".repeat(143)), u(&format!("d/{}", "n".repeat(144)))]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0]
+            .1
+            .ends_with("is 144 bytes long; the destination holds names of up to 143"));
+        for platform in [Platform::Linux, Platform::MacOs, Platform::Windows] {
+            assert_eq!(Destination::usual(platform).name_max, 255);
+        }
+    }
+
+    #[test]
+    fn a_path_over_the_depth_limit_is_refused_on_every_platform() {
+        let deepest = u(&("a/".repeat(MAX_DEPTH - 1) + "f"));
+        let deeper = u(&("a/".repeat(MAX_DEPTH) + "f"));
+        for platform in [Platform::Linux, Platform::MacOs, Platform::Windows] {
+            let dest = Destination { long_paths: true, ..Destination::usual(platform) };
+            let dest = Destination { path_max: 32_767, ..dest };
+            let found = refused_at(&dest, &[deepest.clone(), deeper.clone()]);
+            assert_eq!(found.len(), 1, "{platform:?}");
+            assert_eq!(found[0].0, 1);
+            assert!(found[0].1.starts_with("is too deep for this system: 1001 levels"));
+        }
+    }
+
+    #[test]
+    fn the_host_gives_the_limits_and_the_usual_ones_stand_where_it_cannot() {
+        let given = Destination::parse(
+            r#"{"platform":"linux","root_length":30,"path_max":1024,"name_max":143}"#,
+        )
+        .unwrap();
+        assert_eq!((given.root_len, given.path_max, given.name_max), (30, 1024, 143));
+        let unknown =
+            Destination::parse(r#"{"platform":"macos","path_max":null,"name_max":null}"#).unwrap();
+        assert_eq!((unknown.root_len, unknown.path_max, unknown.name_max), (0, 1024, 255));
+        // pathconf's -1: the system sets no limit.
+        let none = Destination::parse(r#"{"platform":"linux","path_max":-1,"name_max":-1}"#);
+        let none = none.unwrap();
+        assert_eq!((none.path_max, none.name_max), (usize::MAX, usize::MAX));
+        assert!(refused_at(&none, &[u(&"n".repeat(100_000))]).is_empty());
+        let long = Destination::parse(r#"{"platform":"windows","long_paths":true}"#).unwrap();
+        assert_eq!(long.path_max, 32_767);
+        assert!(refused_at(&long, &[of_length(5_000)]).is_empty());
+        for bad in [
+            r#"{"root_length":3}"#,
+            r#"{"platform":"linux","root_length":-3}"#,
+            r#"{"platform":"linux","path_max":"4096"}"#,
+            r#"{"platform":"linux","depth":3}"#,
+            r#"["linux"]"#,
+            "linux",
+        ] {
+            assert!(Destination::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_submissions_own_paths_are_checked_for_lengths_only() {
+        let own = Destination { lengths_only: true, ..Destination::usual(Platform::MacOs) };
+        let paths = [u("Shot"), u("shot"), vec![0x61, 0xdcff], u(&"n".repeat(256))];
+        let entries: Vec<Entry> =
+            paths.iter().map(|p| Entry { path: p, mtime_us: Some(-1) }).collect();
+        let found = refused(&own, &entries);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, 3);
+        assert!(found[0].1.contains("256 bytes of UTF-8 long"));
+        let deep = u(&("a/".repeat(MAX_DEPTH) + "f"));
+        assert_eq!(refused_at(&own, &[deep]).len(), 1);
+        let text = r#"{"platform":"windows","lengths_only":true}"#;
+        assert_eq!(refused_json(text, r#"[["CON", null], ["a:b", null]]"#).unwrap(), "[]");
+    }
+
+    #[test]
+    fn names_are_checked_before_lengths_and_lengths_before_times() {
+        let dest = Destination { path_max: 10, ..Destination::usual(Platform::Windows) };
+        let paths = [u("aux/long-enough"), u("long-enough")];
+        let entries: Vec<Entry> =
+            paths.iter().map(|p| Entry { path: p, mtime_us: Some(i64::MAX) }).collect();
+        let found = refused(&dest, &entries);
+        assert!(found[0].1.contains("device name"), "{}", found[0].1);
+        assert!(found[1].1.starts_with("is too long"), "{}", found[1].1);
     }
 }

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import FileAccessError
-from .limits import check_fits, limits_of, refusal
 from .sandbox import session_for
+from .sync import check_submittable
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,11 @@ def group_paths(
 ) -> Grouping:
     """Groups paths into asset roots as the official submitter does. ``locations`` are
     ``(name, path, "LOCAL"|"SHARED")``; raises ``ValidationError`` naming every unusable input
-    (those too long or too deep for this system included: see ``limits``), and
+    (those too long or too deep for this system included: ``sync.check_submittable``), and
     ``FileAccessError`` for an input that cannot be looked at."""
     cwd = os.getcwd()
     absolute_inputs = [_absolute(os.fspath(p), cwd) for p in inputs]
     kinds = [_kind(p) for p in absolute_inputs]
-    if "too-long" in kinds:
-        refused = [p for p, k in zip(absolute_inputs, kinds) if k == "too-long"]
-        raise refusal(refused, limits_of(cwd))
     request = {
         "style": "windows" if os.name == "nt" else "posix",
         "inputs": [list(pair) for pair in zip(absolute_inputs, kinds)],
@@ -85,8 +82,14 @@ def group_paths(
         AssetRootGroup(g["root"], g["location"], g["inputs"], g["outputs"], g["references"])
         for g in doc["groups"]
     ]
-    for g in groups:  # what a download below a root of this length could not hold either
-        check_fits(g.root, g.inputs + g.outputs)
+    # What a download below a root of this length could not hold either (an output folder may
+    # be the root itself, no path below it).
+    below: dict[str, list[str]] = {}
+    for g in groups:
+        below.setdefault(g.root, []).extend(
+            p.replace(os.sep, "/") for p in g.inputs + g.outputs if p
+        )
+    check_submittable(below)
     return Grouping(
         groups=groups,
         missing=doc["missing"],

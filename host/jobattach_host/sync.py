@@ -7,11 +7,11 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional, Union
 
 from .errors import ValidationError
-from .sandbox import session_for
+from .sandbox import StrPath, session_for
 
 
 @dataclass(frozen=True)
@@ -91,43 +91,101 @@ def this_platform() -> str:
 _SYSTEMS = {"linux": "Linux", "macos": "macOS", "windows": "Windows"}
 #: Refused entries named in one message; any more are counted.
 _NAMED = 1000
+_LONG_PREFIX = "\\\\?\\"
 
 #: What a download writes: a manifest's encoding (either format, all of it), or rows of
 #: ``(path, mtime in µs or None)``.
 Entries = Union[str, bytes, Sequence[tuple[str, Optional[int]]]]
 
 
-def refused_entries(entries: Entries, platform: str | None = None) -> list[tuple[str, str]]:
-    """What ``platform`` (default: this machine's) cannot hold of a download, in one call to
-    the component: every refused entry's ``(path, reason)``."""
+@dataclass(frozen=True)
+class Destination:
+    """The facts of the file system a download writes to, which the component's rules take
+    (``sync.refused-entries``): the root's length as the system counts it (bytes, UTF-16
+    units on Windows), ``PATH_MAX`` and ``NAME_MAX`` as ``pathconf`` answers them (None where
+    it does not; -1 for no limit), and whether a Windows root has the long-path prefix."""
+
+    platform: str
+    root_length: int = 0
+    path_max: int | None = None
+    name_max: int | None = None
+    long_paths: bool = False
+
+
+def destination_of(root: StrPath) -> Destination:
+    """The facts of the file system ``root`` is on (or would be on: the nearest folder that
+    exists above it answers)."""
+    text = os.path.abspath(os.fspath(root))
+    if os.name == "nt":  # no pathconf: the component knows Windows' limits
+        units = len(text.encode("utf-16-le", "surrogatepass")) // 2
+        return Destination("windows", units, long_paths=text.startswith(_LONG_PREFIX))
+    where = text
+    while not os.path.isdir(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    try:
+        length = len(os.fsencode(text))
+    except UnicodeEncodeError:  # a lone surrogate for no byte: its name is refused elsewhere
+        length = len(text.encode("utf-8", "surrogatepass"))
+    path_max, name_max = _pathconf(where, "PC_PATH_MAX"), _pathconf(where, "PC_NAME_MAX")
+    return Destination(this_platform(), length, path_max, name_max)
+
+
+def _pathconf(where: str, name: str) -> int | None:
+    try:
+        return os.pathconf(where, name)
+    except (OSError, ValueError):
+        return None
+
+
+def refused_entries(
+    entries: Entries, destination: Destination | str | None = None, *, lengths_only: bool = False
+) -> list[tuple[str, str]]:
+    """What ``destination`` (a platform's name for a root of no length with its usual limits;
+    default: this machine's) cannot hold of a download, in one call to the component: every
+    refused entry's ``(path, reason)``. ``lengths_only`` for paths found on this system (a
+    submission's): only their lengths and depth are checked."""
+    if not isinstance(destination, Destination):
+        destination = Destination(destination or this_platform())
     if isinstance(entries, bytes):
         text = entries.decode("ascii")  # a manifest's encoding is ASCII
     elif isinstance(entries, str):
         text = entries
     else:
         text = json.dumps([list(e) for e in entries])
-    found = session_for().call("sync", "refused-entries", platform or this_platform(), text)
+    facts = json.dumps({**asdict(destination), "lengths_only": lengths_only})
+    found = session_for().call("sync", "refused-entries", facts, text)
     return [(str(path), str(why)) for path, why in json.loads(found)]
 
 
-def check_holdable(
-    downloads: Mapping[str | os.PathLike[str], Entries], platform: str | None = None
-) -> None:
+def check_holdable(downloads: Mapping[StrPath, Entries]) -> None:
     """Raises one ``ValidationError`` naming every entry, under every destination of
-    ``downloads``, that ``platform`` (default: this machine's) cannot hold, and why. A
-    download calls it before it writes anything."""
+    ``downloads``, that its file system cannot hold (names, lengths, depth, times), and why.
+    A download calls it before it writes anything."""
+    _check(downloads, "of the files to download cannot be written on", "downloaded")
+
+
+def check_submittable(roots: Mapping[str, Sequence[str]]) -> None:
+    """Raises one ``ValidationError`` naming every path (``/``-separated), below each root of
+    ``roots``, that a download to that root on this system could not hold: too long, too
+    deep. A submission calls it before it hashes or sends anything."""
+    rows: dict[StrPath, Entries] = {root: [(p, None) for p in ps] for root, ps in roots.items()}
+    what = "of the paths to submit could not be downloaded to their root on"
+    _check(rows, what, "sent", lengths_only=True)
+
+
+def _check(
+    downloads: Mapping[StrPath, Entries], what: str, done: str, *, lengths_only: bool = False
+) -> None:
     refused = [
         (os.path.join(dest, path), why)
         for dest, entries in downloads.items()
-        for path, why in refused_entries(entries, platform)
+        for path, why in refused_entries(entries, destination_of(dest), lengths_only=lengths_only)
     ]
     if not refused:
         return
     # Paths as JSON spells them: a control character or a byte that is not UTF-8 shows.
     named = "; ".join(f"{json.dumps(path)} ({why})" for path, why in refused[:_NAMED])
     more = f"; and {len(refused) - _NAMED} more" if len(refused) > _NAMED else ""
-    system = _SYSTEMS[platform or this_platform()]
     raise ValidationError(
-        f"{len(refused)} of the files to download cannot be written on {system}, so nothing"
-        f" was downloaded: {named}{more}"
+        f"{len(refused)} {what} {_SYSTEMS[this_platform()]}, so nothing was {done}: {named}{more}"
     )

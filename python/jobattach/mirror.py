@@ -22,7 +22,6 @@ from jobattach_host import hash_files
 from jobattach_host.destination import STAGING_PATTERN, Directory, Staging, Tree, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
-from jobattach_host.limits import check_fits
 from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
@@ -141,7 +140,6 @@ def sync_with_options(
     if local is dst:  # what it will hold: refused before anything is written, as a dry run says
         kept_paths = copy + unchanged + plan["compare"]
         check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
-        check_fits(dst.path, copy)
     digests: dict[str, str] = {}
     if options.by_hash:  # the component hashes the local side; S3 says what it recorded
         wanted = plan["compare"] + (copy if isinstance(src, LocalPath) else [])

@@ -24,7 +24,6 @@ from typing import Any
 from jobattach_host import hash_files
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
-from jobattach_host.limits import check_fits
 from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
@@ -199,10 +198,9 @@ def _download_roots(
     }
     conflicts: dict[str, list[str]] = {}
     merged = {dest: merge_manifests(ms) for dest, ms in by_dest.items()}
-    # Names and times this system cannot hold are refused, every one named, before any is read.
+    # Names, paths and times this system cannot hold are refused, every one named, before any
+    # is read.
     check_holdable({dest.path: m.encode() for dest, m in merged.items()})
-    for dest, m in merged.items():  # and paths too long or deep for it
-        check_fits(dest.path, (e.path for e in m.entries))
     with contextlib.ExitStack() as opened:
         plans = []
         for dest, m in merged.items():

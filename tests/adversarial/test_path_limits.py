@@ -1,5 +1,6 @@
 """Paths this system cannot hold (too long a path or name, too deep) are refused before any
-transfer, on downloads and on submissions, as a ValidationError naming them."""
+transfer, on downloads and on submissions, as a ValidationError naming them. The component
+decides (component/src/portable.rs); the host gives it the file system's facts."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from jobattach import (
     sync,
     sync_inputs,
 )
-from jobattach_host.limits import MAX_DEPTH, limits_of, too_long
 from jobattach_host.storage import Bucket
+from jobattach_host.sync import destination_of, refused_entries
 
+#: The depth limit the component names (component/src/portable.rs).
+MAX_DEPTH = 1_000
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
 #: Longer than any path the system takes, in names it takes.
 LONG = "/".join(["d" * 200] * (PATH_MAX // 200 + 1)) + "/long.txt"
@@ -69,7 +72,7 @@ def test_a_job_with_paths_this_system_cannot_hold_is_refused_before_any_write(
     attachments = _job(aws_env, tmp_path, "ja-limits")
     _rewrite_manifest(aws_env, "ja-limits", attachments, path)
     session = tmp_path / "session"
-    with pytest.raises(ValidationError, match="too long or too deep for this system") as raised:
+    with pytest.raises(ValidationError, match=r"too (long|deep) for this system") as raised:
         sync_inputs(S3Location("ja-limits", "JA"), attachments, session, s3=aws_env)
     assert path[:60] in str(raised.value)
     assert not session.exists() or not any(session.rglob("*"))  # not even a.txt
@@ -83,7 +86,7 @@ def test_a_mirror_of_keys_this_system_cannot_hold_is_refused_before_any_write(
     b.put_bytes("tree/ok.txt", b"fine")
     b.put_bytes(f"tree/{LONG}", b"long")
     dest = tmp_path / "dest"
-    with pytest.raises(ValidationError, match="too long or too deep") as raised:
+    with pytest.raises(ValidationError, match=r"too (long|deep) for this system") as raised:
         sync("s3://ja-limits-sync/tree", dest, s3=aws_env)
     assert "long.txt" in str(raised.value)
     assert not dest.exists() or not any(dest.iterdir())
@@ -95,7 +98,7 @@ def test_a_submission_of_an_input_too_long_for_this_system_is_refused(
     Bucket("ja-limits-submit", aws_env).create()
     (tmp_path / "ok.txt").write_text("fine")
     too_long_input = str(tmp_path / LONG)
-    with pytest.raises(ValidationError, match="too long or too deep") as raised:
+    with pytest.raises(ValidationError, match=r"too (long|deep) for this system") as raised:
         submit_bundle_attachments(
             None,
             S3Location("ja-limits-submit", "JA"),
@@ -134,7 +137,7 @@ def test_a_submission_of_a_tree_too_deep_to_download_is_refused(
     Bucket("ja-limits-deep", aws_env).create()
     (tmp_path / "top.txt").write_text("top")
     deep = deep_file
-    with pytest.raises(ValidationError, match="too long or too deep") as raised:
+    with pytest.raises(ValidationError, match=r"too (long|deep) for this system") as raised:
         submit_bundle_attachments(
             None,
             S3Location("ja-limits-deep", "JA"),
@@ -148,8 +151,11 @@ def test_a_submission_of_a_tree_too_deep_to_download_is_refused(
 
 
 def test_the_limits_come_from_the_file_system_and_pass_what_it_holds(tmp_path: Path) -> None:
-    limit = limits_of(tmp_path / "not" / "made" / "yet")
-    assert (limit.path, limit.name) == (PATH_MAX, os.pathconf(tmp_path, "PC_NAME_MAX"))
-    fits = ["a.txt", "x/" * (MAX_DEPTH - 1) + "f", "é" * 127, "n" * limit.name]
-    refused = ["é" * 128, "n" * (limit.name + 1), "x/" * MAX_DEPTH + "f", LONG]
-    assert too_long(tmp_path, fits + refused) == refused
+    limit = destination_of(tmp_path / "not" / "made" / "yet")
+    assert (limit.path_max, limit.name_max) == (PATH_MAX, os.pathconf(tmp_path, "PC_NAME_MAX"))
+    assert limit.root_length == len(os.fsencode(tmp_path / "not" / "made" / "yet"))
+    assert limit.name_max is not None
+    fits = ["a.txt", "x/" * (MAX_DEPTH - 1) + "f", "é" * 127, "n" * limit.name_max]
+    refused = ["é" * 128, "n" * (limit.name_max + 1), "x/" * MAX_DEPTH + "f", LONG]
+    rows = [(p, None) for p in fits + refused]
+    assert [p for p, _ in refused_entries(rows, destination_of(tmp_path))] == refused
