@@ -330,8 +330,16 @@ def is_staging(st: os.stat_result) -> bool:
 
 
 def _lock(d: Directory) -> None:
-    if not _try_lock(d):  # a fresh folder of a random name: no one else can hold it
-        raise FileAccessError("cannot lock the staging folder", path=d.path)
+    """Locks a fresh staging folder, waiting while another process's :func:`_remove_stale`
+    holds it to look inside (briefly: it finds it empty and leaves it)."""
+    try:
+        import fcntl
+    except ImportError:
+        return  # no flock (Windows): stale folders are not removed there
+    try:
+        fcntl.flock(d.fd, fcntl.LOCK_EX)
+    except OSError as e:
+        raise FileAccessError(f"cannot lock the staging folder: {e.strerror}", path=d.path) from e
 
 
 def _try_lock(d: Directory) -> bool:

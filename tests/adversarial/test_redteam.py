@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from test_confined_writes import Job, _landed, job  # noqa: F401  (job: a fixture)
 
 from jobattach import PathMappingRule, S3Config, sync, sync_inputs
+from jobattach_host.destination import Staging, open_root
 from jobattach_host.storage import Bucket
 from jobattach_host.sync import session_root_name
 
@@ -97,3 +99,31 @@ def test_a_download_killed_midway_leaves_nothing_under_a_final_name_and_reruns_w
     sync_inputs(where, attachments, session, s3=aws_env)
     assert _landed(dest) == files
     assert sorted(p.name for p in dest.iterdir()) == ["d0", "d1", "d2"]  # its staging removed
+
+
+def test_workers_starting_at_once_each_get_their_staging(tmp_path: Path) -> None:
+    """One worker looking for a killed download's staging holds each folder it finds for a
+    moment: another worker's folder, just made, must then wait, not fail."""
+    root_path = tmp_path / "dest"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        root = open_root(root_path)
+        try:
+            barrier.wait()
+            for _ in range(150):
+                with Staging(root):
+                    pass
+        except BaseException as e:  # reported below
+            errors.append(e)
+        finally:
+            root.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert os.listdir(root_path) == []
