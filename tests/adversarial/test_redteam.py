@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_confined_writes import Job, _landed, job  # noqa: F401  (job: a fixture)
 
-from jobattach import PathMappingRule, S3Config, sync, sync_inputs
+from jobattach import PathMappingRule, S3Config, ValidationError, sync, sync_inputs
 from jobattach_host.destination import Staging, open_root
 from jobattach_host.storage import Bucket
 from jobattach_host.sync import session_root_name
@@ -127,3 +127,35 @@ def test_workers_starting_at_once_each_get_their_staging(tmp_path: Path) -> None
         t.join()
     assert errors == []
     assert os.listdir(root_path) == []
+
+
+def test_a_root_that_climbs_out_of_a_rules_source_is_never_mapped_outside(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    """A job's rootPath is the submitter's to write: ``..`` must not take a file system
+    location's root out of the place the worker's rule gives it."""
+    where, attachments, _ = job({"authorized_keys": b"the submitter's key"})
+    outside = tmp_path / "home" / ".ssh"
+    outside.mkdir(parents=True)
+    local = tmp_path / "local" / "proj"
+    climbing = "/mnt/proj/../../home/.ssh"  # the rule maps it to local/proj/../../home/.ssh
+    attachments = {
+        "manifests": [
+            {**m, "rootPath": climbing, "fileSystemLocationName": "Projects"}
+            for m in attachments["manifests"]
+        ]
+    }
+    rule = PathMappingRule("posix", "/mnt/proj", str(local))
+    with pytest.raises(ValidationError, match="no path mapping rule maps"):
+        sync_inputs(where, attachments, tmp_path / "session", s3=aws_env, path_mapping_rules=[rule])
+    assert os.listdir(outside) == []
+    climbing_inside = {**attachments["manifests"][0], "rootPath": "/mnt/proj/shots/../assets"}
+    result = sync_inputs(
+        where,
+        {"manifests": [climbing_inside]},
+        tmp_path / "session",
+        s3=aws_env,
+        path_mapping_rules=[rule],
+    )
+    assert result.roots == {"/mnt/proj/shots/../assets": str(local / "assets")}
+    assert _landed(local) == {"assets/authorized_keys": b"the submitter's key"}
