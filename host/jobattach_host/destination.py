@@ -293,9 +293,9 @@ class Staging:
 
 def _remove_stale(root: Directory) -> None:
     """Removes staging folders of ``root`` that no process holds (a killed download's): only
-    folders of our name and mode, owned by this user, holding files alone. A process locks its folder
-    before it stages anything, so an empty one may be another's not yet locked: those are
-    left for an hour."""
+    folders of our name and mode, owned by this user, holding files alone. A process locks its
+    folder before it stages anything, so an empty one may be another's not yet locked: those
+    are left for an hour."""
     if not _AT or not hasattr(os, "geteuid"):
         return
     with os.scandir(root.fd) as entries:

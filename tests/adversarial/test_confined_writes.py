@@ -36,8 +36,8 @@ WHERE = ManifestLocation("farm-1", "queue-1")
 Job = Callable[[dict[str, bytes]], tuple[S3Location, dict[str, Any], Path]]
 
 
-@pytest.fixture
-def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Job:
+@pytest.fixture(name="job")
+def job_fixture(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Job:
     """Submits files (root-relative name -> content) as a job; returns where its data is, its
     attachments and its root."""
     bucket = Bucket(f"confined-{abs(hash(request.node.name)) % 10**8}", aws_env)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_confined_writes import Job, _landed, job  # noqa: F401  (job: a fixture)
+from test_confined_writes import Job, _landed, job_fixture  # noqa: F401  (the fixture job)
 
 from jobattach import PathMappingRule, S3Config, ValidationError, sync, sync_inputs
 from jobattach_host.destination import Staging, open_root
@@ -95,7 +95,8 @@ def test_a_download_killed_midway_leaves_nothing_under_a_final_name_and_reruns_w
     assert killed.returncode == -signal.SIGKILL
     dest = session / session_root_name(str(root))
     left = [p.name for p in dest.iterdir()]
-    assert len(left) == 1 and left[0].startswith(".jobattach-staging-")  # nothing placed
+    assert len(left) == 1  # nothing placed: only its staging folder
+    assert left[0].startswith(".jobattach-staging-")
     sync_inputs(where, attachments, session, s3=aws_env)
     assert _landed(dest) == files
     assert sorted(p.name for p in dest.iterdir()) == ["d0", "d1", "d2"]  # its staging removed
