@@ -231,7 +231,8 @@ def test_names_s3_cannot_hold_and_leftover_downloads_are_not_sent(
     with open(os.path.join(os.fsencode(src), b"latin1-\xe9.txt"), "wb") as f:
         f.write(b"not UTF-8 as a name")
     killed = src / ".jobattach-staging-0123456789abcdef"
-    killed.mkdir(mode=0o700)
+    killed.mkdir()
+    killed.chmod(0o1700)  # the mode a staging folder has
     (killed / "0").write_bytes(b"half of a killed download")
     # Users' files that only look like internal names are theirs: sent.
     (src / "dir" / ".b.bin.jobattach-tmp").write_bytes(b"a user's file")

@@ -53,7 +53,9 @@ pub fn map_path(rules_json: &str, path: &str, separator: &str) -> Result<Option<
         rules.push(Rule { source: AbsPath::parse(&source, s)?, destination });
     }
     let Some(style) = style else { return Ok(None) };
-    let Ok(path) = AbsPath::parse(path, style) else { return Ok(None) };
+    // `..` applied first: a root that leaves the rule's source (`/mnt/proj/../../etc`) is not
+    // under it, so it is never mapped to a place outside the rule's destination.
+    let Ok(path) = AbsPath::parse(path, style).map(AbsPath::normalized) else { return Ok(None) };
     let best = rules
         .iter()
         .filter(|r| path.starts_with(&r.source, style))
@@ -96,6 +98,16 @@ mod tests {
         let rules = r#"[["windows","C:\\Show","/mnt/show"]]"#;
         assert_eq!(map_path(rules, "c:/SHOW/a/b.exr", "/").unwrap().unwrap(), "/mnt/show/a/b.exr");
         assert_eq!(map_path(rules, "C:\\Show", "/").unwrap().unwrap(), "/mnt/show");
+    }
+
+    #[test]
+    fn a_path_that_climbs_out_of_the_source_is_not_mapped() {
+        let rules = r#"[["posix","/mnt/proj","/local/proj"]]"#;
+        assert_eq!(map_path(rules, "/mnt/proj/../../etc", "/").unwrap(), None);
+        assert_eq!(map_path(rules, "/mnt/proj/..", "/").unwrap(), None);
+        assert_eq!(map_path(rules, "/mnt/proj/a/../b", "/").unwrap().unwrap(), "/local/proj/b");
+        let rules = r#"[["windows","C:\\proj","/local/proj"]]"#;
+        assert_eq!(map_path(rules, "C:\\proj\\..\\etc", "/").unwrap(), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ that was checked, so no write lands outside the destination whatever another pro
 inside it.
 
 Content arrives in a :class:`Staging` folder of the destination's root that one process owns
-(a random name, mode 0700, created exclusively and locked while in use), under names only
+(a random name, mode 1700, created exclusively and locked while in use), under names only
 this process chooses there; each file is timed through its handle, then renamed into place.
 So no manifest entry can take an internal name, a name of 255 bytes fits (the staged name is
 the digest's), two workers downloading into one destination never touch each other's files,
@@ -41,8 +41,11 @@ from .errors import FileAccessError, ValidationError
 from .sandbox import Grant
 from .storage import Sink
 
-#: The staging folder's name: ours alone, told apart from a user's by the lock and its shape.
+#: The staging folder's name: ours alone, told apart from a user's by the lock and its mode.
 STAGING_PATTERN = re.compile(r"\.jobattach-staging-[0-9a-f]{16}")
+#: The staging folder's mode: the sticky bit marks it ours, as no folder a download makes for
+#: a manifest's entries has it (they are made 0777 less the umask; a umask of 077 makes 0700).
+_STAGING_MODE = 0o1700
 
 _AT = os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -188,7 +191,7 @@ class Staging:
             if name in taken:
                 continue
             try:
-                _mkdir(root, name, 0o700)
+                _mkdir(root, name, _STAGING_MODE)
                 break
             except FileExistsError:
                 continue
@@ -197,7 +200,7 @@ class Staging:
             self.dir = Directory(_open_dir(root, name), os.path.join(root.path, name))
             _lock(self.dir)
             if _AT:
-                os.chmod(self.dir.fd, 0o700)  # whatever the umask: the shape stale ones have
+                os.chmod(self.dir.fd, _STAGING_MODE)  # whatever the umask and file system
         except BaseException:
             with contextlib.suppress(OSError):
                 _rmdir(root, name)
@@ -290,9 +293,9 @@ class Staging:
 
 def _remove_stale(root: Directory) -> None:
     """Removes staging folders of ``root`` that no process holds (a killed download's): only
-    folders of our shape, owned by this user, holding files alone. A process locks its folder
-    before it stages anything, so an empty one may be another's not yet locked: those are
-    left for an hour."""
+    folders of our name and mode, owned by this user, holding files alone. A process locks its
+    folder before it stages anything, so an empty one may be another's not yet locked: those
+    are left for an hour."""
     if not _AT or not hasattr(os, "geteuid"):
         return
     with os.scandir(root.fd) as entries:
@@ -304,7 +307,7 @@ def _remove_stale(root: Directory) -> None:
             continue
         try:
             st = os.fstat(d.fd)
-            if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700 or not _try_lock(d):
+            if not is_staging(st) or not _try_lock(d):
                 continue
             with os.scandir(d.fd) as entries:
                 inside = list(entries)
@@ -319,9 +322,24 @@ def _remove_stale(root: Directory) -> None:
             d.close()
 
 
+def is_staging(st: os.stat_result) -> bool:
+    """Whether a folder of :data:`STAGING_PATTERN`'s name, of this ``lstat``, is a staging
+    folder of this user's (a user's folder of that name is not)."""
+    mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
+    return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == _STAGING_MODE and mine
+
+
 def _lock(d: Directory) -> None:
-    if not _try_lock(d):  # a fresh folder of a random name: no one else can hold it
-        raise FileAccessError("cannot lock the staging folder", path=d.path)
+    """Locks a fresh staging folder, waiting while another process's :func:`_remove_stale`
+    holds it to look inside (briefly: it finds it empty and leaves it)."""
+    try:
+        import fcntl
+    except ImportError:
+        return  # no flock (Windows): stale folders are not removed there
+    try:
+        fcntl.flock(d.fd, fcntl.LOCK_EX)
+    except OSError as e:
+        raise FileAccessError(f"cannot lock the staging folder: {e.strerror}", path=d.path) from e
 
 
 def _try_lock(d: Directory) -> bool:

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, Union
 
 from jobattach_host import hash_files
-from jobattach_host.destination import STAGING_PATTERN, Directory, Staging, Tree, open_root
+from jobattach_host.destination import (
+    STAGING_PATTERN,
+    Directory,
+    Staging,
+    Tree,
+    is_staging,
+    open_root,
+)
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
@@ -193,12 +200,25 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
             raise FileAccessError("is not a directory", path=str(where.path))
     except OSError as e:  # a parent that may not be searched
         raise FileAccessError(f"cannot list: {e.strerror}", path=str(where.path)) from e
-    rows = json.loads(list_tree(Path(os.path.realpath(where.path))))
-    return {  # a killed download's staging folder is no file of the tree
+    top = Path(os.path.realpath(where.path))
+    rows = json.loads(list_tree(top))
+    staging = {  # a download's staging folder is no part of the tree; a user's of its name is
+        p
+        for p, kind, *_ in rows
+        if kind == "d" and STAGING_PATTERN.fullmatch(p) and _staging(top / p)
+    }
+    return {
         p: (size, mtime_ns // 1000, ctime_ns)
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows
-        if kind == "f" and not STAGING_PATTERN.fullmatch(p.partition("/")[0])
+        if kind == "f" and p.partition("/")[0] not in staging
     }
+
+
+def _staging(path: Path) -> bool:
+    try:
+        return is_staging(path.lstat())
+    except OSError:
+        return True  # gone since it was listed: a staging folder removed as its download ended
 
 
 def _upload(

@@ -36,8 +36,8 @@ WHERE = ManifestLocation("farm-1", "queue-1")
 Job = Callable[[dict[str, bytes]], tuple[S3Location, dict[str, Any], Path]]
 
 
-@pytest.fixture
-def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Job:
+@pytest.fixture(name="job")
+def job_fixture(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Job:
     """Submits files (root-relative name -> content) as a job; returns where its data is, its
     attachments and its root."""
     bucket = Bucket(f"confined-{abs(hash(request.node.name)) % 10**8}", aws_env)
@@ -223,7 +223,8 @@ def test_a_killed_downloads_staging_is_removed_by_the_next_and_never_synced(
     session = tmp_path / "session"
     dest = session / session_root_name(str(root))
     killed = dest / ".jobattach-staging-00112233aabbccdd"
-    killed.mkdir(parents=True, mode=0o700)
+    killed.mkdir(parents=True)
+    killed.chmod(0o1700)  # the mode a staging folder has
     (killed / "0123").write_bytes(b"half a file")
     users = dest / ".jobattach-staging-0123"  # not of our shape: a user's, kept
     users.mkdir()
