@@ -149,10 +149,13 @@ Reply = tuple[int, list[tuple[str, str]], bytes]
 def answer(request: BaseHTTPRequestHandler, status: int, headers: Any, data: bytes) -> None:
     """Answers ``request`` as the server did (``S3Proxy.send``) or as a fault decides."""
     request.send_response(status)
+    head = request.command == "HEAD"  # its Content-Length is the object's: passed on
     for k, v in headers:
-        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+        dropped = ("transfer-encoding", "connection") + (() if head else ("content-length",))
+        if k.lower() not in dropped:
             request.send_header(k, v)
-    request.send_header("Content-Length", str(len(data)))
+    if not head:
+        request.send_header("Content-Length", str(len(data)))
     request.end_headers()
     if request.command != "HEAD":
         request.wfile.write(data)

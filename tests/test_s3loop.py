@@ -332,6 +332,19 @@ def test_chunked_replies_with_trailers_keep_the_connection_usable(
     assert peer.connections == 1
 
 
+def test_a_chunked_body_longer_than_expected_is_refused_as_it_comes(
+    scripted: Callable[..., Scripted], tmp_path: Path
+) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
+    peer = scripted(lambda n, k, head: (chunked, False))
+    bucket = Bucket("b", _config(peer.url, max_pool_connections=1))
+    with pytest.raises(StorageError, match="more than the 5 bytes expected"):
+        bucket.download_files([Transfer("k", tmp_path / "f", 5)])
+
+
 def test_cancelling_stops_a_request_between_its_retries(
     scripted: Callable[..., Scripted], tmp_path: Path
 ) -> None:

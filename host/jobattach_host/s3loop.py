@@ -39,6 +39,7 @@ from .s3wire import (
     backoff_seconds,
     error_code,
     put_headers,
+    unexpected_size,
     user_metadata,
 )
 
@@ -77,6 +78,9 @@ class Request(NamedTuple):
     create_only: bool = False
     #: GET: opens the file written to, empty, instead of ``path``.
     sink: Callable[[], IO[bytes]] | None = None
+    #: GET: the size the object must have: another is refused before a byte is written, so
+    #: an object swapped for a huge one never fills the disk.
+    size: int | None = None
 
 
 class ItemFailed(Exception):
@@ -362,12 +366,17 @@ class _Batch:
         if req.method == "HEAD" or status in (204, 304):
             return _Reply(status, headers_in, keep_alive, b"")
         if status == 200 and req.method == "GET" and req.path is not None:
+            chunked = "chunked" in _tokens(headers_in.get("transfer-encoding", ""))
+            announced = None if chunked else headers_in.get("content-length")  # as _body reads
+            if req.size is not None and announced is not None and int(announced) != req.size:
+                raise Failed(unexpected_size(int(announced), req.size))
             try:
                 out = req.sink() if req.sink else open(req.path, "wb")  # noqa: SIM115  # closed below
             except OSError as e:
                 raise _Local(e) from e
+            write = out.write if req.size is None else _bounded(out.write, req.size)
             try:
-                keep_alive &= await self._body(conn, headers_in, out.write)
+                keep_alive &= await self._body(conn, headers_in, write)
             finally:
                 try:
                     out.close()  # a full disk may only show when the buffer is written
@@ -462,6 +471,21 @@ def _read(path: str | os.PathLike[str] | None) -> bytes:
             return f.read()
     except OSError as e:
         raise _Local(e) from e
+
+
+def _bounded(write: Callable[[bytes], Any], size: int) -> Callable[[bytes], Any]:
+    """``write``, refusing (``Failed``) a body that grows past ``size`` bytes (one with no
+    length announced)."""
+    done = 0
+
+    def bounded(chunk: bytes) -> Any:
+        nonlocal done
+        done += len(chunk)
+        if done > size:
+            raise Failed(f"the object has more than the {size} bytes expected")
+        return write(chunk)
+
+    return bounded
 
 
 def _ignore(nbytes: int) -> None:

@@ -209,12 +209,17 @@ class Wire:
             return None
         return cls(client, credentials, bucket, attempts, owner, patience)
 
-    def get_to(self, key: str, out: IO[bytes], moved: Moved | None = None) -> None:
-        """Writes the object's content to ``out``, telling ``moved`` of its bytes."""
+    def get_to(
+        self, key: str, out: IO[bytes], moved: Moved | None = None, size: int | None = None
+    ) -> None:
+        """Writes the object's content to ``out``, telling ``moved`` of its bytes; an object
+        not of the expected ``size`` is refused before any of it is written."""
 
         def stream(reply: Any) -> None:
             # Reads of exactly what is left: urllib3 allocates the whole amount asked for.
             left = int(reply.headers["content-length"])
+            if size is not None and left != size:
+                raise Failed(unexpected_size(left, size))
             out.seek(0)
             out.truncate()
             while left > 0:
@@ -376,6 +381,11 @@ class _CountedBody(io.BytesIO):
 
 
 _META = "x-amz-meta-"
+
+
+def unexpected_size(got: int, size: int) -> str:
+    """Why an object whose reply announces ``got`` bytes, not ``size``, is refused."""
+    return f"the object has {got} bytes where {size} were expected"
 
 
 def metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:

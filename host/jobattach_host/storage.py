@@ -47,6 +47,7 @@ from .s3wire import (
     Unanswered,
     Wire,
     checksum,
+    unexpected_size,
 )
 
 if TYPE_CHECKING:
@@ -600,24 +601,42 @@ class Bucket:
         """
         try:
             if size is None or size >= self.config.options.multipart_threshold:
+                known = [] if size is None else [self._known_size(key, size)]
                 with _storage_errors("download", key), contextlib.ExitStack() as stack:
                     target = stack.enter_context(sink()) if sink else os.fspath(path)
                     self._managed(
-                        lambda tm, watch: tm.download(self.name, key, target, None, watch),
+                        lambda tm, watch: tm.download(self.name, key, target, None, watch + known),
                         progress,
                         cancelled,
                     )
             else:
                 with sink() if sink else open(path, "wb") as f:
-                    self._get_small(key, f, progress)
+                    self._get_small(key, f, progress, size)
         except OSError as e:
             why = f"cannot write the download: {e.strerror}"
             raise FileAccessError(why, path=os.fspath(path)) from e
 
-    def _get_small(self, key: str, f: IO[bytes], progress: Callable[[int], None] | None) -> None:
+    def _known_size(self, key: str, size: int) -> _KnownSize:
+        """Checks the object has the expected ``size`` (the HEAD the transfer manager would
+        make), refusing it before any byte is written when not."""
+        with _storage_errors("download", key):
+            found = int(self.client.head_object(Bucket=self.name, Key=key)["ContentLength"])
+        if found != size:
+            raise StorageError(f"S3 download failed ({unexpected_size(found, size)})", path=key)
+        return _KnownSize(size)
+
+    def _get_small(
+        self,
+        key: str,
+        f: IO[bytes],
+        progress: Callable[[int], None] | None,
+        size: int | None,
+    ) -> None:
         """One GET streamed to ``f``, by the direct path when it can, telling ``progress`` of
-        its bytes; a connection dropped mid-stream is retried like a failed request."""
-        if self._direct("download", key, lambda w: w.get_to(key, f, progress)) is not BOTO3:
+        its bytes; a connection dropped mid-stream is retried like a failed request. An
+        object not of the expected ``size`` is refused before any of it is written."""
+        got = self._direct("download", key, lambda w: w.get_to(key, f, progress, size))
+        if got is not BOTO3:
             return
         with _storage_errors("download", key):
             for attempt in range(1, self.config.options.max_attempts + 1):
@@ -626,6 +645,9 @@ class Bucket:
                 try:
                     reply = self.client.get_object(Bucket=self.name, Key=key)
                     with closing(reply["Body"]) as body:
+                        if size is not None and reply["ContentLength"] != size:
+                            why = unexpected_size(reply["ContentLength"], size)
+                            raise StorageError(f"S3 download failed ({why})", path=key)
                         for chunk in iter(functools.partial(body.read, MiB), b""):
                             f.write(chunk)
                             if progress is not None:
@@ -681,7 +703,9 @@ class Bucket:
                 t.key, t.path, size=t.size, progress=moved, cancelled=pace.cancelled, sink=t.sink
             )
 
-        requests = [s3loop.Request("GET", t.key, t.path, sink=t.sink) for t in transfers]
+        requests = [
+            s3loop.Request("GET", t.key, t.path, sink=t.sink, size=t.size) for t in transfers
+        ]
         sizes = [t.size for t in transfers]
         self._many("download", requests, sizes, one, done, cancelled, progress=progress)
 
@@ -1007,6 +1031,17 @@ def _existing(e: ClientError, create_only: bool) -> Sent:
         raise e
     retried = int(e.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) > 0
     return Sent(None, there=True, maybe_ours=retried)
+
+
+class _KnownSize(BaseSubscriber):
+    """Gives the transfer manager a download's size, checked already, so it asks for the
+    ranges of that many bytes and never for more (and makes no HEAD of its own)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
 
 
 class _Watch(BaseSubscriber):

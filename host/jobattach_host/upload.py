@@ -242,7 +242,11 @@ def _discard_one(bucket: Bucket, transfer: Transfer, what: Sent) -> None:
 
 
 def _holds(bucket: Bucket, key: str, size: int, digest: str) -> bool:
-    """Whether the object at ``key`` hashes to ``digest``, read back to a scratch file."""
+    """Whether the object at ``key`` hashes to ``digest``, read back to a scratch file (when
+    it has the content's ``size`` at all: a torn one often has not)."""
+    found = bucket.version(key)
+    if found is None or found[1] != size:
+        return False
     with tempfile.TemporaryDirectory(prefix="jobattach-check-") as scratch:
         path = os.path.join(scratch, "object")
         bucket.download_file(key, path, size=size)

@@ -12,6 +12,7 @@ import pytest
 from conftest import REGION, S3Proxy
 from jobattach import (
     AssetReferences,
+    ClientOptions,
     ManifestLocation,
     S3Config,
     S3Location,
@@ -24,15 +25,16 @@ from jobattach_host.storage import Bucket
 from jobattach_host.sync import layout, session_root_name
 
 
-@pytest.mark.parametrize("extra", [b"", b" and more"], ids=["shorter", "longer"])
-def test_an_object_whose_size_disagrees_with_the_manifest_is_refused(
-    aws_env: S3Config, tmp_path: Path, extra: bytes
+@pytest.mark.parametrize("size", [16, 100 << 10], ids=["one GET", "in ranges"])
+@pytest.mark.parametrize("replaced", [5, 4 << 20], ids=["shorter", "far longer"])
+def test_an_object_whose_size_disagrees_with_the_manifest_is_refused_before_it_is_written(
+    aws_env: S3Config, tmp_path: Path, size: int, replaced: int
 ) -> None:
-    bucket = Bucket(f"believed-{len(extra)}", aws_env)
+    bucket = Bucket(f"believed-{size}-{replaced}", aws_env)
     bucket.create()
     root = tmp_path / "job"
     root.mkdir()
-    files = {"a.txt": b"the real content", "b.txt": b"another file"}
+    files = {"a.txt": b"r" * size, "b.txt": b"another file"}
     for name, data in files.items():
         (root / name).write_bytes(data)
     where = S3Location(bucket.name, "JA")
@@ -50,10 +52,12 @@ def test_an_object_whose_size_disagrees_with_the_manifest_is_refused(
     digest = next(  # the object of a.txt, rewritten by someone who can write to the bucket
         k for k in bucket.keys("JA/Data/") if bucket.get_bytes(k)[0] == files["a.txt"]
     )
-    bucket.client.put_object(Bucket=bucket.name, Key=digest, Body=b"short" + extra)
+    bucket.client.put_object(Bucket=bucket.name, Key=digest, Body=b"x" * replaced)
     session = tmp_path / "session"
-    with pytest.raises(StorageError, match="bytes where the manifest says 16") as raised:
-        sync_inputs(where, attachments, session, s3=aws_env)
+    # Objects of 64 KiB and more come in ranges, by the transfer manager.
+    ranged = S3Config(region=REGION, options=ClientOptions(multipart_threshold=64 << 10))
+    with pytest.raises(StorageError, match=f"has {replaced} bytes where {size} were") as raised:
+        sync_inputs(where, attachments, session, s3=ranged)
     assert raised.value.path == digest
     dest = session / session_root_name(manifest["rootPath"])
     assert [p for p in dest.rglob("*") if p.is_file()] == []
@@ -82,7 +86,7 @@ def test_a_sync_download_refuses_an_object_shorter_than_its_listing(
     proxy = s3_proxy(lies)
     dest = tmp_path / "dest"
     config = S3Config(region=REGION, endpoint_url=proxy.url)
-    with pytest.raises(StorageError, match="40 bytes where its listing says 100") as raised:
+    with pytest.raises(StorageError, match="40 bytes where 100 were expected") as raised:
         sync("s3://believed-sync/t", dest, s3=config)
     assert raised.value.path == "t/a.bin"
     assert not (dest / "a.bin").exists()
