@@ -70,6 +70,12 @@ class Directory:
             os.close(self.fd)
             self.fd = -1
 
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def child(self, name: str, *, create: bool) -> Directory | None:
         """The folder ``name`` in this one, made when missing and ``create``; None when it is
         missing otherwise. Raises :class:`Blocked` when a symlink or a file stands there."""
@@ -174,6 +180,12 @@ class Tree:
         for _, d in self._chain:
             d.close()
         self._chain.clear()
+
+    def __enter__(self) -> Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Staging:

@@ -8,12 +8,10 @@ with no transfer either way.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -21,7 +19,6 @@ from typing import Any, Union
 from jobattach_host import hash_files
 from jobattach_host.destination import (
     STAGING_PATTERN,
-    Directory,
     Staging,
     Tree,
     is_staging,
@@ -261,9 +258,8 @@ def _download(
     """Each object into this process's staging folder, then, once complete and of its listed
     size, renamed into place through the handles of its folders with the object's time;
     nothing partial stays behind."""
-    with _writing(dst) as root:
+    with open_root(dst.path) as root, Tree(root) as tree:
         lock = threading.Lock()  # transfers end on many threads; one places at a time
-        tree = Tree(root)
         with Staging(root, avoid=[p.partition("/")[0] for p in paths]) as staging:
 
             def placed(i: int) -> None:
@@ -283,39 +279,22 @@ def _download(
                 Transfer(src.key(rel), dst.path / rel, items[rel][0], sink=staging.create(str(i)))
                 for i, rel in enumerate(paths)
             ]
-            try:
-                bucket.download_files(
-                    transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
-                )
-            finally:
-                tree.close()
+            bucket.download_files(
+                transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
+            )
 
 
 def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:
     if isinstance(dst, S3Path):
         bucket.delete(dst.key(p) for p in paths)
         return
-    with _writing(dst) as root:
-        tree = Tree(root)
-        try:
-            for p in paths:
-                try:
-                    tree.unlink(p)  # gone already is what --delete wanted
-                except OSError as e:
-                    why = f"cannot delete: {e.strerror}"
-                    raise FileAccessError(why, path=str(dst.path / p)) from e
-        finally:
-            tree.close()
-
-
-@contextlib.contextmanager
-def _writing(dst: LocalPath) -> Iterator[Directory]:
-    """The destination directory's handle, for writes below it that never follow a link."""
-    root = open_root(dst.path)
-    try:
-        yield root
-    finally:
-        root.close()
+    with open_root(dst.path) as root, Tree(root) as tree:
+        for p in paths:
+            try:
+                tree.unlink(p)  # gone already is what --delete wanted
+            except OSError as e:
+                why = f"cannot delete: {e.strerror}"
+                raise FileAccessError(why, path=str(dst.path / p)) from e
 
 
 __all__ = [

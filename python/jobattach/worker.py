@@ -204,8 +204,7 @@ def _download_roots(
     with contextlib.ExitStack() as opened:
         plans = []
         for dest, m in merged.items():
-            folder = dest.open()
-            opened.callback(folder.close)
+            folder = opened.enter_context(dest.open())
             plans.append((folder, _plan(folder, m, on_conflict, conflicts, totals)))
         contents = [entries[0] for _, todo in plans for entries in _by_hash(todo).values()]
         total = sum(e.size or 0 for e in contents)
@@ -260,27 +259,24 @@ def _plan(
     totals["files"] += len(entries)
     totals["bytes"] += sum(e.size or 0 for e in entries)
     same_stat, differing, todo = [], [], []
-    tree = Tree(root)
     try:
-        for e in entries:
-            st = tree.lstat(e.path)
-            if st is None:
-                todo.append(e)
-            # A symlink (even to the right content) is not the input: it is replaced.
-            elif (
-                stat.S_ISREG(st.st_mode)
-                and st.st_size == e.size
-                and st.st_mtime_ns // 1000 == e.mtime
-            ):
-                same_stat.append(e)
-            else:
-                differing.append(e)
+        with Tree(root) as tree:
+            for e in entries:
+                st = tree.lstat(e.path)
+                if st is None:
+                    todo.append(e)
+                # A symlink (even to the right content) is not the input: it is replaced.
+                elif (
+                    stat.S_ISREG(st.st_mode)
+                    and st.st_size == e.size
+                    and st.st_mtime_ns // 1000 == e.mtime
+                ):
+                    same_stat.append(e)
+                else:
+                    differing.append(e)
     except OSError as err:
-        raise FileAccessError(
-            f"cannot read the destination: {err.strerror}", path=root.path
-        ) from err
-    finally:
-        tree.close()
+        why = f"cannot read the destination: {err.strerror}"
+        raise FileAccessError(why, path=root.path) from err
     if same_stat:  # same size and mtime: the hash decides
         digests = hash_files(grant_of(root), [(e.path, e.size or 0) for e in same_stat])
         for e, d in zip(same_stat, digests):
@@ -362,8 +358,7 @@ def _place_all(
     left: dict[str, int] = {}
     for e in todo:
         left[str(e.hash)] = left.get(str(e.hash), 0) + 1
-    tree = Tree(root)
-    try:
+    with Tree(root) as tree:
         for e in sorted(todo, key=lambda e: e.path):
             digest = str(e.hash)
             left[digest] -= 1
@@ -373,8 +368,6 @@ def _place_all(
             staging.place(digest, folder, leaf, int(e.mtime or 0) * 1000, copy=left[digest] > 0)
             totals["downloaded_files"] += 1
             totals["downloaded_bytes"] += e.size or 0
-    finally:
-        tree.close()
 
 
 def _microseconds(seconds: float) -> int:
