@@ -2,8 +2,9 @@
 
 With a thread per request in flight, two cores spend more time handing Python's GIL from
 thread to thread than sending requests; one event loop keeping as many keep-alive connections
-busy spends a fraction of that client CPU per request. So batches of small objects (a job's content, existence checks) go through here; large files still go
-through boto3's transfer manager.
+busy spends a fraction of that client CPU per request. So batches of small objects (a job's
+content, existence checks) go through here; large files still go through boto3's transfer
+manager.
 
 The requests are s3wire's: signed by its ``Wire``, and only its plain cases handled here
 (success, a missing object on HEAD, throttling, server errors and dropped connections retried
