@@ -44,3 +44,15 @@ def test_readme_links_to_files_that_exist() -> None:
     assert targets
     missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, missing
+
+
+def test_readme_names_every_environment_variable_the_code_reads() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sources = [*ROOT.glob("python/**/*.py"), *ROOT.glob("host/**/*.py"), *ROOT.glob("bench/*.py")]
+    sources.append(ROOT / "tests" / "conftest.py")
+    read = set()
+    for source in sources:
+        text = source.read_text(encoding="utf-8")
+        read |= set(re.findall(r"os\.environ(?:\.get\(|\[)\"((?:JOBATTACH|XDG)_\w+)\"", text))
+    assert "JOBATTACH_CACHE_DIR" in read
+    assert not [name for name in sorted(read) if f"`{name}`" not in readme]
