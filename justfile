@@ -54,6 +54,11 @@ lint: setup
     scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --all-targets -- -D warnings
     RUSTC_BOOTSTRAP=1 scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --release {{ wasm_target }} -- -D warnings
 
+# The documentation site in site/: docs/cli.md regenerated from the parser, then a strict build.
+docs: setup
+    {{ py }} scripts/cli_docs.py
+    {{ venv }}/bin/mkdocs build --strict
+
 # A pure-Python wheel with the component inside, in dist/.
 wheel: setup build
     rm -rf dist

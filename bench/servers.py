@@ -73,10 +73,9 @@ def fast_dir() -> tempfile.TemporaryDirectory[str]:
     when the machine has one, or where ``JOBATTACH_BENCH_SCRATCH`` says. For the server's
     objects and for downloaded trees; caches stay on the disk, as users have them.
 
-    Not on this machine's disk: it is ext4 without a journal, whose inode allocator skips
-    every inode freed in the last minutes (``recently_deleted`` took 55% of the CPU under
-    perf), so for minutes after a tree is deleted, creating a file costs 0.8 ms instead of
-    0.03 ms, and whichever side ran after a clean-up was the slower one.
+    Not on an ext4 disk without a journal: its inode allocator skips every inode freed in the
+    last minutes, so for minutes after a tree is deleted creating a file costs many times what
+    it usually does, and whichever side runs after a clean-up would be the slower one.
     """
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     where = os.environ.get("JOBATTACH_BENCH_SCRATCH", shm)

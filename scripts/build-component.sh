@@ -10,9 +10,8 @@ host_triple=$(/usr/bin/rustc -vV | sed -n 's/^host: //p')
 llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 sysroot=$(/usr/bin/rustc --print sysroot)
 
-# wasm-component-ld: rustc-web shipped it up to 1.96.0+dfsg1-1~deb12u1 (its deb12u2 does not),
-# rustup's toolchain ships it beside its rustc; failing both, it is built from crates.io into
-# .tools/ once.
+# wasm-component-ld: from Debian's rustc-web when it ships it, else from beside rustup's rustc;
+# failing both, it is built from crates.io into .tools/ once.
 component_ld() {
   local root ld
   for root in "$sysroot" "$(rustc --print sysroot 2>/dev/null || true)"; do

@@ -23,9 +23,7 @@ pub enum AnyManifest {
 ///
 /// The engine takes a manifest and gives it back whole, and what one call gives back is
 /// bounded by wasmtime's hostcall fuel: 128 MiB a call, the default, which wasmtime-py cannot
-/// change (its C API has no setting for it). 8 MiB are left for the rest of a result. Measured
-/// on 2 cores: a manifest of a million such files (114 MiB) decodes in 3.5 s, with 2.1 GB at
-/// the host's peak, Python's view of the entries included; a merge of two in 9 s.
+/// change (its C API has no setting for it). 8 MiB are left for the rest of a result.
 pub const MAX_BYTES: usize = 120 << 20;
 
 /// Refuses a manifest of `len` bytes over [`MAX_BYTES`]; `what` says which (`is`, `would

@@ -1,11 +1,10 @@
 """Many small-object requests at once, on one asyncio event loop.
 
 With a thread per request in flight, two cores spend more time handing Python's GIL from
-thread to thread than sending requests: 4,000 GETs of 8 KiB from ``rclone serve s3`` took
-0.8-0.9 ms of client CPU each from sixteen threads through boto3's HTTP session, and 0.14 ms
-each from one event loop keeping as many keep-alive connections busy (2026-12-01). So batches
-of small objects (a job's content, existence checks) go through here; large files still go
-through boto3's transfer manager.
+thread to thread than sending requests; one event loop keeping as many keep-alive connections
+busy spends a fraction of that client CPU per request. So batches of small objects (a job's
+content, existence checks) go through here; large files still go through boto3's transfer
+manager.
 
 The requests are s3wire's: signed by its ``Wire``, and only its plain cases handled here
 (success, a missing object on HEAD, throttling, server errors and dropped connections retried

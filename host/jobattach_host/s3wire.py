@@ -1,10 +1,10 @@
 """Single-object requests (GET, PUT, HEAD of small objects) signed and sent directly.
 
-boto3 spends about 1.8 ms of CPU per request here on its service model, events and response
+boto3 spends milliseconds of CPU per request on its service model, events and response
 parsing: with thousands of small files that, not the network, bounds a transfer. A request of
 this module is a SigV4 signature (tested equal to botocore's) and one round trip through the
 client's own HTTP session, so proxies, TLS verification, pool size and timeouts stay as boto3
-was configured; it costs about a third as much.
+was configured, at a fraction of the CPU.
 
 It handles only the plain cases: success, a missing object, and failures worth retrying
 (throttling, server errors, dropped connections), retried with botocore's backoff. Anything
