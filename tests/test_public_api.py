@@ -155,6 +155,16 @@ def test_sync_takes_its_options_as_typed_keywords() -> None:
         sync("/nowhere", "s3://b/p", delet=True)  # type: ignore[call-arg]
 
 
+def test_no_public_function_takes_untyped_keywords() -> None:
+    catch_all = [
+        name
+        for name in jobattach.__all__
+        if inspect.isfunction(obj := getattr(jobattach, name))
+        and any(p.kind is p.VAR_KEYWORD for p in inspect.signature(obj).parameters.values())
+    ]
+    assert catch_all == []
+
+
 def _submit(region: str | None, s3: S3Config, options: BundleSubmitOptions | None = None) -> None:
     submit_bundle_attachments(
         region,
