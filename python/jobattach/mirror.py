@@ -363,6 +363,7 @@ __all__ = [
     "LocalPath",
     "S3Path",
     "SyncOptions",
+    "SyncPath",
     "SyncStats",
     "parse_path",
     "sync",

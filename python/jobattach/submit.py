@@ -42,7 +42,9 @@ from .snapshot import snapshot_of_plan
 class S3Location:
     """The queue's job-attachments bucket and root prefix."""
 
+    #: The bucket's name.
     bucket: str
+    #: The prefix every object of the queue's attachments is under (``Data/``, ``Manifests/``).
     root_prefix: str
 
 
@@ -58,8 +60,12 @@ class ManifestLocation:
 class AssetReferences:
     """The files a job reads, the directories it writes, and paths it only refers to."""
 
+    #: Files to upload (relative paths are taken from the working directory; a missing file
+    #: becomes a reference).
     input_filenames: Sequence[str] = ()
+    #: Directories the job writes its outputs to.
     output_directories: Sequence[str] = ()
+    #: Paths the job refers to that are not uploaded.
     referenced_paths: Sequence[str] = ()
 
 
@@ -68,8 +74,11 @@ class FileSystemLocation:
     """A storage profile's location: ``LOCAL`` paths are uploaded under the location's name,
     ``SHARED`` ones are not uploaded (workers see them already)."""
 
+    #: The location's name, which names the manifests of the inputs under it.
     name: str
+    #: Its absolute path on the submitting machine.
     path: str
+    #: ``LOCAL`` (uploaded) or ``SHARED`` (not uploaded).
     type: LocationType = "LOCAL"
 
     def __post_init__(self) -> None:

@@ -416,6 +416,7 @@ class SyncOutputsResult:
 class SessionAction:
     """Which task's run produced the outputs: names the output manifest's place in S3."""
 
+    #: The Deadline Cloud ids of the farm, queue, job and step, and of the session action.
     farm_id: str
     queue_id: str
     job_id: str
