@@ -199,3 +199,8 @@ def test_a_region_and_client_options_beside_s3_fill_what_it_leaves_unset() -> No
     assert (kept.region, kept.options) == ("us-east-2", fast)
     same = _s3_config("us-east-2", fast, S3Config(region="us-east-2", options=fast))
     assert (same.region, same.options) == ("us-east-2", fast)
+
+
+def test_every_reason_an_input_is_left_out_is_explained() -> None:
+    assert set(get_args(jobattach.LeftOutReason)) == set(jobattach.LEFT_OUT)
+    assert set(get_args(jobattach.SkipReason)) == set(jobattach.LEFT_OUT) - {"missing"}

@@ -23,6 +23,18 @@ ManifestFormat = Literal["v2023-03-03", "v2025-12-snapshot", "v2025-12-diff"]
 PathFormat = Literal["posix", "windows"]
 #: The phase a progress report is about.
 Phase = Literal["scanning", "hashing", "uploading", "downloading"]
+#: Why a snapshot left a path out of its manifest.
+SkipReason = Literal[
+    "special-file",
+    "symlink-outside-root",
+    "symlink-to-directory",
+    "broken-symlink",
+    "unsupported-name",
+    "empty-directory",
+]
+#: Why a submission did not upload an input: a snapshot's reason, or ``missing`` (the input
+#: does not exist, and is kept as a reference).
+LeftOutReason = Literal[SkipReason, "missing"]
 
 
 def check_choice(what: str, value: object, choices: object) -> None:
@@ -36,9 +48,11 @@ def check_choice(what: str, value: object, choices: object) -> None:
 __all__ = [
     "ConflictPolicy",
     "FileSystemMode",
+    "LeftOutReason",
     "LocationType",
     "ManifestFormat",
     "PathFormat",
     "Phase",
+    "SkipReason",
     "check_choice",
 ]

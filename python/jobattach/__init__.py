@@ -24,10 +24,12 @@ from jobattach_host import (
 from jobattach_host.choices import (
     ConflictPolicy,
     FileSystemMode,
+    LeftOutReason,
     LocationType,
     ManifestFormat,
     PathFormat,
     Phase,
+    SkipReason,
 )
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
@@ -106,6 +108,7 @@ __all__ = [
     "FileSystemMode",
     "Grant",
     "HashCache",
+    "LeftOutReason",
     "LocalPath",
     "LocationType",
     "Manifest",
@@ -125,6 +128,7 @@ __all__ = [
     "S3Location",
     "S3Path",
     "SessionAction",
+    "SkipReason",
     "SnapshotResult",
     "StorageError",
     "StorageProfile",

@@ -10,8 +10,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from jobattach_host.choices import ManifestFormat, check_choice
+from jobattach_host.choices import ManifestFormat, SkipReason, check_choice
 from jobattach_host.errors import Cancelled, FileAccessError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
@@ -29,7 +30,7 @@ class SnapshotResult:
     manifest: Manifest
     #: Paths not in the manifest, by reason: ``symlink-to-directory``, ``symlink-outside-root``,
     #: ``broken-symlink``, ``special-file``, ``empty-directory``, ``unsupported-name``.
-    skipped: dict[str, list[str]]
+    skipped: dict[SkipReason, list[str]]
     #: Files dropped by the include and exclude patterns.
     excluded: int
     #: Files whose digest was computed, and those whose digest the hash cache served.
@@ -137,7 +138,7 @@ def snapshot_of_plan(
     manifest = Manifest._build(format, views, [ManifestDir(d) for d in p.dirs])
     return SnapshotResult(
         manifest=manifest,
-        skipped=p.skipped,
+        skipped=cast("dict[SkipReason, list[str]]", p.skipped),  # the component's reasons
         excluded=p.excluded,
         hashed_files=len(missing),
         cached_files=len(keys) - len(missing),

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobattach_host.choices import FileSystemMode, LocationType, check_choice
+from jobattach_host.choices import (
+    FileSystemMode,
+    LeftOutReason,
+    LocationType,
+    SkipReason,
+    check_choice,
+)
 from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
@@ -149,7 +155,7 @@ class BundleSubmitResult:
     #: Paths left out because they are under a SHARED location.
     skipped_shared: int
     #: Inputs the snapshot left out, by reason (symlinks out of the root, special files, ...).
-    skipped_inputs: dict[str, list[str]]
+    skipped_inputs: dict[SkipReason, list[str]]
 
     @property
     def attachments_json(self) -> str:
@@ -157,17 +163,17 @@ class BundleSubmitResult:
         return json.dumps(self.attachments)
 
     @property
-    def left_out(self) -> dict[str, str]:
+    def left_out(self) -> dict[str, LeftOutReason]:
         """Every input not uploaded, and why: ``missing`` (kept as a reference) or the reason
         of ``skipped_inputs`` (see :data:`LEFT_OUT`)."""
-        out = dict.fromkeys(self.missing_inputs, "missing")
+        out: dict[str, LeftOutReason] = dict.fromkeys(self.missing_inputs, "missing")
         for why, paths in self.skipped_inputs.items():
             out.update(dict.fromkeys(paths, why))
         return out
 
 
 #: What each reason an input was left out means.
-LEFT_OUT = {
+LEFT_OUT: dict[str, str] = {
     "missing": "does not exist (kept as a reference)",
     "special-file": "is not a regular file (a FIFO, socket or device)",
     "symlink-outside-root": "is a symlink leading out of its root",
@@ -249,7 +255,7 @@ def submit_bundle_attachments(
     tally = Tally(report.counts("hashing"), found, size)
     hashes = HashCache(lenient=True) if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
-    skipped: dict[str, list[str]] = {}
+    skipped: dict[SkipReason, list[str]] = {}
     hashed = cached = 0
     try:
         for g, p in zip(grouping.groups, plans):
