@@ -165,6 +165,10 @@ def test_no_public_function_takes_untyped_keywords() -> None:
     assert catch_all == []
 
 
+#: A loopback port nothing listens on: were a refusal missed, the submission fails here.
+NOWHERE = "http://127.0.0.1:9"
+
+
 def _submit(region: str | None, s3: S3Config, options: BundleSubmitOptions | None = None) -> None:
     submit_bundle_attachments(
         region,
@@ -178,19 +182,21 @@ def _submit(region: str | None, s3: S3Config, options: BundleSubmitOptions | Non
 
 def test_a_region_beside_s3_that_disagrees_is_refused() -> None:
     with pytest.raises(ValidationError, match="'eu-west-1' disagrees with s3=S3Config"):
-        _submit("eu-west-1", S3Config(region="us-west-2"))
+        _submit("eu-west-1", S3Config(region="us-west-2", endpoint_url=NOWHERE))
 
 
 def test_client_options_beside_s3_that_disagree_are_refused() -> None:
     options = BundleSubmitOptions(client_options=ClientOptions.low_latency())
     with pytest.raises(ValidationError, match="client_options disagrees with s3=S3Config"):
-        _submit(None, S3Config(options=ClientOptions.high_throughput()), options)
+        _submit(
+            None, S3Config(endpoint_url=NOWHERE, options=ClientOptions.high_throughput()), options
+        )
 
 
 def test_a_region_and_client_options_beside_s3_fill_what_it_leaves_unset() -> None:
     from jobattach.submit import _s3_config
 
-    fast, url = ClientOptions.low_latency(), "http://127.0.0.1:9"
+    fast, url = ClientOptions.low_latency(), NOWHERE
     merged = _s3_config("eu-west-1", fast, S3Config(endpoint_url=url))
     assert (merged.region, merged.options, merged.endpoint_url) == ("eu-west-1", fast, url)
     client = merged.client()  # what the bucket's requests use

@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -29,7 +28,7 @@ from jobattach_host.destination import (
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
-from jobattach_host.snapshot import patterns
+from jobattach_host.snapshot import Patterns, patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
 from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
@@ -132,8 +131,8 @@ def sync(
     *,
     delete: bool = False,
     dry_run: bool = False,
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
+    include: Patterns = (),
+    exclude: Patterns = (),
     by_hash: bool = False,
     s3: S3Config | None = None,
     progress_callback: ProgressCallback | None = None,
@@ -147,8 +146,9 @@ def sync(
         delete: Remove destination files the source lacks (refused when the source holds no
             files at all, which is more likely a mistyped source than a wish).
         dry_run: Plan and count, change nothing.
-        include: Glob patterns of the relative paths to keep (all when empty).
-        exclude: Glob patterns of the relative paths to leave out.
+        include: Glob patterns (one, or several) of the relative paths to keep (all when
+            empty).
+        exclude: Glob patterns (one, or several) of the relative paths to leave out.
         by_hash: Compare files of the same size by xxh3-128 instead of by time.
         s3: Credentials, endpoint and client options (default: boto3's chain).
         progress_callback: Gets a :class:`ProgressReport` at most ten times a second;
@@ -160,8 +160,8 @@ def sync(
     options = SyncOptions(
         delete=delete,
         dry_run=dry_run,
-        include=tuple(include),
-        exclude=tuple(exclude),
+        include=tuple(patterns(include)),
+        exclude=tuple(patterns(exclude)),
         by_hash=by_hash,
         s3=s3 or S3Config(),
         progress_callback=progress_callback,
