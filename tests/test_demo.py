@@ -28,11 +28,11 @@ def _config(endpoint: str) -> S3Config:
 
 def test_demo_submits_each_distinct_content_once(s3_endpoint: str, tmp_path: Path) -> None:
     result = demo.run(endpoint_url=s3_endpoint, bucket="demo-test", files=50, work_dir=tmp_path)
-    assert result.files == result.manifest_entries == 50
-    assert result.distinct_contents < result.files  # the sample repeats some contents
+    assert result.total_files == result.manifest_entries == 50
+    assert result.distinct_contents < result.total_files  # the sample repeats some contents
     assert result.uploaded == result.distinct_contents
     assert result.resubmitted_uploaded == 0
-    assert result.downloaded == result.files
+    assert result.downloaded == result.total_files
     assert result.verified
     bucket = Bucket("demo-test", _config(s3_endpoint))
     keys = sorted(bucket.keys("JobAttachments/Data/"))
@@ -56,7 +56,7 @@ def test_demo_runs_on_its_own_server_and_stops_it() -> None:
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["manifest_entries"] == result["files"] == 30
+    assert result["manifest_entries"] == result["total_files"] == 30
     assert result["uploaded"] == result["distinct_contents"] > 0
     assert result["resubmitted_uploaded"] == 0
     assert (result["downloaded"], result["verified"]) == (30, True)

@@ -116,6 +116,9 @@ def test_cli_diff_and_merge(tmp_path: Path, tree: Path) -> None:
     assert [c["new"]["path"] for c in as_json["modified"]] == ["edit.txt"]
     merged = _cli("manifest", "merge", str(a), str(b))
     assert decode_manifest(merged.stdout) == decode_manifest(b.read_bytes())
+    ignored = _cli("manifest", "diff", str(a), str(b), "--hash")  # means nothing without --root
+    assert (ignored.returncode, ignored.stdout) == (1, b"")
+    assert b"--hash compares with a directory: give it with --root DIR" in ignored.stderr
 
 
 def test_cli_reports_bad_manifests_by_file(tmp_path: Path) -> None:

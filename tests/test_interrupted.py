@@ -104,7 +104,7 @@ def test_an_interrupted_sync_inputs_leaves_nothing_partial_and_a_rerun_completes
     result = sync_inputs(where, attachments, session, s3=aws_env)
     (local,) = result.roots.values()  # the root is src/shot, the files' common folder
     assert _files(Path(local)) == {name.removeprefix("shot/"): d for name, d in tree.items()}
-    assert result.downloaded_files == len(tree)
+    assert result.processed_files == len(tree)
 
 
 def test_an_interrupted_sync_down_leaves_nothing_partial_and_a_rerun_completes(
@@ -128,4 +128,4 @@ def test_an_interrupted_sync_down_leaves_nothing_partial_and_a_rerun_completes(
 
     stats = sync("s3://interrupted-sync/m", dest, s3=aws_env)
     assert _files(dest) == tree
-    assert stats.transferred_files == len(tree) - len(got)
+    assert stats.processed_files == len(tree) - len(got)

@@ -100,11 +100,11 @@ def test_each_tasks_latest_outputs_land_where_the_root_was(job: Job, aws_env: S3
     result = download_job_outputs(job.where, "farm-1", "queue-1", "job-1", s3=aws_env)
     assert result.roots == {job.root: job.root}
     assert _files(Path(job.root)) == job.outputs
-    assert result.downloaded_files == result.files == len(job.outputs)
+    assert result.processed_files == result.total_files == len(job.outputs)
 
     again = download_job_outputs(job.where, "farm-1", "queue-1", "job-1", s3=aws_env)
-    assert again.downloaded_files == 0
-    assert again.unchanged_files == len(job.outputs)
+    assert again.processed_files == 0
+    assert again.skipped_files == len(job.outputs)
 
 
 def test_the_same_manifests_as_the_official_downloader(
@@ -160,13 +160,13 @@ def test_a_step_or_a_task_alone_into_a_destination(
     step = download_job_outputs(
         job.where, "farm-1", "queue-1", "job-1", dest, step_id="step-2", s3=aws_env
     )
-    assert step.downloaded_files == 2
+    assert step.processed_files == 2
     assert set(_files(local)) == {"renders/f2.exr", "renders/c/a.exr", "renders/c/b.exr"}
 
 
 def test_no_outputs_is_an_empty_result(job: Job, aws_env: S3Config, tmp_path: Path) -> None:
     result = download_job_outputs(job.where, "farm-1", "queue-1", "job-2", tmp_path, s3=aws_env)
-    assert (result.roots, result.files) == ({}, 0)
+    assert (result.roots, result.total_files) == ({}, 0)
 
 
 def test_bad_requests_are_refused(job: Job, aws_env: S3Config, tmp_path: Path) -> None:
@@ -217,7 +217,7 @@ def test_cli_download_outputs(job: Job, tmp_path: Path) -> None:
     local = tmp_path / "cli" / session_root_name(job.root)
     assert result["roots"] == {job.root: str(local)}
     assert "manifests" not in result  # the report, not the manifests' insides
-    assert result["downloaded_files"] == len(job.outputs)
+    assert result["processed_files"] == len(job.outputs)
     assert _files(local) == job.outputs
 
     again = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -70,10 +70,10 @@ def test_a_download_reports_its_progress_to_the_end(
     )
     assert {r.phase for r in reports} == {"downloading"}
     last = reports[-1]
-    assert (last.files_done, last.files_total) == (len(FILES), len(FILES))
-    assert last.bytes_done == last.bytes_total == sum(len(d) for d in FILES.values())
-    assert [r.bytes_done for r in reports] == sorted(r.bytes_done for r in reports)
-    assert result.downloaded_files == len(FILES)
+    assert (last.processed_files, last.total_files) == (len(FILES), len(FILES))
+    assert last.processed_bytes == last.total_bytes == sum(len(d) for d in FILES.values())
+    assert [r.processed_bytes for r in reports] == sorted(r.processed_bytes for r in reports)
+    assert result.processed_files == len(FILES)
 
 
 @pytest.mark.parametrize("after", [0, 5])
@@ -88,7 +88,7 @@ def test_a_cancelled_download_places_nothing_and_a_rerun_completes(
             job["attachments"],
             session,
             s3=aws_env,
-            progress_callback=lambda r: r.files_done < after,
+            progress_callback=lambda r: r.processed_files < after,
         )
     assert _files(session) == {}  # nothing placed, no staging left
 
@@ -109,9 +109,9 @@ def test_sync_reports_progress_both_ways_and_cancels_cleanly(
     stats = sync("s3://progress/m", dest, s3=aws_env, progress_callback=reports.append)
     assert _files(dest) == FILES
     assert reports[-1].phase == "downloading"
-    assert reports[-1].bytes_done == stats.transferred_bytes == sum(map(len, FILES.values()))
+    assert reports[-1].processed_bytes == stats.processed_bytes == sum(map(len, FILES.values()))
 
     (dest / "plate.0001.exr").write_bytes(b"changed")
     up: list[ProgressReport] = []
     sync(dest, "s3://progress/m", s3=aws_env, progress_callback=up.append)
-    assert (up[-1].phase, up[-1].files_done, up[-1].bytes_done) == ("uploading", 1, 7)
+    assert (up[-1].phase, up[-1].processed_files, up[-1].processed_bytes) == ("uploading", 1, 7)

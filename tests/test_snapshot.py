@@ -37,10 +37,10 @@ def test_snapshot_of_a_vector_tree_is_the_official_manifest(
     cold = create_manifest(tree, cache=cache)
     assert cold.manifest.encode() == expected
     assert cold.manifest.hash() == (VECTORS / name / "manifest.xxh128").read_text().strip()
-    assert (cold.hashed, cold.from_cache) == (len(cold.manifest), 0)
+    assert (cold.hashed_files, cold.cached_files) == (len(cold.manifest), 0)
     warm = create_manifest(tree, cache=cache)
     assert warm.manifest.encode() == expected
-    assert (warm.hashed, warm.from_cache) == (0, len(cold.manifest))
+    assert (warm.hashed_files, warm.cached_files) == (0, len(cold.manifest))
 
 
 def test_every_kind_of_entry_has_a_documented_outcome(tmp_path: Path, cache: HashCache) -> None:
@@ -104,7 +104,7 @@ def test_a_rewritten_file_is_rehashed_even_with_its_mtime_restored(
     os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert f.stat().st_mtime_ns == before.st_mtime_ns
     second = create_manifest(tmp_path, cache=cache)
-    assert second.hashed == 2
+    assert second.hashed_files == 2
     new = xxhash.xxh3_128_hexdigest(b"version 2")
     assert [e.hash for e in second.manifest.entries] == [new, new]
     assert new not in {e.hash for e in first.manifest.entries}
@@ -130,7 +130,7 @@ def test_cache_survives_two_processes_snapshotting_at_once(tmp_path: Path) -> No
     assert [p.returncode for p in procs] == [0, 0]
     assert outputs[0] == outputs[1]
     warm = create_manifest(tree, cache=HashCache(db))
-    assert (warm.hashed, warm.manifest.hash()) == (0, outputs[0])
+    assert (warm.hashed_files, warm.manifest.hash()) == (0, outputs[0])
 
 
 def _names() -> st.SearchStrategy[str]:
@@ -253,9 +253,9 @@ def test_a_corrupt_default_cache_is_replaced(
     (tmp_path / "caches").mkdir()
     (tmp_path / "caches" / "digests-v1.sqlite3").write_bytes(b"not a database" * 100)
     first = create_manifest(tmp_path / "tree")
-    assert (first.hashed, first.from_cache) == (20, 0)
+    assert (first.hashed_files, first.cached_files) == (20, 0)
     again = create_manifest(tmp_path / "tree")
-    assert (again.hashed, again.from_cache) == (0, 20)
+    assert (again.hashed_files, again.cached_files) == (0, 20)
     assert again.manifest == first.manifest
 
 
@@ -269,8 +269,8 @@ def test_a_default_cache_damaged_past_its_header_is_replaced(
     data = db.read_bytes()
     db.write_bytes(data[:4096] + bytes(len(data) - 4096))  # the header kept, its pages zeroed
     damaged = create_manifest(tmp_path / "tree")
-    assert damaged.hashed == 200
-    assert create_manifest(tmp_path / "tree").from_cache == 200  # a working cache again
+    assert damaged.hashed_files == 200
+    assert create_manifest(tmp_path / "tree").cached_files == 200  # a working cache again
 
 
 _SNAPSHOT_WITH_WARNINGS = """
@@ -343,8 +343,8 @@ def test_digests_hashed_before_a_failure_are_kept(tmp_path: Path) -> None:
     locked.chmod(0o644)
     rerun = create_manifest(tree, cache=HashCache(cache))
     # Only the failed file's batch (a few dozen files at most) is hashed again.
-    assert 0 < rerun.hashed <= 50, rerun.hashed
-    assert rerun.from_cache == 300 - rerun.hashed
+    assert 0 < rerun.hashed_files <= 50, rerun.hashed_files
+    assert rerun.cached_files == 300 - rerun.hashed_files
 
 
 def test_absolute_links_name_the_root_as_given_or_as_resolved(tmp_path: Path) -> None:
@@ -378,13 +378,17 @@ def test_progress_is_reported_and_a_snapshot_can_be_cancelled(tmp_path: Path) ->
     with pytest.raises(jobattach.Cancelled, match="hashing"):
         create_manifest(tmp_path / "tree", cache=cache, progress_callback=record)
     assert [r.phase for r in reports] == ["scanning", "scanning", "hashing"]
-    assert (reports[1].files_done, reports[2].files_total, reports[2].files_done) == (300, 300, 0)
-    assert create_manifest(tmp_path / "tree", cache=cache).hashed == 300  # none was hashed
+    assert (reports[1].processed_files, reports[2].total_files, reports[2].processed_files) == (
+        300,
+        300,
+        0,
+    )
+    assert create_manifest(tmp_path / "tree", cache=cache).hashed_files == 300  # none was hashed
 
     reports.clear()
     create_manifest(tmp_path / "tree", cache=False, progress_callback=lambda r: record(r) or True)
     last = reports[-1]
-    assert (last.phase, last.files_done, last.files_total) == ("hashing", 300, 300)
+    assert (last.phase, last.processed_files, last.total_files) == ("hashing", 300, 300)
 
 
 def test_an_absolute_link_is_not_followed_by_its_text_through_a_symlinked_directory(

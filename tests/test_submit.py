@@ -88,7 +88,7 @@ def test_what_we_upload_the_official_tools_download_identically(
     assert entry["rootPathFormat"] == "posix"
     assert entry["outputRelativeDirectories"] == ["renders"]
     assert result.attachments["fileSystem"] == "COPIED"
-    assert result.statistics.files_processed == len(inputs)
+    assert result.statistics.total_files == len(inputs)
 
     key = f"{PREFIX}/Manifests/{entry['inputManifestPath']}"
     session = boto3.Session(region_name=REGION)
@@ -116,15 +116,15 @@ def test_resubmitting_sends_nothing_and_a_wiped_bucket_is_noticed(
     refs = AssetReferences(inputs)
     where = S3Location(bucket.name, PREFIX)
     first = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
-    distinct = first.statistics.files_uploaded
+    distinct = first.statistics.processed_files
     assert distinct > 0
     again = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
-    assert again.statistics.files_uploaded == 0
-    assert again.statistics.files_from_hash_cache == len(inputs)
+    assert again.statistics.processed_files == 0
+    assert again.statistics.cached_files == len(inputs)
     for key in bucket.keys(f"{PREFIX}/Data/"):  # lifecycle rules, or a wiped bucket
         bucket.client.delete_object(Bucket=bucket.name, Key=key)
     third = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
-    assert third.statistics.files_uploaded == distinct
+    assert third.statistics.processed_files == distinct
     assert len(bucket.keys(f"{PREFIX}/Data/")) == distinct
 
 
@@ -153,7 +153,7 @@ def test_shared_locations_are_not_uploaded_and_local_ones_name_their_group(
     (entry,) = result.attachments["manifests"]
     assert entry["fileSystemLocationName"] == "Proj"
     assert result.skipped_shared == 1
-    assert result.statistics.files_processed == 1
+    assert result.statistics.total_files == 1
     _, metadata = bucket.get_bytes(f"{PREFIX}/Manifests/{entry['inputManifestPath']}")
     assert metadata["file-system-location-name"] == "Proj"
 
@@ -173,7 +173,7 @@ def test_missing_inputs_are_named_or_kept_as_references(
     assert str(tmp_path / "gone2") in str(err.value)
     lenient = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
     assert lenient.missing_inputs == [str(tmp_path / "gone1"), str(tmp_path / "gone2")]
-    assert lenient.statistics.files_processed == 1
+    assert lenient.statistics.total_files == 1
 
 
 def test_cancelling_writes_no_manifest_and_a_rerun_completes(
@@ -202,7 +202,7 @@ def test_cancelling_writes_no_manifest_and_a_rerun_completes(
     assert bucket.keys(f"{PREFIX}/Manifests/") == set()
     sent = len(bucket.keys(f"{PREFIX}/Data/"))
     done = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
-    assert done.statistics.files_uploaded + sent == len(bucket.keys(f"{PREFIX}/Data/"))
+    assert done.statistics.processed_files + sent == len(bucket.keys(f"{PREFIX}/Data/"))
     assert len(bucket.keys(f"{PREFIX}/Manifests/")) == 1
     assert json.loads(done.attachments_json) == done.attachments
 
@@ -254,7 +254,7 @@ def test_a_file_rewritten_after_hashing_leaves_nothing_under_its_old_digest(
     (entry,) = [e for e in jobattach.Manifest.decode(body).entries if e.path == "scene.ma"]
     assert entry.hash == jobattach.hash_file(scene) != old
     assert bucket.get_bytes(f"{PREFIX}/Data/{entry.hash}.xxh128")[0] == new_content
-    assert again.statistics.files_uploaded == 1  # the texture went up the first time
+    assert again.statistics.processed_files == 1  # the texture went up the first time
 
 
 def _phases(reports: list[jobattach.ProgressReport]) -> list[str]:
@@ -289,10 +289,10 @@ def test_hashing_reports_files_and_bytes_and_can_be_cancelled(
     )
     assert _phases(reports) == ["scanning", "hashing", "uploading"]
     hashing = [r for r in reports if r.phase == "hashing"]
-    assert {(r.files_total, r.bytes_total) for r in hashing} == {(600, size)}
-    assert (hashing[-1].files_done, hashing[-1].bytes_done) == (600, size)
+    assert {(r.total_files, r.total_bytes) for r in hashing} == {(600, size)}
+    assert (hashing[-1].processed_files, hashing[-1].processed_bytes) == (600, size)
     scanned = [r for r in reports if r.phase == "scanning"][-1]
-    assert (scanned.files_done, scanned.bytes_done) == (600, size)
+    assert (scanned.processed_files, scanned.processed_bytes) == (600, size)
 
 
 MiB = 1 << 20
@@ -316,7 +316,7 @@ def test_a_large_file_reports_its_bytes_and_stops_when_cancelled(
 
     def stop_once_bytes_move(report: jobattach.ProgressReport) -> bool:
         reports.append(report)
-        return not (report.phase == "uploading" and report.bytes_done > 0)
+        return not (report.phase == "uploading" and report.processed_bytes > 0)
 
     with pytest.raises(Cancelled):
         submit_bundle_attachments(
@@ -330,7 +330,7 @@ def test_a_large_file_reports_its_bytes_and_stops_when_cancelled(
         )
     last = reports[-1]
     # Bytes were counted before any whole file was done, and the transfers stopped there.
-    assert (last.files_done, 0 < last.bytes_done < last.bytes_total) == (0, True)
+    assert (last.processed_files, 0 < last.processed_bytes < last.total_bytes) == (0, True)
     assert bucket.keys(f"{PREFIX}/Data/") == set()
     assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
 
@@ -427,7 +427,7 @@ def test_symlinked_inputs_are_submitted_and_resubmitted(
     where = S3Location(bucket.name, PREFIX)
     for _ in range(2):  # the second time from the caches
         result = submit_bundle_attachments(REGION, where, WHERE, refs, s3=aws_env, **caches)
-        assert result.statistics.files_processed == 2
+        assert result.statistics.total_files == 2
     bodies = {bucket.get_bytes(k)[0] for k in bucket.keys(f"{PREFIX}/Manifests/")}
     (body,) = bodies  # both submissions wrote the same manifest
     m = jobattach.Manifest.decode(body)
@@ -598,13 +598,13 @@ def test_progress_is_reported_at_a_bounded_rate_and_ends_complete(
     uploading = [(t, r) for t, r in seen if r.phase == "uploading"]
     assert uploading, "no upload progress was reported"
     last = uploading[-1][1]
-    assert (last.files_done, last.bytes_done) == (last.files_total, last.bytes_total)
-    assert last.files_total == result.statistics.files_uploaded
+    assert (last.processed_files, last.processed_bytes) == (last.total_files, last.total_bytes)
+    assert last.total_files == result.statistics.processed_files
     between = [b[0] - a[0] for a, b in zip(uploading[1:-1], uploading[2:-1])]
     # Stamped in the callback, a little after the reporter read its clock: a thread can wait
     # out the GIL's 5 ms switch interval in between.
     assert all(gap >= 0.09 for gap in between), min(between)
-    assert len(uploading) < result.statistics.files_uploaded  # not one report per file
+    assert len(uploading) < result.statistics.processed_files  # not one report per file
 
 
 def test_our_manifest_objects_are_the_official_uploads_byte_for_byte(

@@ -62,11 +62,11 @@ def test_inputs_land_identical_with_exact_mtimes(
         local = dest / e.path
         assert local.read_bytes() == (root / e.path).read_bytes(), e.path
         assert local.stat().st_mtime_ns == (root / e.path).stat().st_mtime_ns // 1000 * 1000
-    assert result.downloaded_files == len(manifest) == result.files
+    assert result.processed_files == len(manifest) == result.total_files
     assert not (dest / ".jobattach-staging").exists()
 
     again = sync_inputs(where, uploaded["attachments"], session, s3=aws)
-    assert (again.downloaded_files, again.unchanged_files) == (0, len(manifest))
+    assert (again.processed_files, again.skipped_files) == (0, len(manifest))
 
 
 def test_conflicting_local_files_follow_the_policy(
@@ -88,7 +88,7 @@ def test_conflicting_local_files_follow_the_policy(
     assert changed.read_bytes() == b"edited by the artist"
     restored = sync_inputs(where, uploaded["attachments"], session, s3=aws)
     assert restored.conflicts == {"overwritten": [str(changed)]}
-    assert restored.downloaded_files == 1
+    assert restored.processed_files == 1
     assert changed.read_bytes() == original
 
 
@@ -144,8 +144,8 @@ def test_path_mapping_rules_choose_the_destination(
     named["manifests"] = [{**m, "fileSystemLocationName": "Show"} for m in named["manifests"]]
     with pytest.raises(ValidationError, match="no path mapping rule"):
         sync_inputs(where, named, tmp_path / "s2", s3=aws)
-    with pytest.raises(ValidationError, match="on_conflict"):
-        sync_inputs(where, named, tmp_path / "s3", on_conflict="merge", s3=aws)
+    with pytest.raises(ValidationError, match="on_conflict must be one of 'overwrite', 'skip'"):
+        sync_inputs(where, named, tmp_path / "s3", on_conflict="merge", s3=aws)  # type: ignore[arg-type]
 
 
 def test_a_symlink_leading_out_is_not_written_through(
@@ -192,7 +192,7 @@ def test_cli_download(uploaded: dict[str, Any], aws: S3Config, tmp_path: Path) -
     out = run("--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["downloaded_files"] == result["files"] > 0
+    assert result["processed_files"] == result["total_files"] > 0
     again = run()
     assert again.returncode == 0, again.stderr
     assert "0 downloaded" in again.stderr
@@ -255,7 +255,7 @@ def test_outputs_go_where_the_official_tools_find_them(
 
     result = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
 
-    assert result.files == 3
+    assert result.total_files == 3
     expected_prefix = (
         f"JA/Manifests/farm-1/queue-1/job-1/step-1/task-1/"
         f"{_float_to_iso_datetime_string(action.started)}_sessionaction-1-0/"
@@ -281,7 +281,7 @@ def test_outputs_go_where_the_official_tools_find_them(
     assert (elsewhere / "emoji \U0001f600" / "inner.txt").read_bytes() == b"rewritten by the task"
 
     nothing = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
-    assert nothing.uploaded_files == 0  # the content is there already
+    assert nothing.processed_files == 0  # the content is there already
 
 
 @pytest.mark.parametrize(

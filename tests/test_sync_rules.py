@@ -10,6 +10,7 @@ from deadline.job_attachments._utils import _get_unique_dest_dir_name
 from deadline.job_attachments.models import PathMappingRule as OfficialRule
 
 from jobattach import ValidationError
+from jobattach_host.choices import PathFormat
 from jobattach_host.sync import PathMappingRule, map_path, session_root_name
 
 
@@ -20,7 +21,7 @@ def test_session_roots_are_named_as_the_official_worker_names_them(root: str) ->
     assert session_root_name(root) == _get_unique_dest_dir_name(root)
 
 
-RULES = [
+RULES: list[list[tuple[PathFormat, str, str]]] = [
     [("posix", "/mnt/projects", "/data/projects"), ("posix", "/mnt/projects/special", "/fast")],
     [("windows", "C:\\Show", "/mnt/show"), ("windows", "c:\\show\\Lib", "/lib")],
     [("posix", "/", "/everything")],
@@ -40,7 +41,7 @@ PATHS = [
 @pytest.mark.parametrize("rules", RULES)
 @pytest.mark.parametrize("path", PATHS)
 def test_path_mapping_matches_the_official_applier(
-    rules: list[tuple[str, str, str]], path: str
+    rules: list[tuple[PathFormat, str, str]], path: str
 ) -> None:
     official = _PathMappingRuleApplier([OfficialRule(*r) for r in rules]).transform(path)
     ours = map_path([PathMappingRule(*r) for r in rules], path)

@@ -7,6 +7,7 @@ from .component import WASM_PATH, Engine, default_engine, wasmtime_version
 from .errors import (
     AttachmentError,
     Cancelled,
+    ErrorKind,
     FileAccessError,
     FileChangedError,
     StorageError,
@@ -20,6 +21,7 @@ __all__ = [
     "AttachmentError",
     "Cancelled",
     "Engine",
+    "ErrorKind",
     "FileAccessError",
     "FileChangedError",
     "Grant",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Literal, cast
+
+#: The component's error categories (empty for an error raised by the host itself).
+ErrorKind = Literal["", "invalid-input", "not-found", "permission-denied", "wrong-type", "io"]
 
 
 class AttachmentError(Exception):
@@ -12,7 +16,7 @@ class AttachmentError(Exception):
     error came from the component; ``path`` is the file concerned, when there is one.
     """
 
-    def __init__(self, message: str, *, kind: str = "", path: str | None = None) -> None:
+    def __init__(self, message: str, *, kind: ErrorKind = "", path: str | None = None) -> None:
         super().__init__(f"{_shown(path)}: {message}" if path else message)
         self.reason = message
         self.kind = kind
@@ -65,4 +69,4 @@ _BY_KIND: dict[str, type[AttachmentError]] = {
 
 def from_component(kind: str, message: str, path: str | None) -> AttachmentError:
     """Builds the exception for a component ``error`` record."""
-    return _BY_KIND.get(kind, AttachmentError)(message, kind=kind, path=path)
+    return _BY_KIND.get(kind, AttachmentError)(message, kind=cast(ErrorKind, kind), path=path)

@@ -42,7 +42,11 @@ def _blob(text: str) -> bytes:
 
 class HashCache(Cache):
     """Digests keyed by root, path, size, mtime_ns and ctime_ns. Use from one thread at a time.
-    ``lenient`` as for :class:`~.sqlite.Cache`."""
+
+    ``path`` defaults to ``digests-v1.sqlite3`` in ``$JOBATTACH_CACHE_DIR`` (else
+    ``~/.cache/jobattach``). ``lenient`` turns SQLite failures into a warning and a cache that
+    knows nothing; without it they raise :class:`CacheError`. Close it with :meth:`close`.
+    """
 
     def __init__(self, path: Path | None = None, *, lenient: bool = False) -> None:
         path = path if path is not None else cache_dir() / "digests-v1.sqlite3"

@@ -6,20 +6,21 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 from .errors import AttachmentError, Cancelled
 from .parallel import default_workers, map_batches
 from .sandbox import Grant, Session, StrPath, session_for
 
 
-def hash_file(path: StrPath, **session: Any) -> str:
+def hash_file(path: StrPath, *, memory_limit: int | None = None) -> str:
     """xxh3-128 of a file's contents as 32 lowercase hex digits.
 
-    Only the file's directory is granted to the component, read-only.
+    Only the file's directory is granted to the component, read-only. ``memory_limit`` bounds
+    the component's memory, in bytes (default: no bound but WebAssembly's own).
     """
     p = Path(path).absolute()
-    s = session_for(p.parent, **session)
+    s = session_for(p.parent, memory_limit=memory_limit)
     try:
         return str(s.call("hashing", "hash-file", s.roots[0], p.name))
     except AttachmentError as e:

@@ -36,7 +36,11 @@ EXPIRY_SECONDS = 30 * 24 * 3600
 
 class S3CheckCache(Cache):
     """Keys known to exist, per bucket, in SQLite (WAL: several processes may share it).
-    ``lenient`` as for :class:`~.sqlite.Cache`."""
+
+    ``path`` defaults to ``s3-check-v1.sqlite3`` in ``$JOBATTACH_CACHE_DIR`` (else
+    ``~/.cache/jobattach``). ``lenient`` turns SQLite failures into a warning and a cache that
+    knows nothing; without it they raise :class:`CacheError`. Close it with :meth:`close`.
+    """
 
     def __init__(self, path: Path | None = None, *, lenient: bool = False) -> None:
         path = path if path is not None else cache_dir() / "s3-check-v1.sqlite3"
@@ -70,6 +74,7 @@ class S3CheckCache(Cache):
             self._write("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows)
 
     def forget(self, bucket: str) -> None:
+        """Drops every key recorded for ``bucket`` (as when a sample of them is found missing)."""
         self._write("DELETE FROM present WHERE bucket = ?", [(bucket,)])
 
     def trusted(self, bucket: Bucket, keys: Sequence[str]) -> set[str]:

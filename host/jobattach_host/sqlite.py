@@ -87,6 +87,7 @@ class Cache:
             self._db = None
 
     def close(self) -> None:
+        """Closes the database file."""
         if self._db is not None:
             self._db.close()
             self._db = None

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Optional, Union
 
+from .choices import PathFormat, check_choice
 from .errors import ValidationError
 from .sandbox import StrPath, session_for
 
@@ -19,9 +20,14 @@ class PathMappingRule:
     """Maps paths under ``source_path`` (of ``source_path_format``, ``posix`` or ``windows``)
     to ``destination_path`` on this machine."""
 
-    source_path_format: str
+    source_path_format: PathFormat
     source_path: str
     destination_path: str
+
+    def __post_init__(self) -> None:
+        check_choice(
+            "a path mapping rule's source_path_format", self.source_path_format, PathFormat
+        )
 
 
 def session_root_name(root_path: str) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from jobattach_host import (
     AttachmentError,
     Cancelled,
+    ErrorKind,
     FileAccessError,
     FileChangedError,
+    Grant,
     StorageError,
     ValidationError,
     engine_version,
@@ -19,10 +21,27 @@ from jobattach_host import (
     hash_files,
     wasmtime_version,
 )
+from jobattach_host.choices import (
+    ConflictPolicy,
+    FileSystemMode,
+    LeftOutReason,
+    LocationType,
+    ManifestFormat,
+    PathFormat,
+    Phase,
+    SkipReason,
+)
+from jobattach_host.hash_cache import HashCache
+from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.snapshot import Patterns
+from jobattach_host.sqlite import CacheError
 from jobattach_host.storage import ClientOptions, S3Config
 from jobattach_host.sync import PathMappingRule
 
 from .manifest import (
+    V2023,
+    V2025_DIFF,
+    V2025_SNAPSHOT,
     Manifest,
     ManifestDiff,
     ManifestDir,
@@ -32,10 +51,20 @@ from .manifest import (
     diff_manifests,
     merge_manifests,
 )
-from .mirror import S3Path, SyncOptions, SyncStats, parse_path, sync, sync_with_options
-from .progress import ProgressReport
+from .mirror import (
+    LocalPath,
+    S3Path,
+    SyncOptions,
+    SyncPath,
+    SyncStats,
+    parse_path,
+    sync,
+    sync_with_options,
+)
+from .progress import ProgressCallback, ProgressReport
 from .snapshot import SnapshotResult, create_manifest
 from .submit import (
+    LEFT_OUT,
     AssetReferences,
     BundleSubmitOptions,
     BundleSubmitResult,
@@ -59,33 +88,54 @@ from .worker import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "LEFT_OUT",
+    "V2023",
+    "V2025_DIFF",
+    "V2025_SNAPSHOT",
     "AssetReferences",
     "AttachmentError",
     "BundleSubmitOptions",
     "BundleSubmitResult",
+    "CacheError",
     "Cancelled",
     "ClientOptions",
+    "ConflictPolicy",
     "DownloadResult",
+    "ErrorKind",
     "FileAccessError",
     "FileChangedError",
     "FileSystemLocation",
+    "FileSystemMode",
+    "Grant",
+    "HashCache",
+    "LeftOutReason",
+    "LocalPath",
+    "LocationType",
     "Manifest",
     "ManifestDiff",
     "ManifestDir",
     "ManifestEntry",
+    "ManifestFormat",
     "ManifestLocation",
+    "PathFormat",
     "PathMappingRule",
+    "Patterns",
+    "Phase",
+    "ProgressCallback",
     "ProgressReport",
+    "S3CheckCache",
     "S3Config",
     "S3Location",
     "S3Path",
     "SessionAction",
+    "SkipReason",
     "SnapshotResult",
     "StorageError",
     "StorageProfile",
     "SummaryStatistics",
     "SyncOptions",
     "SyncOutputsResult",
+    "SyncPath",
     "SyncStats",
     "ValidationError",
     "__version__",

@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from jobattach_host.choices import FileSystemMode
 
 from . import (
     AssetReferences,
@@ -157,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         help="fail, naming them, on inputs that cannot be uploaded (missing, special files,"
         " symlinks leading out, names a manifest cannot carry) instead of leaving them out",
     )
-    up.add_argument("--file-system", choices=["COPIED", "VIRTUAL"], default="COPIED")
+    up.add_argument("--file-system", choices=get_args(FileSystemMode), default="COPIED")
     up.add_argument(
         "--json",
         action="store_true",
@@ -298,7 +300,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     skipped = ", ".join(f"{len(paths)} {why}" for why, paths in sorted(r.skipped.items()))
     print(
         f"jobattach: {len(r.manifest)} files, {r.manifest.total_size} bytes"
-        f" ({r.hashed} hashed, {r.from_cache} from the cache) in {r.seconds:.2f} s"
+        f" ({r.hashed_files} hashed, {r.cached_files} from the cache) in {r.total_time:.2f} s"
         + (f"; skipped {skipped}" if skipped else "")
         + (f"; {r.excluded} excluded by patterns" if r.excluded else ""),
         file=sys.stderr,
@@ -310,6 +312,8 @@ def _diff(args: argparse.Namespace) -> int:
     old = _read_manifest(args.old)
     if (args.new is None) == (args.root is None):
         raise ValidationError("give either a second manifest B or --root DIR")
+    if args.hash and args.root is None:  # two manifests compare by hash already
+        raise ValidationError("--hash compares with a directory: give it with --root DIR")
     if args.root is not None:
         d = diff_directory(old, args.root, by_hash=args.hash)
     else:
@@ -377,7 +381,7 @@ class _ProgressLine:
 
     def __call__(self, r: ProgressReport) -> bool:
         now = time.monotonic()
-        if now - self.last >= 0.1 or (r.bytes_total and r.bytes_done == r.bytes_total):
+        if now - self.last >= 0.1 or (r.total_bytes and r.processed_bytes == r.total_bytes):
             self.last = now
             print(f"\r{_progress_text(r, self.WIDTH):<79}", end="", file=sys.stderr, flush=True)
         return True
@@ -386,16 +390,17 @@ class _ProgressLine:
 def _progress_text(r: ProgressReport, width: int) -> str:
     """``hashing     [#######---------]  48%  1.2/2.5 GB  1,204/2,500 files  310 MB/s``."""
     if r.phase == "scanning":  # nothing to measure against yet
-        return f"{r.phase:<11} {r.files_done:,} files, {_size(r.bytes_done)} found"
-    if r.bytes_total:
-        part = r.bytes_done / r.bytes_total
+        return f"{r.phase:<11} {r.processed_files:,} files, {_size(r.processed_bytes)} found"
+    if r.total_bytes:
+        part = r.processed_bytes / r.total_bytes
     else:
-        part = r.files_done / r.files_total if r.files_total else 1.0
+        part = r.processed_files / r.total_files if r.total_files else 1.0
     filled = round(width * min(max(part, 0.0), 1.0))
     return (
         f"{r.phase:<11} [{'#' * filled}{'-' * (width - filled)}] {part:4.0%}"
-        f"  {_size(r.bytes_done, r.bytes_total)}  {r.files_done:,}/{r.files_total:,} files"
-        f"  {_size(r.rate)}/s"
+        f"  {_size(r.processed_bytes, r.total_bytes)}"
+        f"  {r.processed_files:,}/{r.total_files:,} files"
+        f"  {_size(r.transfer_rate)}/s"
     )
 
 
@@ -445,10 +450,10 @@ def _upload(args: argparse.Namespace) -> int:
     st = result.statistics
     print(json.dumps(result.attachments, indent=2))
     print(
-        f"jobattach: {st.files_processed} files, {st.bytes_processed / 1e6:.1f} MB:"
-        f" {st.files_uploaded} uploaded ({st.bytes_uploaded / 1e6:.1f} MB),"
-        f" {st.files_skipped} not sent (in S3 already, or the same content as another);"
-        f" {st.seconds:.2f} s"
+        f"jobattach: {st.total_files} files, {st.total_bytes / 1e6:.1f} MB:"
+        f" {st.processed_files} uploaded ({st.processed_bytes / 1e6:.1f} MB),"
+        f" {st.skipped_files} not sent (in S3 already, or the same content as another);"
+        f" {st.total_time:.2f} s"
         + (f"; {len(left_out)} inputs left out (named above)" if left_out else ""),
         file=sys.stderr,
     )
@@ -532,10 +537,10 @@ def _report_download(result: DownloadResult, *, as_json: bool) -> int:
     for root, local in result.roots.items():
         print(f"{root} -> {local}")
     print(
-        f"jobattach: {result.files} files, {result.bytes / 1e6:.1f} MB: {result.downloaded_files}"
-        f" downloaded, {result.unchanged_files} already there"
+        f"jobattach: {result.total_files} files, {result.total_bytes / 1e6:.1f} MB:"
+        f" {result.processed_files} downloaded, {result.skipped_files} already there"
         + "".join(f", {len(v)} {k}" for k, v in sorted(result.conflicts.items()))
-        + f"; {result.seconds:.2f} s",
+        + f"; {result.total_time:.2f} s",
         file=sys.stderr,
     )
     return 0
@@ -565,11 +570,11 @@ def _sync(args: argparse.Namespace) -> int:
         return 0
     verb = "would copy" if stats.dry_run else "copied"
     print(
-        f"jobattach: {stats.scanned_files} files: {verb} {stats.transferred_files}"
-        f" ({stats.transferred_bytes / 1e6:.1f} MB), {stats.skipped_files} unchanged,"
+        f"jobattach: {stats.total_files} files: {verb} {stats.processed_files}"
+        f" ({stats.processed_bytes / 1e6:.1f} MB), {stats.skipped_files} unchanged,"
         f" {stats.deleted_files} {'to delete' if stats.dry_run else 'deleted'}"
         + (f", {len(stats.unsupported)} unsupported names" if stats.unsupported else "")
-        + f"; {stats.seconds:.2f} s",
+        + f"; {stats.total_time:.2f} s",
         file=sys.stderr,
     )
     return 0

@@ -41,8 +41,9 @@ FARM = ManifestLocation(
 class DemoResult:
     endpoint_url: str
     bucket: str
-    files: int
-    bytes: int
+    #: The sample tree's files and bytes.
+    total_files: int
+    total_bytes: int
     distinct_contents: int
     uploaded: int
     first_seconds: float
@@ -59,11 +60,11 @@ class DemoResult:
         return asdict(self)
 
     def summary(self) -> str:
-        mib = self.bytes / (1 << 20)
+        mib = self.total_bytes / (1 << 20)
         return "\n".join(
             [
                 f"jobattach demo against {self.endpoint_url}, bucket {self.bucket}",
-                f"  sample tree   {self.files} files, {mib:.1f} MiB, {self.distinct_contents}"
+                f"  sample tree   {self.total_files} files, {mib:.1f} MiB, {self.distinct_contents}"
                 " distinct contents",
                 f"  submitted     {self.uploaded} objects uploaded in {self.first_seconds:.2f} s",
                 f"  resubmitted   {self.resubmitted_uploaded} uploaded in"
@@ -139,16 +140,16 @@ def _submit(
     return DemoResult(
         endpoint_url=endpoint_url,
         bucket=bucket_name,
-        files=len(tree.files),
-        bytes=tree.total_bytes,
+        total_files=len(tree.files),
+        total_bytes=tree.total_bytes,
         distinct_contents=len({e.hash for e in manifest.entries}),
-        uploaded=first.statistics.files_uploaded,
-        first_seconds=first.statistics.seconds,
-        resubmitted_uploaded=again.statistics.files_uploaded,
-        resubmit_seconds=again.statistics.seconds,
+        uploaded=first.statistics.processed_files,
+        first_seconds=first.statistics.total_time,
+        resubmitted_uploaded=again.statistics.processed_files,
+        resubmit_seconds=again.statistics.total_time,
         manifest_entries=len(manifest),
-        downloaded=synced.downloaded_files,
-        download_seconds=synced.seconds,
+        downloaded=synced.processed_files,
+        download_seconds=synced.total_time,
         verified=verified,
         attachments=first.attachments,
     )

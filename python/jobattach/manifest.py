@@ -12,16 +12,17 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, cast
 
 from jobattach_host import ValidationError, session_for
+from jobattach_host.choices import ManifestFormat, check_choice
 from jobattach_host.snapshot import Patterns, plan_options
 
 #: The formats: Deadline Cloud's, and the newer one's snapshot and diff manifests.
-V2023 = "v2023-03-03"
-V2025_SNAPSHOT = "v2025-12-snapshot"
-V2025_DIFF = "v2025-12-diff"
-HASH_ALG = "xxh128"
+V2023: Final = "v2023-03-03"
+V2025_SNAPSHOT: Final = "v2025-12-snapshot"
+V2025_DIFF: Final = "v2025-12-diff"
+HASH_ALG: Final = "xxh128"
 #: Marks a Manifest made from what the component returned.
 _COMPONENT = object()
 
@@ -85,7 +86,8 @@ class Manifest:
     """A validated manifest. Build one with :meth:`decode`, :meth:`from_entries` or
     :func:`jobattach.create_manifest`."""
 
-    format: str
+    #: ``v2023-03-03``, ``v2025-12-snapshot`` or ``v2025-12-diff``.
+    format: ManifestFormat
     #: The entries as the component returned them; :attr:`entries` makes objects of them
     #: on first use, so a large manifest decodes without building them unless asked.
     _rows: tuple[dict[str, Any], ...] = field(repr=False)
@@ -104,6 +106,7 @@ class Manifest:
 
     @functools.cached_property
     def entries(self) -> tuple[ManifestEntry, ...]:
+        """The files (and, in the newer format, symlinks), sorted as the format sorts them."""
         if self.format == V2023:
             return tuple(
                 ManifestEntry(r["path"], r["hash"], r["size"], r["mtime"]) for r in self._rows
@@ -117,6 +120,7 @@ class Manifest:
 
     @property
     def total_size(self) -> int:
+        """The sum of the entries' sizes (the manifest's ``totalSize``)."""
         return sum(r.get("size") or 0 for r in self._rows)
 
     @classmethod
@@ -138,11 +142,13 @@ class Manifest:
         cls,
         entries: Iterable[ManifestEntry],
         *,
-        format: str = V2023,
+        format: ManifestFormat = V2023,
         dirs: Iterable[ManifestDir] = (),
         parent_hash: str | None = None,
     ) -> Manifest:
-        """A manifest of these entries (in any order), validated by the component."""
+        """A manifest of these entries (in any order), validated by the component;
+        ``dirs`` and ``parent_hash`` are for the newer format's manifests."""
+        check_choice("format", format, ManifestFormat)
         return cls._build(format, [e._view() for e in entries], dirs, parent_hash)
 
     @classmethod
@@ -164,11 +170,15 @@ class Manifest:
         if not c.entries:  # v2023-03-03: the encoding itself lists the entries
             rows = tuple(json.loads(c.encoded)["paths"])
             return cls(
-                str(c.format), rows, _encoded=str(c.encoded), _hash=str(c.hash), _made_by=_COMPONENT
+                cast(ManifestFormat, str(c.format)),
+                rows,
+                _encoded=str(c.encoded),
+                _hash=str(c.hash),
+                _made_by=_COMPONENT,
             )
         view = json.loads(c.entries)
         return cls(
-            format=str(c.format),
+            format=cast(ManifestFormat, str(c.format)),
             _rows=tuple(view["files"]),
             dirs=tuple(ManifestDir(p, deleted) for p, deleted in view["dirs"]),
             parent_hash=view["parent"],
@@ -177,8 +187,9 @@ class Manifest:
             _made_by=_COMPONENT,
         )
 
-    def convert(self, format: str) -> Manifest:
+    def convert(self, format: ManifestFormat) -> Manifest:
         """This manifest in another format; ``ValidationError`` if anything would be lost."""
+        check_choice("format", format, ManifestFormat)
         return Manifest._from_canonical(
             session_for().call("manifest", "convert", self._encoded, format)
         )
@@ -222,6 +233,7 @@ class ManifestDiff:
         return bool(self.added or self.modified or self.deleted)
 
     def as_dict(self) -> dict[str, object]:
+        """The differences as plain JSON-ready values (what ``manifest diff --json`` prints)."""
         return {
             "added": [e._view() for e in self.added],
             "modified": [{"old": o._view(), "new": n._view()} for o, n in self.modified],

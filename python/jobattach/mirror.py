@@ -14,9 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 from jobattach_host import hash_files
+from jobattach_host.choices import Phase
 from jobattach_host.destination import (
     STAGING_PATTERN,
     Staging,
@@ -27,7 +28,7 @@ from jobattach_host.destination import (
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import session_for
-from jobattach_host.snapshot import patterns
+from jobattach_host.snapshot import Patterns, patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
 from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
@@ -37,10 +38,13 @@ from .progress import ProgressCallback, Reporter
 
 @dataclass(frozen=True)
 class S3Path:
+    """One side of a :func:`sync`: an S3 prefix (empty, or ending in ``/``) in a bucket."""
+
     bucket: str
     prefix: str
 
     def key(self, rel: str) -> str:
+        """The object key of the relative path ``rel`` below this prefix."""
         return f"{self.prefix}{rel}"
 
     def __str__(self) -> str:
@@ -49,12 +53,15 @@ class S3Path:
 
 @dataclass(frozen=True)
 class LocalPath:
+    """One side of a :func:`sync`: a local directory."""
+
     path: Path
 
     def __str__(self) -> str:
         return str(self.path)
 
 
+#: Either side of a :func:`sync`, as :func:`parse_path` reads it.
 SyncPath = Union[S3Path, LocalPath]
 
 
@@ -73,15 +80,20 @@ def parse_path(text: str | os.PathLike[str]) -> SyncPath:
 
 @dataclass(frozen=True)
 class SyncOptions:
+    """How :func:`sync_with_options` mirrors; :func:`sync` takes the same as keywords."""
+
     #: Remove destination files the source lacks.
     delete: bool = False
     #: Plan and count, change nothing.
     dry_run: bool = False
+    #: Glob patterns of the relative paths to keep (all when empty), and of those to leave
+    #: out (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file names anywhere).
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     #: Compare files of the same size by xxh3-128 instead of by time; uploads then record
     #: each object's digest in its metadata (``xxh128``) for later comparisons.
     by_hash: bool = False
+    #: Credentials, endpoint and client options (default: boto3's chain).
     s3: S3Config = field(default_factory=S3Config)
     #: Gets a report of the transfer ("uploading" or "downloading") at most ten times a
     #: second; returning False cancels it (:class:`Cancelled`): files already copied stay,
@@ -91,27 +103,76 @@ class SyncOptions:
 
 @dataclass(frozen=True)
 class SyncStats:
-    scanned_files: int
-    scanned_bytes: int
-    transferred_files: int
-    transferred_bytes: int
+    """What a :func:`sync` did (or, in a dry run, would do), counted as
+    :mod:`jobattach.progress` says."""
+
+    #: The source's files (those the patterns keep), and their bytes.
+    total_files: int
+    total_bytes: int
+    #: Files copied (to be copied, in a dry run): missing, or different, at the destination.
+    processed_files: int
+    processed_bytes: int
+    #: Files the destination holds already, unchanged.
     skipped_files: int
     skipped_bytes: int
+    #: Destination files the source lacks, removed (``delete=True``).
     deleted_files: int
     #: Source paths no manifest-style relative path can carry, left alone.
     unsupported: list[str]
+    #: True when nothing was changed (``dry_run=True``).
     dry_run: bool
-    seconds: float
+    #: Seconds the sync took.
+    total_time: float
 
 
-def sync(source: str | os.PathLike[str], dest: str | os.PathLike[str], **options: Any) -> SyncStats:
-    """Mirrors ``source`` to ``dest``; ``options`` are :class:`SyncOptions`' fields."""
-    return sync_with_options(source, dest, SyncOptions(**options))
+def sync(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    delete: bool = False,
+    dry_run: bool = False,
+    include: Patterns = (),
+    exclude: Patterns = (),
+    by_hash: bool = False,
+    s3: S3Config | None = None,
+    progress_callback: ProgressCallback | None = None,
+) -> SyncStats:
+    """Mirrors ``source`` to ``dest``, one a local directory and the other
+    ``s3://bucket/prefix``, as ``rclone sync`` or ``s5cmd sync`` do (see the module's doc).
+
+    Args:
+        source: What to copy from: a local directory, or ``s3://bucket/prefix``.
+        dest: Where to copy to: the other kind.
+        delete: Remove destination files the source lacks (refused when the source holds no
+            files at all, which is more likely a mistyped source than a wish).
+        dry_run: Plan and count, change nothing.
+        include: Glob patterns (one, or several) of the relative paths to keep (all when
+            empty).
+        exclude: Glob patterns (one, or several) of the relative paths to leave out.
+        by_hash: Compare files of the same size by xxh3-128 instead of by time.
+        s3: Credentials, endpoint and client options (default: boto3's chain).
+        progress_callback: Gets a :class:`ProgressReport` at most ten times a second;
+            returning False cancels with ``Cancelled`` (files already copied stay, whole).
+
+    Returns:
+        What was copied, left alone and deleted.
+    """
+    options = SyncOptions(
+        delete=delete,
+        dry_run=dry_run,
+        include=tuple(patterns(include)),
+        exclude=tuple(patterns(exclude)),
+        by_hash=by_hash,
+        s3=s3 or S3Config(),
+        progress_callback=progress_callback,
+    )
+    return sync_with_options(source, dest, options)
 
 
 def sync_with_options(
     source: str | os.PathLike[str], dest: str | os.PathLike[str], options: SyncOptions
 ) -> SyncStats:
+    """:func:`sync` with its options gathered in a :class:`SyncOptions`."""
     t0 = time.perf_counter()
     src, dst = parse_path(source), parse_path(dest)
     if isinstance(src, S3Path) == isinstance(dst, S3Path):
@@ -152,7 +213,7 @@ def sync_with_options(
         for p in plan["compare"]:
             (unchanged if recorded.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
-        phase = "uploading" if isinstance(dst, S3Path) else "downloading"
+        phase: Phase = "uploading" if isinstance(dst, S3Path) else "downloading"
         total = sum(src_items[p][0] for p in copy)
         tally = Tally(Reporter(options.progress_callback).counts(phase), len(copy), total)
         if isinstance(src, LocalPath) and isinstance(dst, S3Path):
@@ -167,16 +228,16 @@ def sync_with_options(
         return sum(src_items[p][0] for p in paths)
 
     return SyncStats(
-        scanned_files=len(copy) + len(unchanged),
-        scanned_bytes=size(copy) + size(unchanged),
-        transferred_files=len(copy),
-        transferred_bytes=size(copy),
+        total_files=len(copy) + len(unchanged),
+        total_bytes=size(copy) + size(unchanged),
+        processed_files=len(copy),
+        processed_bytes=size(copy),
         skipped_files=len(unchanged),
         skipped_bytes=size(unchanged),
         deleted_files=len(gone),
         unsupported=plan["unsupported"],
         dry_run=options.dry_run,
-        seconds=time.perf_counter() - t0,
+        total_time=time.perf_counter() - t0,
     )
 
 
@@ -302,6 +363,7 @@ __all__ = [
     "LocalPath",
     "S3Path",
     "SyncOptions",
+    "SyncPath",
     "SyncStats",
     "parse_path",
     "sync",

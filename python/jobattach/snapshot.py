@@ -10,7 +10,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+from jobattach_host.choices import ManifestFormat, SkipReason, check_choice
 from jobattach_host.errors import Cancelled, FileAccessError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.hashing import Digest, Item, digests
@@ -23,16 +25,19 @@ from .progress import ProgressCallback, Reporter
 
 @dataclass(frozen=True)
 class SnapshotResult:
+    """A snapshot's manifest, what it left out, and how its digests were found."""
+
     manifest: Manifest
     #: Paths not in the manifest, by reason: ``symlink-to-directory``, ``symlink-outside-root``,
     #: ``broken-symlink``, ``special-file``, ``empty-directory``, ``unsupported-name``.
-    skipped: dict[str, list[str]]
+    skipped: dict[SkipReason, list[str]]
     #: Files dropped by the include and exclude patterns.
     excluded: int
-    #: Files whose digest was computed, and those served by the hash cache.
-    hashed: int
-    from_cache: int
-    seconds: float
+    #: Files whose digest was computed, and those whose digest the hash cache served.
+    hashed_files: int
+    cached_files: int
+    #: Seconds the snapshot took.
+    total_time: float
 
 
 def create_manifest(
@@ -40,7 +45,7 @@ def create_manifest(
     *,
     include: Patterns = (),
     exclude: Patterns = (),
-    format: str = V2023,
+    format: ManifestFormat = V2023,
     cache: HashCache | bool = True,
     workers: int | None = None,
     progress_callback: ProgressCallback | None = None,
@@ -52,11 +57,13 @@ def create_manifest(
     runnable, files over 256 MiB hashed in chunks). ``include`` and ``exclude`` are glob
     patterns, one or several (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file
     names anywhere). ``cache`` is a :class:`HashCache`, True for the default one, or False to hash
-    everything. ``progress_callback`` gets a report at most ten times a second ("scanning",
+    everything. ``workers`` is how many threads hash (default: four per core, at most eight).
+    ``progress_callback`` gets a report at most ten times a second ("scanning",
     then "hashing"); returning False cancels with ``Cancelled`` (digests already computed are
     kept in the cache).
     """
     t0 = time.perf_counter()
+    check_choice("format", format, ManifestFormat)
     report = Reporter(progress_callback)
     if not report("scanning", 0, 0, 0, 0):
         raise Cancelled("the snapshot was cancelled while scanning")
@@ -76,7 +83,7 @@ def snapshot_of_plan(
     top: Path,
     p: Plan,
     *,
-    format: str = V2023,
+    format: ManifestFormat = V2023,
     cache: HashCache | bool = True,
     workers: int | None = None,
     started: float | None = None,
@@ -131,11 +138,11 @@ def snapshot_of_plan(
     manifest = Manifest._build(format, views, [ManifestDir(d) for d in p.dirs])
     return SnapshotResult(
         manifest=manifest,
-        skipped=p.skipped,
+        skipped=cast("dict[SkipReason, list[str]]", p.skipped),  # the component's reasons
         excluded=p.excluded,
-        hashed=len(missing),
-        from_cache=len(keys) - len(missing),
-        seconds=time.perf_counter() - t0,
+        hashed_files=len(missing),
+        cached_files=len(keys) - len(missing),
+        total_time=time.perf_counter() - t0,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -21,6 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobattach_host.choices import (
+    FileSystemMode,
+    LeftOutReason,
+    LocationType,
+    SkipReason,
+    check_choice,
+)
 from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
@@ -40,12 +48,16 @@ from .snapshot import snapshot_of_plan
 class S3Location:
     """The queue's job-attachments bucket and root prefix."""
 
+    #: The bucket's name.
     bucket: str
+    #: The prefix every object of the queue's attachments is under (``Data/``, ``Manifests/``).
     root_prefix: str
 
 
 @dataclass(frozen=True)
 class ManifestLocation:
+    """The farm and queue a job's input manifests are filed under."""
+
     farm_id: str
     queue_id: str
 
@@ -54,8 +66,12 @@ class ManifestLocation:
 class AssetReferences:
     """The files a job reads, the directories it writes, and paths it only refers to."""
 
+    #: Files to upload (relative paths are taken from the working directory; a missing file
+    #: becomes a reference).
     input_filenames: Sequence[str] = ()
+    #: Directories the job writes its outputs to.
     output_directories: Sequence[str] = ()
+    #: Paths the job refers to that are not uploaded.
     referenced_paths: Sequence[str] = ()
 
 
@@ -64,48 +80,73 @@ class FileSystemLocation:
     """A storage profile's location: ``LOCAL`` paths are uploaded under the location's name,
     ``SHARED`` ones are not uploaded (workers see them already)."""
 
+    #: The location's name, which names the manifests of the inputs under it.
     name: str
+    #: Its absolute path on the submitting machine.
     path: str
-    type: str = "LOCAL"
+    #: ``LOCAL`` (uploaded) or ``SHARED`` (not uploaded).
+    type: LocationType = "LOCAL"
+
+    def __post_init__(self) -> None:
+        check_choice("a file system location's type", self.type, LocationType)
 
 
 @dataclass(frozen=True)
 class StorageProfile:
+    """The submitting machine's storage profile: where its file system locations are."""
+
     file_system_locations: Sequence[FileSystemLocation] = ()
 
 
 @dataclass(frozen=True)
 class BundleSubmitOptions:
+    """How :func:`submit_bundle_attachments` treats the inputs, and how its S3 client behaves."""
+
     #: Refuse inputs that cannot be uploaded, naming every one before anything is sent: those
     #: missing (else kept as references) and those the snapshot leaves out (else only listed in
     #: ``skipped_inputs``: special files, symlinks leading out of their root, names a manifest
     #: cannot carry).
     require_paths_exist: bool = False
     #: ``COPIED`` or ``VIRTUAL``, as the worker should present the inputs.
-    file_system_mode: str = "COPIED"
+    file_system_mode: FileSystemMode = "COPIED"
+    #: The S3 client's connections, timeouts and retries; with ``s3=``, see
+    #: :func:`submit_bundle_attachments`.
     client_options: ClientOptions = field(default_factory=ClientOptions)
+
+    def __post_init__(self) -> None:
+        check_choice("file_system_mode", self.file_system_mode, FileSystemMode)
 
 
 @dataclass(frozen=True)
 class SummaryStatistics:
-    files_processed: int
-    bytes_processed: int
-    files_skipped: int
-    bytes_skipped: int
-    files_uploaded: int
-    bytes_uploaded: int
-    files_hashed: int
-    files_from_hash_cache: int
-    seconds: float
+    """What a submission did, with the fields of the official package's ``SummaryStatistics``
+    (and the hashing counts besides), as :mod:`jobattach.progress` says."""
+
+    #: The input files found, and their bytes.
+    total_files: int
+    total_bytes: int
+    #: Inputs uploaded, and their bytes.
+    processed_files: int
+    processed_bytes: int
+    #: Inputs not sent: S3 holds their content already, or another input's is the same.
+    skipped_files: int
+    skipped_bytes: int
+    #: Inputs whose digest was computed, and those whose digest the hash cache served.
+    hashed_files: int
+    cached_files: int
+    #: Seconds the submission took.
+    total_time: float
 
     @property
-    def rate(self) -> float:
-        """Bytes processed per second."""
-        return self.bytes_processed / self.seconds if self.seconds else 0.0
+    def transfer_rate(self) -> float:
+        """Bytes processed (uploaded) per second."""
+        return self.processed_bytes / self.total_time if self.total_time else 0.0
 
 
 @dataclass(frozen=True)
 class BundleSubmitResult:
+    """What :func:`submit_bundle_attachments` returns: the job's attachments and what it did."""
+
     #: The job's ``attachments``, as the Deadline Cloud CreateJob API takes it.
     attachments: dict[str, Any]
     statistics: SummaryStatistics
@@ -114,24 +155,25 @@ class BundleSubmitResult:
     #: Paths left out because they are under a SHARED location.
     skipped_shared: int
     #: Inputs the snapshot left out, by reason (symlinks out of the root, special files, ...).
-    skipped_inputs: dict[str, list[str]]
+    skipped_inputs: dict[SkipReason, list[str]]
 
     @property
     def attachments_json(self) -> str:
+        """:attr:`attachments` as JSON text."""
         return json.dumps(self.attachments)
 
     @property
-    def left_out(self) -> dict[str, str]:
+    def left_out(self) -> dict[str, LeftOutReason]:
         """Every input not uploaded, and why: ``missing`` (kept as a reference) or the reason
         of ``skipped_inputs`` (see :data:`LEFT_OUT`)."""
-        out = dict.fromkeys(self.missing_inputs, "missing")
+        out: dict[str, LeftOutReason] = dict.fromkeys(self.missing_inputs, "missing")
         for why, paths in self.skipped_inputs.items():
             out.update(dict.fromkeys(paths, why))
         return out
 
 
 #: What each reason an input was left out means.
-LEFT_OUT = {
+LEFT_OUT: dict[str, str] = {
     "missing": "does not exist (kept as a reference)",
     "special-file": "is not a regular file (a FIFO, socket or device)",
     "symlink-outside-root": "is a symlink leading out of its root",
@@ -173,12 +215,16 @@ def submit_bundle_attachments(
     """Uploads a job's inputs and returns its ``attachments`` (see the module's doc).
 
     ``s3`` sets credentials and the endpoint (default: boto3's chain, ``region`` and
-    ``options.client_options``). ``progress_callback`` may return False to cancel: content
-    already sent stays and is remembered, and no manifest is written.
+    ``options.client_options``). Beside ``s3``, ``region`` and ``options.client_options``
+    fill what ``s3`` leaves unset (its region, its default client options); one that
+    disagrees with what ``s3`` sets is a ``ValidationError``, never silently dropped.
+    ``hash_cache`` and ``check_cache`` are the caches to use, True for the default ones, or
+    False for none. ``progress_callback`` may return False to cancel: content already sent
+    stays and is remembered, and no manifest is written.
     """
     t0 = time.perf_counter()
     opts = options or BundleSubmitOptions()
-    config = s3 or S3Config(region=region, options=opts.client_options)
+    config = _s3_config(region, opts.client_options, s3)
     locations = [
         (x.name, x.path, x.type)
         for x in (storage_profile or StorageProfile()).file_system_locations
@@ -209,7 +255,7 @@ def submit_bundle_attachments(
     tally = Tally(report.counts("hashing"), found, size)
     hashes = HashCache(lenient=True) if hash_cache is True else (hash_cache or None)
     manifests: list[Manifest | None] = []
-    skipped: dict[str, list[str]] = {}
+    skipped: dict[SkipReason, list[str]] = {}
     hashed = cached = 0
     try:
         for g, p in zip(grouping.groups, plans):
@@ -221,7 +267,7 @@ def submit_bundle_attachments(
             except FileAccessError as e:  # named below its root: a submission has several
                 raise e.below(g.root) if e.path else e from None
             manifests.append(snap.manifest)
-            hashed, cached = hashed + snap.hashed, cached + snap.from_cache
+            hashed, cached = hashed + snap.hashed_files, cached + snap.cached_files
             for why, paths in snap.skipped.items():
                 skipped.setdefault(why, []).extend(os.path.join(g.root, p) for p in paths)
     finally:
@@ -282,19 +328,42 @@ def submit_bundle_attachments(
     return BundleSubmitResult(
         attachments=plan_doc["attachments"],
         statistics=SummaryStatistics(
-            files_processed=stats.files,
-            bytes_processed=stats.bytes,
-            files_skipped=stats.skipped_files,
-            bytes_skipped=stats.skipped_bytes,
-            files_uploaded=stats.uploaded_files,
-            bytes_uploaded=stats.uploaded_bytes,
-            files_hashed=hashed,
-            files_from_hash_cache=cached,
-            seconds=time.perf_counter() - t0,
+            total_files=stats.files,
+            total_bytes=stats.bytes,
+            processed_files=stats.uploaded_files,
+            processed_bytes=stats.uploaded_bytes,
+            skipped_files=stats.skipped_files,
+            skipped_bytes=stats.skipped_bytes,
+            hashed_files=hashed,
+            cached_files=cached,
+            total_time=time.perf_counter() - t0,
         ),
         missing_inputs=grouping.missing,
         skipped_shared=grouping.skipped_shared,
         skipped_inputs=skipped,
+    )
+
+
+def _s3_config(region: str | None, client_options: ClientOptions, s3: S3Config | None) -> S3Config:
+    """``s3`` with ``region`` and ``client_options`` filling what it leaves unset; refuses a
+    value given twice that disagrees."""
+    if s3 is None:
+        return S3Config(region=region, options=client_options)
+    if region is not None and s3.region not in (None, region):
+        raise ValidationError(
+            f"the region {region!r} disagrees with s3=S3Config(region={s3.region!r}):"
+            " give it in one place"
+        )
+    default = ClientOptions()
+    if client_options not in (default, s3.options) and s3.options != default:
+        raise ValidationError(
+            "options.client_options disagrees with s3=S3Config(options=...): give the client"
+            " options in one place"
+        )
+    return dataclasses.replace(
+        s3,
+        region=s3.region or region,
+        options=s3.options if s3.options != default else client_options,
     )
 
 
@@ -319,7 +388,7 @@ async def submit_bundle_attachments_async(
     """
     stop = threading.Event()
 
-    def progress(report: ProgressReport) -> bool:
+    def progress(report: ProgressReport) -> bool | None:
         if stop.is_set():
             return False
         return progress_callback(report) if progress_callback else True

@@ -19,9 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from jobattach_host import hash_files
+from jobattach_host.choices import ConflictPolicy, check_choice
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.sandbox import session_for
@@ -45,7 +46,7 @@ from .snapshot import create_manifest
 from .submit import S3Location
 
 #: What to do with a file that exists and differs from the manifest.
-CONFLICT_POLICIES = ("overwrite", "skip", "error")
+CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = get_args(ConflictPolicy)
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,20 @@ class DownloadResult:
 
     #: Each job root (its rootPath) and the local directory it landed in.
     roots: dict[str, str]
-    files: int
-    bytes: int
-    downloaded_files: int
-    downloaded_bytes: int
+    #: The files of the merged manifests, and their bytes.
+    total_files: int
+    total_bytes: int
+    #: Files written (a content shared by several files is downloaded once), and their bytes.
+    processed_files: int
+    processed_bytes: int
     #: Files already present with the same size, mtime and hash.
-    unchanged_files: int
-    #: Local files that differed from the manifest, by policy outcome: overwritten, skipped.
+    skipped_files: int
+    #: Local files that differed from the manifest, by policy outcome: ``overwritten`` or
+    #: ``skipped`` (those left as they are, ``on_conflict="skip"``, are not in
+    #: ``skipped_files``).
     conflicts: dict[str, list[str]] = field(default_factory=dict)
-    seconds: float = 0.0
+    #: Seconds the download took.
+    total_time: float = 0.0
     #: Each job root's merged manifest: for inputs, what sync_outputs compares outputs against.
     manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
 
@@ -89,14 +95,21 @@ def sync_inputs(
     session_dir: str | os.PathLike[str],
     *,
     path_mapping_rules: Sequence[PathMappingRule] = (),
-    on_conflict: str = "overwrite",
+    on_conflict: ConflictPolicy = "overwrite",
     s3: S3Config | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> DownloadResult:
     """Downloads a job's inputs (see the module's doc) and says what it did.
 
-    ``progress_callback`` gets a report of the download at most ten times a second; returning
-    False cancels it (:class:`Cancelled`), with nothing of the root being downloaded placed.
+    ``attachments`` is the job's attachments JSON (what :func:`submit_bundle_attachments`
+    returns). Each root lands where a rule of ``path_mapping_rules`` maps it, else in its
+    ``assetroot-…`` folder in ``session_dir`` (a root of a file system location must be
+    mapped). ``on_conflict`` says what to do with a local file that differs from the
+    manifest: ``overwrite`` it, ``skip`` it, or fail with ``ValidationError`` (``error``)
+    before anything is written. ``s3`` sets credentials and the endpoint (default: boto3's
+    chain). ``progress_callback`` gets a report of the download at most ten times a second;
+    returning False cancels it (:class:`Cancelled`), with nothing of the root being downloaded
+    placed.
     """
     _check_policy(on_conflict)
     t0 = time.perf_counter()
@@ -123,7 +136,7 @@ def download_job_outputs(
     step_id: str = "",
     task_id: str = "",
     path_mapping_rules: Sequence[PathMappingRule] = (),
-    on_conflict: str = "overwrite",
+    on_conflict: ConflictPolicy = "overwrite",
     s3: S3Config | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> DownloadResult:
@@ -155,8 +168,7 @@ def download_job_outputs(
 
 
 def _check_policy(on_conflict: str) -> None:
-    if on_conflict not in CONFLICT_POLICIES:
-        raise ValidationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+    check_choice("on_conflict", on_conflict, ConflictPolicy)
 
 
 @dataclass(frozen=True)
@@ -213,10 +225,14 @@ def _download_roots(
             _download(bucket, where, folder, todo, totals, tally)
     return DownloadResult(
         roots={root: str(dest.path) for root, dest in roots.items()},
+        total_files=totals["files"],
+        total_bytes=totals["bytes"],
+        processed_files=totals["downloaded_files"],
+        processed_bytes=totals["downloaded_bytes"],
+        skipped_files=totals["unchanged_files"],
         conflicts=conflicts,
-        seconds=time.perf_counter() - t0,
+        total_time=time.perf_counter() - t0,
         manifests={root: merge_manifests(ms) for root, ms in by_root.items()},
-        **totals,
     )
 
 
@@ -379,20 +395,28 @@ def _microseconds(seconds: float) -> int:
 
 @dataclass(frozen=True)
 class SyncOutputsResult:
+    """What :func:`sync_outputs` did, counted as :mod:`jobattach.progress` says."""
+
     #: Output files found (new, or touched since the inputs were written), and their bytes.
-    files: int
-    bytes: int
-    uploaded_files: int
-    uploaded_bytes: int
+    total_files: int
+    total_bytes: int
+    #: Output files uploaded, and their bytes.
+    processed_files: int
+    processed_bytes: int
+    #: Output files not sent: S3 holds their content already, or another output's is the same.
+    skipped_files: int
+    skipped_bytes: int
     #: The object keys of the output manifests written, one per root with outputs.
     manifest_keys: list[str]
-    seconds: float
+    #: Seconds the upload took.
+    total_time: float
 
 
 @dataclass(frozen=True)
 class SessionAction:
     """Which task's run produced the outputs: names the output manifest's place in S3."""
 
+    #: The Deadline Cloud ids of the farm, queue, job and step, and of the session action.
     farm_id: str
     queue_id: str
     job_id: str
@@ -431,6 +455,9 @@ def sync_outputs(
     s3: S3Config | None = None,
 ) -> SyncOutputsResult:
     """Uploads a task's outputs and writes their manifests where the official worker does.
+
+    ``attachments``, ``session_dir`` and ``path_mapping_rules`` are those the inputs were
+    downloaded with; ``action`` names the session action whose outputs these are.
 
     The outputs are the files under each root's ``outputRelativeDirectories`` that are new,
     or whose mtime grew, since ``inputs`` wrote them or an earlier action of the session sent
@@ -501,10 +528,12 @@ def sync_outputs(
     if inputs is not None:
         inputs.manifests.update(seen)  # sent: the next action's outputs are what it writes
     return SyncOutputsResult(
-        files=stats.files,
-        bytes=stats.bytes,
-        uploaded_files=stats.uploaded_files,
-        uploaded_bytes=stats.uploaded_bytes,
+        total_files=stats.files,
+        total_bytes=stats.bytes,
+        processed_files=stats.uploaded_files,
+        processed_bytes=stats.uploaded_bytes,
+        skipped_files=stats.skipped_files,
+        skipped_bytes=stats.skipped_bytes,
         manifest_keys=keys,
-        seconds=time.perf_counter() - t0,
+        total_time=time.perf_counter() - t0,
     )

@@ -93,7 +93,7 @@ def test_names_the_tool_itself_once_used_are_downloaded_and_planted_links_are_no
     (dest / "sub" / ".y.bin.jobattach-tmp").symlink_to(victim)
     (dest / "x.txt").symlink_to(victim)
     result = sync_inputs(where, attachments, session, s3=aws_env)
-    assert result.downloaded_files == len(files)
+    assert result.processed_files == len(files)
     assert _landed(dest) == files
     assert not any(p.is_symlink() for p in dest.rglob("*"))
     assert victim.read_bytes() == b"must stay"

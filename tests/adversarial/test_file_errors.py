@@ -102,7 +102,7 @@ def test_an_input_deleted_between_grouping_and_listing_is_named(
             [first, second],
             storage_profile=profile,
             progress_callback=_deleting(
-                second, lambda r: r.phase == "scanning" and r.files_done > 0
+                second, lambda r: r.phase == "scanning" and r.processed_files > 0
             ),
         )
     assert raised.value.path == str(second)

@@ -107,7 +107,7 @@ def test_a_job_the_official_tools_submitted_downloads_byte_for_byte(
     result = sync_inputs(
         S3Location(bucket.name, "JA"), official["attachments"], session, s3=aws_env
     )
-    assert result.downloaded_files == len(HOSTILE)
+    assert result.processed_files == len(HOSTILE)
     dest = session / session_root_name(str(root))
     assert _files(dest) == _files(root)  # names, contents and mtimes, byte for byte
 

@@ -60,12 +60,12 @@ def test_a_users_folder_named_like_staging_is_synced_both_ways(
     (src / "b.txt").write_bytes(b"b")
     Bucket("redteam-staging-like", aws_env).create()
     up = sync(src, "s3://redteam-staging-like/t", s3=aws_env)
-    assert up.transferred_files == 2
+    assert up.processed_files == 2
     dest = tmp_path / "dest"
     sync("s3://redteam-staging-like/t", dest, s3=aws_env)
     assert _landed(dest) == {f"{STAGING_LIKE}/a.txt": b"mine", "b.txt": b"b"}
     again = sync("s3://redteam-staging-like/t", dest, s3=aws_env)
-    assert (again.transferred_files, again.skipped_files) == (0, 2)
+    assert (again.processed_files, again.skipped_files) == (0, 2)
 
 
 #: Runs sync_inputs, SIGKILLing itself once some files are down (argv: bucket, attachments,
@@ -75,7 +75,7 @@ import json, os, signal, sys
 from jobattach import S3Config, S3Location, sync_inputs
 
 def progress(report):
-    if report.files_done >= 3:
+    if report.processed_files >= 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return True
 
