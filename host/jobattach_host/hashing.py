@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
+from . import engine
+from .engine import Digest as Digest
+from .engine import Item as Item
 from .errors import AttachmentError, Cancelled
 from .parallel import default_workers, map_batches
-from .sandbox import Grant, Session, StrPath, session_for
+from .sandbox import Grant, Instance, StrPath, instance_for
 
 
-def hash_file(path: StrPath, **session: Any) -> str:
+def hash_file(path: StrPath, **instance: Any) -> str:
     """xxh3-128 of a file's contents as 32 lowercase hex digits.
 
     Only the file's directory is granted to the component, read-only.
     """
     p = Path(path).absolute()
-    s = session_for(p.parent, **session)
+    s = instance_for(p.parent, **instance)
     try:
-        return str(s.call("hashing", "hash-file", s.roots[0], p.name))
+        return engine.hash_file(s, p.name)
     except AttachmentError as e:
         raise e.below(str(p.parent)) from None
-
-
-#: One digest, or the digests of each chunk of a file.
-Digest = Union[str, list[str]]
-#: A path; ``(path, size)`` with the size from a listing; or ``(path, size, chunk)``.
-Item = Union[str, tuple[str, int], tuple[str, int, int]]
 
 
 def hash_files(
@@ -59,10 +55,10 @@ def digests(
     digests)`` hears of each batch hashed (see :func:`map_batches`); once ``cancelled`` is
     set, no batch starts and ``Cancelled`` is raised."""
 
-    def call(s: Session, batch: list[Item]) -> list[Digest]:
+    def call(s: Instance, batch: list[Item]) -> list[Digest]:
         if cancelled is not None and cancelled.is_set():
             raise Cancelled("cancelled while hashing")
-        return list(json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch))))
+        return engine.hash_items(s, batch)
 
     n = default_workers() if workers is None else workers
-    return map_batches(lambda: session_for(root), call, items, n, done)
+    return map_batches(lambda: instance_for(root), call, items, n, done)

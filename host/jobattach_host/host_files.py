@@ -1,7 +1,7 @@
 """The ``host-files`` imports: a native listing of a root, and reads of files WASI cannot name.
 
-The component calls these during a Session call; they act on the roots granted to the
-Session making that call (set per thread by :func:`serving`), and on nothing else.
+The component calls these during an Instance's call; they act on the roots granted to the
+Instance making that call (set per thread by :func:`serving`), and on nothing else.
 """
 
 from __future__ import annotations
@@ -110,18 +110,20 @@ def _listing_errors(top: str) -> Iterator[None]:
 def _row(path: str, st: os.stat_result, full: str) -> list[object]:
     kind = _KINDS.get(stat.S_IFMT(st.st_mode), "o")
     executable = bool(st.st_mode & 0o111)
-    row = [path, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, executable]
+    # Nanosecond times as strings of digits: over 2^53, more than some JSON readers hold.
+    row = [path, kind, st.st_size, str(st.st_mtime_ns), str(st.st_ctime_ns), executable]
     if kind == "l":
         # Its text (the sandbox will not tell the component an absolute one), and its
         # target's ctime (the sandbox reports a birth time there, which a rewrite keeps).
         with contextlib.suppress(OSError):
             row.append(os.readlink(full))
-            row.append(os.stat(full).st_ctime_ns)
+            row.append(str(os.stat(full).st_ctime_ns))
     return row
 
 
 def _listing(rows: list[list[object]]) -> str:
-    # ensure_ascii turns names that are not UTF-8 (surrogate escapes) into \udcXX escapes.
+    # The contract's escape for names that are not UTF-8 (wit/engine.wit): os.scandir spells
+    # such a byte B as the lone surrogate U+DC00+B, which ensure_ascii writes as \udcXX.
     return json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
 
 
