@@ -25,6 +25,13 @@ def _record(**fields: object) -> wc.Record:
     return record
 
 
+def bulk(value: object) -> str:
+    """``value`` as the JSON the contract's bulk data is: ASCII, so that a name that is not
+    UTF-8 (Python's lone surrogate U+DC00+B for the byte B) travels as its ``\\udcXX``
+    escape, the one rule of ``wit/engine.wit``."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
 def _metadata(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
@@ -52,7 +59,7 @@ def hash_file(s: Instance, name: str) -> str:
 
 def hash_items(s: Instance, items: Sequence[Item]) -> list[Digest]:
     """Digests of ``items`` below the first root ``s`` grants, in their order."""
-    return list(json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(items))))
+    return list(json.loads(s.call("hashing", "hash-files", s.roots[0], bulk(items))))
 
 
 # --- manifest ---------------------------------------------------------------------------
@@ -163,17 +170,21 @@ class GroupRequest:
     require_paths_exist: bool
 
 
-def group(request: GroupRequest) -> dict[str, Any]:
-    """``submit.group``: the groups (``wit/schemas/groups``)."""
+def group_paths(request: GroupRequest) -> str:
+    """The JSON of a job's paths (``wit/schemas/group-paths.schema.json``)."""
     paths = {
         "inputs": [list(i) for i in request.inputs],
         "outputs": list(request.outputs),
         "references": list(request.references),
     }
+    return bulk(paths)
+
+
+def group(request: GroupRequest) -> dict[str, Any]:
+    """``submit.group``: the groups (``wit/schemas/groups``)."""
     wit = _record(
         style=request.style,
-        # ensure_ascii: a name that is not UTF-8 travels as its \udcXX escape.
-        paths=json.dumps(paths, ensure_ascii=True),
+        paths=group_paths(request),
         locations=[
             _record(name=name, path=path, kind=kind.lower())
             for name, path, kind in request.locations
@@ -348,7 +359,7 @@ MirrorFile = tuple[str, int, int]
 
 def mirror_listing(files: Sequence[MirrorFile]) -> str:
     """The JSON of a mirror's listing (``wit/schemas/mirror-listing.schema.json``)."""
-    return json.dumps([list(f) for f in files], ensure_ascii=True)
+    return bulk([list(f) for f in files])
 
 
 @dataclass(frozen=True)
@@ -398,6 +409,12 @@ class Destination:
     path_max: int | None = None
     name_max: int | None = None
     long_paths: bool = False
+
+
+def entry_rows(rows: Sequence[tuple[str, int | None]]) -> str:
+    """The JSON of entries to check (``wit/schemas/entry-rows.schema.json``): path, mtime in
+    µs or None."""
+    return bulk([list(r) for r in rows])
 
 
 def refused_entries(

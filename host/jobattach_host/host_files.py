@@ -124,7 +124,7 @@ def _row(path: str, st: os.stat_result, full: str) -> list[object]:
 def _listing(rows: list[list[object]]) -> str:
     # The contract's escape for names that are not UTF-8 (wit/engine.wit): os.scandir spells
     # such a byte B as the lone surrogate U+DC00+B, which ensure_ascii writes as \udcXX.
-    return json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
+    return json.dumps(rows, ensure_ascii=True, separators=(",", ":"))  # as engine.bulk
 
 
 def read_raw(top: Path, path: str, offset: int, length: int) -> bytes:

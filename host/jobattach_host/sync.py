@@ -104,7 +104,7 @@ def refused_entries(
     elif isinstance(entries, str):
         text = entries
     else:
-        text = json.dumps([list(e) for e in entries])
+        text = engine.entry_rows(entries)
     return engine.refused_entries(destination, text, lengths_only=lengths_only)
 
 
