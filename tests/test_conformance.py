@@ -60,7 +60,7 @@ def _group(a: dict[str, Any]) -> Any:
     r, paths = a["request"], a["request"]["paths"]
     request = engine.GroupRequest(
         style=r["style"],
-        inputs=[tuple(i) for i in paths.get("inputs", [])],  # type: ignore[misc]
+        inputs=[tuple(i) for i in paths.get("inputs", [])],
         outputs=paths.get("outputs", []),
         references=paths.get("references", []),
         locations=[(loc["name"], loc["path"], loc["kind"].upper()) for loc in r["locations"]],
@@ -83,8 +83,8 @@ def _outputs_prefix(a: dict[str, Any]) -> Any:
 def _plan_mirror(a: dict[str, Any]) -> Any:
     r = a["request"]
     request = engine.MirrorRequest(
-        [tuple(f) for f in r["source"]],  # type: ignore[misc]
-        [tuple(f) for f in r["dest"]],  # type: ignore[misc]
+        [tuple(f) for f in r["source"]],
+        [tuple(f) for f in r["dest"]],
         r["delete"],
         r["by-hash"],
         r["include"],
@@ -150,7 +150,7 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 
 def test_every_case_names_a_function_this_runner_knows() -> None:
-    names = {p.values[0]["function"] for p in _cases()}  # type: ignore[index]
+    names = {p.values[0]["function"] for p in _cases()}
     assert names <= set(CALLS) | {"snapshot.plan-listed"}
     assert len(names) >= 10
 
