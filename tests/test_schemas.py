@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import xxhash
 
 from conftest import ROOT
 from jobattach_host import engine, host_files
@@ -160,3 +161,16 @@ def test_refused_entries_match() -> None:
     found = engine.refused_entries(engine.Destination("windows"), engine.entry_rows(rows))
     check("refused", [list(r) for r in found])
     assert [p for p, _ in found] == ["CON", "bad-\udcff"]
+
+
+def test_names_that_are_not_utf8_cross_by_the_one_escape(tree: Path) -> None:
+    # The rule, whatever the locale: byte B not part of valid UTF-8 is U+DC00+B.
+    assert (
+        host_files.name_text(b"a-\xff-\xc3\xa9-\xed\xa0\x80")
+        == "a-\udcff-\u00e9-\udced\udca0\udc80"
+    )
+    assert host_files.name_bytes("a-\udcff-\u00e9") == b"a-\xff-\xc3\xa9"
+    assert '"raw-\\udcff.bin","f",3' in host_files.list_tree(tree)
+    # The component reads it through read-raw, by its escaped name: the digest of its bytes.
+    digest = engine.hash_items(instance_for(tree), [os.fsdecode(RAW)])
+    assert digest == [xxhash.xxh3_128_hexdigest(b"raw")]
