@@ -73,8 +73,9 @@ class Canonical:
     #: The exact bytes the reference encoder writes, as ASCII text.
     encoded: str
     hash: str
-    #: The newer format's entries with full paths (``wit/schemas/manifest-entries``); empty
-    #: for v2023-03-03, whose ``encoded`` lists them.
+    #: The newer format's entries with full paths
+    #: (``wit/schemas/manifest-entries.schema.json``); empty for v2023-03-03, whose
+    #: ``encoded`` lists them.
     entries: str
 
 
@@ -96,7 +97,7 @@ def convert_manifest(encoded: str, format: str) -> Canonical:
 
 
 def diff_manifests(old: str, new: str) -> dict[str, Any]:
-    """``manifest.diff`` of two encodings, as ``wit/schemas/manifest-diff`` describes it."""
+    """``manifest.diff`` of two encodings (``wit/schemas/manifest-diff.schema.json``)."""
     return dict(json.loads(instance_for().call("manifest", "diff", old, new)))
 
 
@@ -134,8 +135,8 @@ class SnapshotOptions:
 def plan_snapshot(
     s: Instance, options: SnapshotOptions, listing: str | None = None
 ) -> dict[str, Any]:
-    """The snapshot plan of the first root ``s`` grants (``wit/schemas/snapshot-plan``):
-    of the whole root, or of ``listing`` (``wit/schemas/listing``) when given."""
+    """The snapshot plan of the first root ``s`` grants (``wit/schemas/snapshot-plan.schema.json``):
+    of the whole root, or of ``listing`` (``wit/schemas/listing.schema.json``) when given."""
     if listing is None:
         text = s.call("snapshot", "plan", s.roots[0], options._wit())
     else:
@@ -181,7 +182,7 @@ def group_paths(request: GroupRequest) -> str:
 
 
 def group(request: GroupRequest) -> dict[str, Any]:
-    """``submit.group``: the groups (``wit/schemas/groups``)."""
+    """``submit.group``: the groups (``wit/schemas/groups.schema.json``)."""
     wit = _record(
         style=request.style,
         paths=group_paths(request),
@@ -421,7 +422,7 @@ def refused_entries(
     destination: Destination, entries: str, *, lengths_only: bool = False
 ) -> list[tuple[str, str]]:
     """``(path, reason)`` of each of ``entries`` (a manifest's encoding, or
-    ``wit/schemas/entry-rows``) that ``destination`` cannot hold."""
+    ``wit/schemas/entry-rows.schema.json``) that ``destination`` cannot hold."""
     facts = _record(
         platform=destination.platform,
         root_length=destination.root_length,
