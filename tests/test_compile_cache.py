@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from conftest import WASM, wasm_tools
-from jobattach_host import AttachmentError, Engine, Session
+from jobattach_host import AttachmentError, Engine, Instance
 
 
 def _version(engine: Engine) -> str:
-    return str(Session(engine=engine).call("info", "version"))
+    return str(Instance(engine=engine).call("info", "version"))
 
 
 def test_second_engine_loads_the_cached_artifact(tmp_path: Path) -> None:

@@ -71,3 +71,19 @@ def test_imports_are_only_those_the_world_grants(tmp_path: Path) -> None:
     # The capabilities the engine needs are the filesystem ones, and nothing else.
     assert {"wasi:filesystem/preopens@0.2.12", "wasi:filesystem/types@0.2.12"} <= ours
     assert not any(i.startswith(("wasi:sockets", "wasi:http", "wasi:cli")) for i in ours)
+
+
+def test_the_wit_names_no_host_runtime() -> None:
+    wit = (ROOT / "wit" / "engine.wit").read_text().lower()
+    for runtime in ("wasmtime", "c api", "python", "jco", "node"):
+        assert runtime not in wit, f"wit/engine.wit names {runtime!r}: say the cost fact neutrally"
+
+
+def test_only_the_engine_layer_calls_the_component() -> None:
+    callers = sorted(
+        str(path.relative_to(ROOT))
+        for tree in ("host", "python")
+        for path in (ROOT / tree).rglob("*.py")
+        if re.search(r"\.call\(\s*\"", path.read_text())
+    )
+    assert callers == ["host/jobattach_host/engine.py"]

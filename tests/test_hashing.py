@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jobattach
-from jobattach_host import AttachmentError, session_for
+from jobattach_host import AttachmentError, instance_for
 
 CHUNK = 1 << 20  # the component's read size (component/src/hash.rs)
 
@@ -67,7 +67,7 @@ def test_hashing_a_large_file_uses_constant_memory(tmp_path: Path) -> None:
 def test_memory_limit_is_enforced() -> None:
     # Shows the limit above is real: a limit below the component's initial memory refuses it.
     with pytest.raises(AttachmentError, match="could not start"):
-        session_for(memory_limit=64 * 1024).call("info", "version")
+        instance_for(memory_limit=64 * 1024).call("info", "version")
 
 
 def _many_files(root: Path, count: int) -> list[str]:

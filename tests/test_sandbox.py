@@ -9,7 +9,7 @@ import xxhash
 
 import jobattach
 from jobattach import FileAccessError, ValidationError
-from jobattach_host import Grant, Session
+from jobattach_host import Grant, Instance
 
 
 @pytest.fixture
@@ -103,21 +103,21 @@ def test_a_root_that_is_not_a_directory_is_refused(tmp_path: Path) -> None:
 def test_a_session_without_roots_still_has_wasi(tmp_path: Path) -> None:
     # A Store without WASI would abort the process on the first WASI call; ours always has it.
     with pytest.raises(FileAccessError, match="not granted"):
-        Session().call("hashing", "hash-file", "/r0", "x")
+        Instance().call("hashing", "hash-file", "/r0", "x")
 
 
 def test_only_the_named_root_is_visible(layout: tuple[Path, Path]) -> None:
     root, outside = layout
-    session = Session([Grant(root.resolve())])
-    assert session.roots == ["/r0"]
+    instance = Instance([Grant(root.resolve())])
+    assert instance.roots == ["/r0"]
     with pytest.raises(FileAccessError, match="not granted"):
-        session.call("hashing", "hash-file", str(outside), "secret.txt")
+        instance.call("hashing", "hash-file", str(outside), "secret.txt")
     with pytest.raises(FileAccessError, match="not granted"):
-        session.call("hashing", "hash-file", "/", "etc/passwd")
+        instance.call("hashing", "hash-file", "/", "etc/passwd")
 
 
 def test_malformed_batch_argument_is_a_validation_error(layout: tuple[Path, Path]) -> None:
     root, _ = layout
-    session = Session([Grant(root.resolve())])
+    instance = Instance([Grant(root.resolve())])
     with pytest.raises(ValidationError, match="JSON array"):
-        session.call("hashing", "hash-files", "/r0", '{"not": "a list"}')
+        instance.call("hashing", "hash-files", "/r0", '{"not": "a list"}')

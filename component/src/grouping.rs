@@ -25,19 +25,27 @@ struct Group {
     references: Vec<AbsPath>,
 }
 
-/// Groups a request; see `submit.group` in `wit/engine.wit` for its JSON.
-pub fn group(request: &str) -> Result<String> {
-    let Value::Object(members) = json::parse(request)? else {
-        return Err(Error::invalid("a grouping request must be a JSON object"));
+/// A file-system location: its name, absolute path, and whether it is SHARED (seen by the
+/// workers already) rather than LOCAL.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub name: String,
+    pub path: String,
+    pub shared: bool,
+}
+
+/// Groups a job's `paths` (`{"inputs": [[path, kind]], "outputs": [path], "references":
+/// [path]}`; see `submit.group` in `wit/engine.wit`).
+pub fn group(
+    style: Style,
+    paths: &str,
+    locations: &[Location],
+    require_exist: bool,
+) -> Result<String> {
+    let Value::Object(members) = json::parse(paths)? else {
+        return Err(Error::invalid("a job's paths must be a JSON object"));
     };
     let mut req: BTreeMap<String, Value> = members.into_iter().collect();
-    let style = match req.remove("style") {
-        Some(Value::String(s)) if s == "posix".encode_utf16().collect::<Vec<_>>() => Style::Posix,
-        Some(Value::String(s)) if s == "windows".encode_utf16().collect::<Vec<_>>() => {
-            Style::Windows
-        }
-        _ => return Err(Error::invalid("style must be \"posix\" or \"windows\"")),
-    };
     let strings = |v: Option<Value>, what: &str| -> Result<Vec<String>> {
         match v {
             None => Ok(Vec::new()),
@@ -50,11 +58,6 @@ pub fn group(request: &str) -> Result<String> {
                 .collect(),
             Some(_) => Err(Error::invalid(format!("{what} must be a list of paths"))),
         }
-    };
-    let require_exist = match req.remove("require_paths_exist") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => return Err(Error::invalid("require_paths_exist must be true or false")),
     };
     let (mut files, mut missing, mut directories) = (Vec::new(), Vec::new(), Vec::new());
     let mut too_long = Vec::new();
@@ -99,25 +102,14 @@ pub fn group(request: &str) -> Result<String> {
     let references = [strings(req.remove("references"), "references")?, missing.clone()].concat();
     let mut local: Vec<(AbsPath, String)> = Vec::new();
     let mut shared: Vec<AbsPath> = Vec::new();
-    if let Some(v) = req.remove("locations") {
-        let Value::Array(items) = v else { return Err(Error::invalid("locations must be a list")) };
-        for item in items {
-            let Value::Array(parts) = item else {
-                return Err(Error::invalid("a location is [name, path, \"LOCAL\"|\"SHARED\"]"));
-            };
-            let texts = strings(Some(Value::Array(parts)), "a location")?;
-            let [name, path, kind] = <[String; 3]>::try_from(texts)
-                .map_err(|_| Error::invalid("a location is [name, path, \"LOCAL\"|\"SHARED\"]"))?;
-            let path = AbsPath::parse(&path, style)?.normalized();
-            match kind.as_str() {
-                "LOCAL" => local.push((path, name)),
-                "SHARED" => shared.push(path),
-                other => {
-                    return Err(Error::invalid(format!(
-                        "location type {other:?} is not LOCAL or SHARED"
-                    )))
-                }
-            }
+    for loc in locations {
+        // Spelled as the job's paths are, to compare with them.
+        let units: Vec<u16> = loc.path.encode_utf16().collect();
+        let path = AbsPath::parse(&spell(&units), style)?.normalized();
+        if loc.shared {
+            shared.push(path);
+        } else {
+            local.push((path, loc.name.clone()));
         }
     }
     if let Some(k) = req.keys().next() {
@@ -181,7 +173,7 @@ pub fn group(request: &str) -> Result<String> {
         json::write_string(&mut entry, &unspell(&root.render(style)));
         entry.push_str(",\"location\":");
         match &g.location {
-            Some(name) => json::write_string(&mut entry, &unspell(name)),
+            Some(name) => json::write_str(&mut entry, name),
             None => entry.push_str("null"),
         }
         for (name, paths) in
@@ -270,8 +262,16 @@ fn shown(paths: &[String]) -> String {
 mod tests {
     use super::*;
 
-    fn groups(request: &str) -> Vec<(String, Option<String>, Vec<String>)> {
-        let Value::Object(doc) = json::parse(&group(request).unwrap()).unwrap() else { panic!() };
+    fn posix(paths: &str) -> Result<String> {
+        group(Style::Posix, paths, &[], false)
+    }
+
+    fn required(paths: &str) -> Result<String> {
+        group(Style::Posix, paths, &[], true)
+    }
+
+    fn groups(doc: Result<String>) -> Vec<(String, Option<String>, Vec<String>)> {
+        let Value::Object(doc) = json::parse(&doc.unwrap()).unwrap() else { panic!() };
         let Value::Array(gs) = doc.into_iter().find(|(k, _)| k == "groups").unwrap().1 else {
             panic!()
         };
@@ -295,13 +295,16 @@ mod tests {
 
     #[test]
     fn posix_paths_group_by_common_root_and_locations() {
-        let req = r#"{"style":"posix",
+        let req = r#"{
             "inputs":[["/show/a/x.exr","file"],["/show/a/b/y.exr","file"],["/proj/tex/t.tx","file"],
                       ["/mnt/shared/lib.abc","file"],["/show/a/../a/z.exr","file"]],
-            "outputs":["/show/a/renders"],
-            "locations":[["Proj","/proj","LOCAL"],["Lib","/mnt/shared","SHARED"]]}"#;
+            "outputs":["/show/a/renders"]}"#;
+        let locations = [
+            Location { name: "Proj".into(), path: "/proj".into(), shared: false },
+            Location { name: "Lib".into(), path: "/mnt/shared".into(), shared: true },
+        ];
         assert_eq!(
-            groups(req),
+            groups(group(Style::Posix, req, &locations, false)),
             [
                 // A location names the group; its root is still the common path of its files.
                 ("/proj/tex".to_string(), Some("Proj".to_string()), vec!["t.tx".to_string()]),
@@ -316,14 +319,14 @@ mod tests {
 
     #[test]
     fn a_single_file_roots_at_its_directory() {
-        let req = r#"{"style":"posix","inputs":[["/show/a/x.exr","file"]]}"#;
-        assert_eq!(groups(req), [("/show/a".to_string(), None, vec!["x.exr".to_string()])]);
+        let req = r#"{"inputs":[["/show/a/x.exr","file"]]}"#;
+        assert_eq!(groups(posix(req)), [("/show/a".to_string(), None, vec!["x.exr".to_string()])]);
     }
 
     #[test]
     fn windows_paths_group_per_drive_without_regard_to_case() {
-        let req = r#"{"style":"windows","inputs":[["C:\\Show\\a.exr","file"],["c:/show/B.exr","file"],["D:\\x\\y.exr","file"]]}"#;
-        let g = groups(req);
+        let req = r#"{"inputs":[["C:\\Show\\a.exr","file"],["c:/show/B.exr","file"],["D:\\x\\y.exr","file"]]}"#;
+        let g = groups(group(Style::Windows, req, &[], false));
         assert_eq!(
             g[0],
             ("C:\\Show".to_string(), None, vec!["B.exr".to_string(), "a.exr".to_string()])
@@ -333,34 +336,32 @@ mod tests {
 
     #[test]
     fn names_that_are_not_utf8_group_and_come_back_as_they_were() {
-        let req = r#"{"style":"posix","inputs":[["/show/bad-\udcff/x","file"],["/show/\uffff\udcfe","file"],["/show/\ud83d\ude00","file"]]}"#;
-        let doc = group(req).unwrap();
+        let req = r#"{"inputs":[["/show/bad-\udcff/x","file"],["/show/\uffff\udcfe","file"],["/show/\ud83d\ude00","file"]]}"#;
+        let doc = posix(req).unwrap();
         let inputs = r#""inputs":["bad-\udcff/x","\uffff\udcfe","\ud83d\ude00"]"#;
         assert!(
             doc.contains(r#"{"root":"/show","location":null,"#) && doc.contains(inputs),
             "{doc}"
         );
-        let missing =
-            r#"{"style":"posix","require_paths_exist":true,"inputs":[["/a/\udcff","missing"]]}"#;
-        assert!(group(missing).unwrap_err().message.ends_with(r#""/a/\udcff""#));
+        let missing = r#"{"inputs":[["/a/\udcff","missing"]]}"#;
+        assert!(required(missing).unwrap_err().message.ends_with(r#""/a/\udcff""#));
     }
 
     #[test]
     fn bad_requests_are_refused() {
-        assert!(group(r#"{"style":"posix","inputs":[["relative/x","file"]]}"#).is_err());
-        let missing = r#"{"style":"posix","require_paths_exist":true,"inputs":[["/a/x","missing"],["/a/y","missing"]]}"#;
-        assert!(group(missing).unwrap_err().message.contains("missing input files: /a/x, /a/y"));
-        assert!(group(&missing.replace("true", "false"))
-            .unwrap()
-            .contains(r#""missing":["/a/x","/a/y"]"#));
-        let dir = r#"{"style":"posix","inputs":[["/a","directory"]]}"#;
-        assert!(group(dir).unwrap_err().message.contains("directories given as input files: /a"));
-        let long = r#"{"style":"posix","inputs":[["/a","directory"],["/l/o/n/g","too-long"]]}"#;
-        assert!(group(long).unwrap_err().message.ends_with(
+        assert!(posix(r#"{"inputs":[["relative/x","file"]]}"#).is_err());
+        let missing = r#"{"inputs":[["/a/x","missing"],["/a/y","missing"]]}"#;
+        assert!(required(missing).unwrap_err().message.contains("missing input files: /a/x, /a/y"));
+        assert!(posix(missing).unwrap().contains(r#""missing":["/a/x","/a/y"]"#));
+        let dir = r#"{"inputs":[["/a","directory"]]}"#;
+        assert!(posix(dir).unwrap_err().message.contains("directories given as input files: /a"));
+        let long = r#"{"inputs":[["/a","directory"],["/l/o/n/g","too-long"]]}"#;
+        assert!(posix(long).unwrap_err().message.ends_with(
             "input files: /a; inputs too long for this system to look up (shorten them): /l/o/n/g"
         ));
-        assert!(group(r#"{"style":"mac"}"#).is_err());
-        assert!(group(r#"{"style":"posix","locations":[["n","/p","ODD"]]}"#).is_err());
-        assert!(group(r#"{"style":"posix","extra":1}"#).is_err());
+        let relative = [Location { name: "n".into(), path: "p".into(), shared: false }];
+        assert!(group(Style::Posix, "{}", &relative, false).is_err());
+        assert!(posix(r#"{"extra":1}"#).is_err());
+        assert!(posix("[]").is_err());
     }
 }

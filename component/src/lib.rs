@@ -66,7 +66,21 @@ mod bindings {
         }
     }
 
-    fn plan_root(root: &str, options: &str) -> crate::error::Result<crate::snapshot::Plan> {
+    fn snapshot_options(o: &snapshot::Options) -> crate::error::Result<crate::snapshot::Options> {
+        let v2025 = match o.format {
+            None | Some(types::ManifestFormat::V20230303) => false,
+            Some(types::ManifestFormat::V202512Snapshot) => true,
+            Some(types::ManifestFormat::V202512Diff) => {
+                return Err(Error::invalid("a snapshot is v2023-03-03 or v2025-12-snapshot"))
+            }
+        };
+        crate::snapshot::Options::new(&o.include, &o.exclude, v2025, &o.host_roots)
+    }
+
+    fn plan_root(
+        root: &str,
+        options: &snapshot::Options,
+    ) -> crate::error::Result<crate::snapshot::Plan> {
         let listing = host_files::list_tree(root).map_err(|e| Error::new(ErrorKind::Io, e))?;
         plan_listing(root, &listing, options)
     }
@@ -74,9 +88,9 @@ mod bindings {
     fn plan_listing(
         root: &str,
         listing: &str,
-        options: &str,
+        options: &snapshot::Options,
     ) -> crate::error::Result<crate::snapshot::Plan> {
-        let options = crate::snapshot::Options::from_json(options)?;
+        let options = snapshot_options(options)?;
         let listing = crate::snapshot::parse_listing(listing)?;
         let dir = crate::roots::open_root(root)?;
         let plan = crate::snapshot::plan(listing, &options, &mut crate::roots::RootLinks(&dir));
@@ -99,14 +113,14 @@ mod bindings {
     }
 
     impl snapshot::Guest for Engine {
-        fn plan(root: String, options: String) -> Result<String, types::Error> {
+        fn plan(root: String, options: snapshot::Options) -> Result<String, types::Error> {
             Ok(fit(plan_root(&root, &options)?.to_json())?)
         }
 
         fn plan_listed(
             root: String,
             listing: String,
-            options: String,
+            options: snapshot::Options,
         ) -> Result<String, types::Error> {
             Ok(fit(plan_listing(&root, &listing, &options)?.to_json())?)
         }
@@ -114,7 +128,7 @@ mod bindings {
         fn diff(
             root: String,
             manifest: String,
-            options: String,
+            options: snapshot::Options,
             by_hash: bool,
         ) -> Result<String, types::Error> {
             let base = crate::formats::decode_v2023(&manifest)?;
@@ -131,12 +145,18 @@ mod bindings {
             Ok(canonical(&crate::formats::decode(&data)?)?)
         }
 
-        fn build(format: String, entries: String) -> Result<manifest::Canonical, types::Error> {
-            Ok(canonical(&crate::formats::build(&format, &entries)?)?)
+        fn build(
+            format: types::ManifestFormat,
+            entries: String,
+        ) -> Result<manifest::Canonical, types::Error> {
+            Ok(canonical(&crate::formats::build(format_name(format), &entries)?)?)
         }
 
-        fn convert(data: String, format: String) -> Result<manifest::Canonical, types::Error> {
-            Ok(canonical(&crate::formats::decode(&data)?.convert(&format)?)?)
+        fn convert(
+            data: String,
+            format: types::ManifestFormat,
+        ) -> Result<manifest::Canonical, types::Error> {
+            Ok(canonical(&crate::formats::decode(&data)?.convert(format_name(format))?)?)
         }
 
         fn diff(old: String, new: String) -> Result<String, types::Error> {
@@ -168,81 +188,31 @@ mod bindings {
         }
     }
 
-    /// A request's fields, read as strings: `what` names the request in errors.
-    struct Request {
-        what: &'static str,
-        fields: Vec<(String, crate::json::Value)>,
-    }
-
-    impl Request {
-        fn parse(text: &str, what: &'static str) -> crate::error::Result<Self> {
-            match crate::json::parse(text)? {
-                crate::json::Value::Object(fields) => Ok(Request { what, fields }),
-                _ => Err(Error::invalid(format!("{what}: must be an object"))),
-            }
-        }
-
-        fn bad(&self, why: &str) -> Error {
-            Error::invalid(format!("{}: {why}", self.what))
-        }
-
-        fn get(&self, name: &str) -> Option<&crate::json::Value> {
-            self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-        }
-
-        /// A string field; absent or null is `None`.
-        fn text(&self, name: &str) -> crate::error::Result<Option<String>> {
-            use crate::json::Value;
-            match self.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(u)) => {
-                    String::from_utf16(u).map(Some).map_err(|_| self.bad("a string is not Unicode"))
-                }
-                Some(_) => Err(self.bad(&format!("{name} must be a string"))),
-            }
-        }
-
-        fn need(&self, name: &str) -> crate::error::Result<String> {
-            self.text(name)?.ok_or_else(|| self.bad(&format!("{name} is missing")))
+    fn format_name(format: types::ManifestFormat) -> &'static str {
+        match format {
+            types::ManifestFormat::V20230303 => "v2023-03-03",
+            types::ManifestFormat::V202512Snapshot => "v2025-12-snapshot",
+            types::ManifestFormat::V202512Diff => "v2025-12-diff",
         }
     }
 
-    fn output_manifest_of(request: &str) -> crate::error::Result<String> {
-        let r = Request::parse(request, "output manifest request")?;
-        let start_us = match r.get("start_us") {
-            Some(crate::json::Value::Number(n)) => {
-                n.parse::<i64>().map_err(|_| r.bad("start_us must be an integer"))?
-            }
-            _ => return Err(r.bad("start_us must be an integer")),
-        };
-        let ids = [
-            r.need("farm_id")?,
-            r.need("queue_id")?,
-            r.need("job_id")?,
-            r.need("step_id")?,
-            r.text("task_id")?.unwrap_or_default(),
-        ];
-        let location = r.text("location")?.filter(|l| !l.is_empty());
-        Ok(crate::attachments::output_manifest(
-            &r.text("root_prefix")?.unwrap_or_default(),
-            [&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]],
-            &r.need("session_action_id")?,
-            start_us,
-            &r.need("root")?,
-            location.as_deref(),
-        ))
+    fn format_of(name: &str) -> types::ManifestFormat {
+        match name {
+            "v2025-12-snapshot" => types::ManifestFormat::V202512Snapshot,
+            "v2025-12-diff" => types::ManifestFormat::V202512Diff,
+            _ => types::ManifestFormat::V20230303,
+        }
     }
 
-    fn outputs_prefix_of(request: &str) -> crate::error::Result<String> {
-        let r = Request::parse(request, "outputs request")?;
-        crate::job_outputs::prefix(
-            &r.text("root_prefix")?.unwrap_or_default(),
-            &r.need("farm_id")?,
-            &r.need("queue_id")?,
-            &r.need("job_id")?,
-            &r.text("step_id")?.unwrap_or_default(),
-            &r.text("task_id")?.unwrap_or_default(),
-        )
+    fn style(s: types::PathStyle) -> crate::abspath::Style {
+        match s {
+            types::PathStyle::Posix => crate::abspath::Style::Posix,
+            types::PathStyle::Windows => crate::abspath::Style::Windows,
+        }
+    }
+
+    fn object(o: crate::attachments::ManifestObject) -> types::ManifestObject {
+        types::ManifestObject { key: o.key, metadata: o.metadata }
     }
 
     /// A manifest as the host gets it; refused over the limit (`formats::MAX_BYTES`), so that
@@ -258,7 +228,7 @@ mod bindings {
         // The newer format's view crosses beside it.
         crate::formats::check_size(encoded.len() + entries.len(), "would be, with its entries,")?;
         Ok(manifest::Canonical {
-            format: m.format().to_string(),
+            format: format_of(m.format()),
             hash: crate::manifest::hash_encoded(&encoded),
             entries,
             encoded,
@@ -266,12 +236,56 @@ mod bindings {
     }
 
     impl submit::Guest for Engine {
-        fn group(request: String) -> Result<String, types::Error> {
-            Ok(crate::grouping::group(&request)?)
+        fn group(request: submit::GroupRequest) -> Result<String, types::Error> {
+            let locations: Vec<crate::grouping::Location> = request
+                .locations
+                .into_iter()
+                .map(|l| crate::grouping::Location {
+                    name: l.name,
+                    path: l.path,
+                    shared: l.kind == submit::LocationKind::Shared,
+                })
+                .collect();
+            let style = style(request.style);
+            let found = crate::grouping::group(
+                style,
+                &request.paths,
+                &locations,
+                request.require_paths_exist,
+            )?;
+            Ok(fit(found)?)
         }
 
-        fn describe(request: String) -> Result<String, types::Error> {
-            Ok(crate::attachments::describe(&request)?)
+        fn describe(request: submit::Submission) -> Result<submit::Description, types::Error> {
+            let submission = crate::attachments::Submission {
+                root_prefix: request.root_prefix,
+                farm: request.farm_id,
+                queue: request.queue_id,
+                file_system: match request.file_system {
+                    submit::FileSystem::Copied => "COPIED",
+                    submit::FileSystem::Virtual => "VIRTUAL",
+                },
+                path_format: match request.path_format {
+                    types::PathStyle::Posix => "posix",
+                    types::PathStyle::Windows => "windows",
+                },
+                roots: request
+                    .roots
+                    .into_iter()
+                    .map(|r| crate::attachments::SubmittedRoot {
+                        root: r.root,
+                        location: r.location,
+                        outputs: r.outputs,
+                        manifest_hash: r.manifest_hash,
+                        guid: r.guid,
+                    })
+                    .collect(),
+            };
+            let (manifests, attachments) = crate::attachments::describe(&submission)?;
+            Ok(submit::Description {
+                manifests: manifests.into_iter().map(|m| m.map(object)).collect(),
+                attachments,
+            })
         }
     }
 
@@ -280,39 +294,97 @@ mod bindings {
             crate::attachments::session_root(&root_path)
         }
 
-        fn layout(root_prefix: String) -> String {
-            crate::attachments::layout(&root_prefix)
+        fn layout(root_prefix: String) -> sync::ObjectLayout {
+            let l = crate::attachments::layout(&root_prefix);
+            sync::ObjectLayout {
+                data_prefix: l.data_prefix,
+                data_suffix: l.data_suffix,
+                manifests_prefix: l.manifests_prefix,
+            }
         }
 
-        fn plan_mirror(request: String) -> Result<String, types::Error> {
+        fn plan_mirror(request: sync::MirrorRequest) -> Result<String, types::Error> {
+            let request = crate::mirror::Request {
+                source: &request.source,
+                dest: &request.dest,
+                delete: request.delete,
+                by_hash: request.by_hash,
+                include: &request.include,
+                exclude: &request.exclude,
+            };
             Ok(fit(crate::mirror::plan(&request)?)?)
         }
 
-        fn refused_entries(destination: String, entries: String) -> Result<String, types::Error> {
+        fn refused_entries(
+            destination: sync::Destination,
+            entries: String,
+        ) -> Result<String, types::Error> {
+            use crate::portable::{Destination, Platform};
+            let platform = match destination.platform {
+                sync::Platform::Linux => Platform::Linux,
+                sync::Platform::Macos => Platform::MacOs,
+                sync::Platform::Windows => Platform::Windows,
+            };
+            let destination = Destination::given(
+                platform,
+                destination.root_length,
+                destination.path_max,
+                destination.name_max,
+                destination.long_paths,
+                destination.lengths_only,
+            );
             Ok(fit(crate::portable::refused_json(&destination, &entries)?)?)
         }
 
-        fn output_manifest(request: String) -> Result<String, types::Error> {
-            Ok(output_manifest_of(&request)?)
+        fn output_manifest(
+            r: sync::OutputManifestRequest,
+        ) -> Result<types::ManifestObject, types::Error> {
+            let ids = [&r.farm_id, &r.queue_id, &r.job_id, &r.step_id, &r.task_id];
+            let location = r.location.as_deref().filter(|l| !l.is_empty());
+            Ok(object(crate::attachments::output_manifest(
+                &r.root_prefix,
+                ids.map(String::as_str),
+                &r.session_action_id,
+                r.start_us,
+                &r.root,
+                location,
+            )))
         }
 
-        fn outputs_prefix(request: String) -> Result<String, types::Error> {
-            Ok(outputs_prefix_of(&request)?)
+        fn outputs_prefix(r: sync::JobOutputs) -> Result<String, types::Error> {
+            Ok(crate::job_outputs::prefix(
+                &r.root_prefix,
+                &r.farm_id,
+                &r.queue_id,
+                &r.job_id,
+                r.step_id.as_deref().unwrap_or_default(),
+                r.task_id.as_deref().unwrap_or_default(),
+            )?)
         }
 
-        fn select_outputs(listing: String) -> Result<String, types::Error> {
-            Ok(crate::job_outputs::select(&listing)?)
+        fn select_outputs(listing: Vec<sync::ListedObject>) -> Vec<String> {
+            let objects: Vec<(String, i64)> =
+                listing.into_iter().map(|o| (o.key, o.last_modified_us)).collect();
+            crate::job_outputs::select(&objects)
         }
 
-        fn manifest_root(metadata: String) -> Result<Option<String>, types::Error> {
+        fn manifest_root(metadata: Vec<(String, String)>) -> Result<Option<String>, types::Error> {
             Ok(crate::attachments::manifest_root(&metadata)?)
         }
 
         fn map_path(
-            rules: String,
+            rules: Vec<sync::PathMappingRule>,
             path: String,
             separator: String,
         ) -> Result<Option<String>, types::Error> {
+            let rules: Vec<crate::pathmap::PathRule> = rules
+                .into_iter()
+                .map(|r| crate::pathmap::PathRule {
+                    style: style(r.source_path_format),
+                    source: r.source_path,
+                    destination: r.destination_path,
+                })
+                .collect();
             Ok(crate::pathmap::map_path(&rules, &path, &separator)?)
         }
     }

@@ -38,42 +38,27 @@ fn listing(v: Value, what: &str) -> Result<BTreeMap<Vec<u16>, Item>> {
     Ok(out)
 }
 
-/// Plans a mirror; `request` is `{"source": [[path, size, mtime_us]], "dest": [...],
-/// "delete": bool, "by_hash": bool, "include": [glob], "exclude": [glob]}`. Returns
-/// `{"copy": [path], "unchanged": [path], "compare": [path], "delete": [path], "unsupported":
-/// [path], "excluded": n}`. With `by_hash`, files of the same size on both sides are listed in
-/// `compare`, for the caller to copy those whose xxh3-128 differs.
-pub fn plan(request: &str) -> Result<String> {
-    let Value::Object(fields) = json::parse(request)? else {
-        return Err(Error::invalid("a mirror request must be a JSON object"));
-    };
-    let (mut source, mut dest, mut delete, mut by_hash) = (None, None, false, false);
-    let (mut include, mut exclude) = (Vec::new(), Vec::new());
-    for (key, value) in fields {
-        match (key.as_str(), value) {
-            ("source", v) => source = Some(listing(v, "source")?),
-            ("dest", v) => dest = Some(listing(v, "dest")?),
-            ("delete", Value::Bool(d)) => delete = d,
-            ("by_hash", Value::Bool(h)) => by_hash = h,
-            (name @ ("include" | "exclude"), Value::Array(globs)) => {
-                for g in globs {
-                    let Value::String(u) = g else {
-                        return Err(Error::invalid(format!("{name} patterns must be strings")));
-                    };
-                    let glob = Glob::new(&String::from_utf16_lossy(&u));
-                    if name == "include" {
-                        include.push(glob)
-                    } else {
-                        exclude.push(glob)
-                    }
-                }
-            }
-            (other, _) => {
-                return Err(Error::invalid(format!("unknown or mistyped field {other:?}")))
-            }
-        }
-    }
-    let (source, dest) = (source.unwrap_or_default(), dest.unwrap_or_default());
+/// What to mirror and how: the listings are JSON, `[[path, size, mtime_us]]`.
+#[derive(Debug, Clone, Default)]
+pub struct Request<'a> {
+    pub source: &'a str,
+    pub dest: &'a str,
+    pub delete: bool,
+    pub by_hash: bool,
+    pub include: &'a [String],
+    pub exclude: &'a [String],
+}
+
+/// Plans a mirror. Returns `{"copy": [path], "unchanged": [path], "compare": [path],
+/// "delete": [path], "unsupported": [path], "excluded": n}`. With `by_hash`, files of the
+/// same size on both sides are listed in `compare`, for the caller to copy those whose
+/// xxh3-128 differs.
+pub fn plan(request: &Request) -> Result<String> {
+    let source = listing(json::parse(request.source)?, "source")?;
+    let dest = listing(json::parse(request.dest)?, "dest")?;
+    let (delete, by_hash) = (request.delete, request.by_hash);
+    let include: Vec<Glob> = request.include.iter().map(|g| Glob::new(g)).collect();
+    let exclude: Vec<Glob> = request.exclude.iter().map(|g| Glob::new(g)).collect();
     let keeps = |p: &[u16]| {
         (include.is_empty() || include.iter().any(|g| g.matches(p)))
             && !exclude.iter().any(|g| g.matches(p))
@@ -135,24 +120,31 @@ pub fn plan(request: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::plan;
+    use super::{plan, Request};
 
     #[test]
     fn copies_new_changed_and_newer_files_and_deletes_on_request() {
-        let req = r#"{"source":[["same",1,10],["bigger",2,10],["newer",1,2000000],["new",1,1],["../bad",1,1]],
-                      "dest":[["same",1,900000],["bigger",1,10],["newer",1,10],["extra",1,1]],
-                      "delete":true}"#;
+        let source =
+            r#"[["same",1,10],["bigger",2,10],["newer",1,2000000],["new",1,1],["../bad",1,1]]"#;
+        let dest = r#"[["same",1,900000],["bigger",1,10],["newer",1,10],["extra",1,1]]"#;
+        let req = Request { source, dest, delete: true, ..Default::default() };
         assert_eq!(
-            plan(req).unwrap(),
+            plan(&req).unwrap(),
             r#"{"copy":["bigger","new","newer"],"unchanged":["same"],"compare":[],"delete":["extra"],"unsupported":["../bad"],"excluded":0}"#
         );
-        let kept = plan(&req.replace("\"delete\":true", "\"delete\":false,\"exclude\":[\"new*\"]"))
-            .unwrap();
+        let exclude = ["new*".to_string()];
+        let kept = plan(&Request { delete: false, exclude: &exclude, ..req.clone() }).unwrap();
         let start = r#"{"copy":["bigger"],"unchanged":["same"],"compare":[],"delete":[],"#;
         assert!(kept.starts_with(start), "{kept}");
         assert!(kept.ends_with(r#""excluded":2}"#), "{kept}");
-        let hashed = plan(&req.replace("\"delete\":true", "\"by_hash\":true")).unwrap();
+        let hashed = plan(&Request { delete: false, by_hash: true, ..req }).unwrap();
         let start = r#"{"copy":["bigger","new"],"unchanged":[],"compare":["newer","same"],"#;
         assert!(hashed.starts_with(start), "{hashed}");
+    }
+
+    #[test]
+    fn a_malformed_listing_is_refused() {
+        let req = Request { source: r#"[["a",1]]"#, dest: "[]", ..Default::default() };
+        assert!(plan(&req).is_err());
     }
 }

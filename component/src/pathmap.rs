@@ -5,52 +5,32 @@ use std::fmt::Write;
 
 use crate::abspath::{AbsPath, Style};
 use crate::error::{Error, Result};
-use crate::json::{self, Value};
+
+/// A rule: paths below `source` (spelled in `style`) map to `destination`.
+#[derive(Debug, Clone)]
+pub struct PathRule {
+    pub style: Style,
+    pub source: String,
+    pub destination: String,
+}
 
 struct Rule {
     source: AbsPath,
     destination: String,
 }
 
-fn style_of(name: &str) -> Result<Style> {
-    match name {
-        "posix" => Ok(Style::Posix),
-        "windows" => Ok(Style::Windows),
-        other => Err(Error::invalid(format!("path format {other:?} is not posix or windows"))),
-    }
-}
-
-/// Maps `path` by `rules_json`, `[[source_path_format, source_path, destination_path]]`
-/// (one source format for all rules), joining the rest of the path to the destination with
-/// `separator`. Returns None when no rule applies.
-pub fn map_path(rules_json: &str, path: &str, separator: &str) -> Result<Option<String>> {
-    let Value::Array(items) = json::parse(rules_json)? else {
-        return Err(Error::invalid("path mapping rules must be a list"));
-    };
+/// Maps `path` by `rules` (one source format for all rules), joining the rest of the path to
+/// the destination with `separator`. Returns None when no rule applies.
+pub fn map_path(given: &[PathRule], path: &str, separator: &str) -> Result<Option<String>> {
     let mut style = None;
     let mut rules = Vec::new();
-    for item in items {
-        let Value::Array(fields) = item else {
-            return Err(Error::invalid("a rule is [source_path_format, source_path, destination]"));
-        };
-        let texts = fields
-            .into_iter()
-            .map(|v| match v {
-                Value::String(u) => {
-                    String::from_utf16(&u).map_err(|_| Error::invalid("a rule is not Unicode"))
-                }
-                _ => Err(Error::invalid("a rule holds strings")),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let [format, source, destination] = <[String; 3]>::try_from(texts).map_err(|_| {
-            Error::invalid("a rule is [source_path_format, source_path, destination]")
-        })?;
-        let s = style_of(&format)?;
-        if style.is_some_and(|prev| prev != s) {
+    for r in given {
+        if style.is_some_and(|prev| prev != r.style) {
             return Err(Error::invalid("the rules mix source path formats; only one is permitted"));
         }
-        style = Some(s);
-        rules.push(Rule { source: AbsPath::parse(&source, s)?, destination });
+        style = Some(r.style);
+        let source = AbsPath::parse(&r.source, r.style)?;
+        rules.push(Rule { source, destination: r.destination.clone() });
     }
     let Some(style) = style else { return Ok(None) };
     // `..` applied first: a root that leaves the rule's source (`/mnt/proj/../../etc`) is not
@@ -77,11 +57,25 @@ pub fn map_path(rules_json: &str, path: &str, separator: &str) -> Result<Option<
 
 #[cfg(test)]
 mod tests {
-    use super::map_path;
+    use super::{map_path, PathRule, Style};
+
+    fn rules_of(given: &[(Style, &str, &str)]) -> Vec<PathRule> {
+        given
+            .iter()
+            .map(|(style, s, d)| PathRule {
+                style: *style,
+                source: s.to_string(),
+                destination: d.to_string(),
+            })
+            .collect()
+    }
 
     #[test]
     fn the_longest_rule_wins() {
-        let rules = r#"[["posix","/mnt/Projects","X:\\Projects"],["posix","/mnt/Projects/Special","Y:\\"]]"#;
+        let rules = &rules_of(&[
+            (Style::Posix, "/mnt/Projects", "X:\\Projects"),
+            (Style::Posix, "/mnt/Projects/Special", "Y:\\"),
+        ]);
         assert_eq!(
             map_path(rules, "/mnt/Projects/Special/data.txt", "\\").unwrap().unwrap(),
             "Y:\\data.txt"
@@ -95,24 +89,24 @@ mod tests {
 
     #[test]
     fn windows_sources_ignore_case() {
-        let rules = r#"[["windows","C:\\Show","/mnt/show"]]"#;
+        let rules = &rules_of(&[(Style::Windows, "C:\\Show", "/mnt/show")]);
         assert_eq!(map_path(rules, "c:/SHOW/a/b.exr", "/").unwrap().unwrap(), "/mnt/show/a/b.exr");
         assert_eq!(map_path(rules, "C:\\Show", "/").unwrap().unwrap(), "/mnt/show");
     }
 
     #[test]
     fn a_path_that_climbs_out_of_the_source_is_not_mapped() {
-        let rules = r#"[["posix","/mnt/proj","/local/proj"]]"#;
+        let rules = &rules_of(&[(Style::Posix, "/mnt/proj", "/local/proj")]);
         assert_eq!(map_path(rules, "/mnt/proj/../../etc", "/").unwrap(), None);
         assert_eq!(map_path(rules, "/mnt/proj/..", "/").unwrap(), None);
         assert_eq!(map_path(rules, "/mnt/proj/a/../b", "/").unwrap().unwrap(), "/local/proj/b");
-        let rules = r#"[["windows","C:\\proj","/local/proj"]]"#;
+        let rules = &rules_of(&[(Style::Windows, "C:\\proj", "/local/proj")]);
         assert_eq!(map_path(rules, "C:\\proj\\..\\etc", "/").unwrap(), None);
     }
 
     #[test]
     fn mixed_formats_are_refused() {
-        let rules = r#"[["windows","C:\\a","/a"],["posix","/b","/c"]]"#;
+        let rules = &rules_of(&[(Style::Windows, "C:\\a", "/a"), (Style::Posix, "/b", "/c")]);
         assert!(map_path(rules, "/b/x", "/").is_err());
     }
 }

@@ -87,18 +87,6 @@ const NAME_MAX: usize = 255;
 pub const MAX_DEPTH: usize = 1_000;
 
 impl Platform {
-    /// `linux`, `macos` or `windows`.
-    pub fn parse(name: &str) -> Result<Platform> {
-        match name {
-            "linux" => Ok(Platform::Linux),
-            "macos" => Ok(Platform::MacOs),
-            "windows" => Ok(Platform::Windows),
-            other => {
-                Err(Error::invalid(format!("platform {other:?} is not linux, macos or windows")))
-            }
-        }
-    }
-
     fn label(self) -> &'static str {
         match self {
             Platform::Linux => "Linux",
@@ -189,73 +177,38 @@ impl Destination {
         }
     }
 
-    /// `{"platform", "root_length", "path_max", "name_max", "long_paths", "lengths_only"}`;
-    /// see `sync.refused-entries` in `wit/engine.wit`.
-    pub fn parse(text: &str) -> Result<Destination> {
-        use crate::json::Value;
-        let Value::Object(fields) = crate::json::parse(text)? else {
-            return Err(Error::invalid("a destination must be a JSON object"));
-        };
-        let (mut platform, mut root_len, mut long_paths, mut lengths_only) =
-            (None, 0, false, false);
-        let (mut path_max, mut name_max) = (None, None);
-        for (key, value) in fields {
-            match (key.as_str(), value) {
-                ("platform", Value::String(p)) => {
-                    platform = Some(Platform::parse(&String::from_utf16_lossy(&p))?)
-                }
-                ("root_length", Value::Number(n)) => {
-                    root_len =
-                        n.parse().map_err(|_| Error::invalid("root_length must be a count"))?
-                }
-                ("path_max", v) => path_max = pathconf(v, "path_max")?,
-                ("name_max", v) => name_max = pathconf(v, "name_max")?,
-                ("long_paths", Value::Bool(b)) => long_paths = b,
-                ("lengths_only", Value::Bool(b)) => lengths_only = b,
-                (other, _) => {
-                    return Err(Error::invalid(format!("unknown or mistyped field {other:?}")))
-                }
-            }
-        }
-        let platform =
-            platform.ok_or_else(|| Error::invalid("a destination names its platform"))?;
-        Ok(Destination {
+    /// The facts the host gives: `path_max` and `name_max` as `pathconf` answers them,
+    /// None where it does not (the usual limit stands), any count below 1 where the system
+    /// sets none. See `sync.destination` in `wit/engine.wit`.
+    pub fn given(
+        platform: Platform,
+        root_len: u64,
+        path_max: Option<i64>,
+        name_max: Option<i64>,
+        long_paths: bool,
+        lengths_only: bool,
+    ) -> Destination {
+        let limit = |n: i64| usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(usize::MAX);
+        Destination {
             platform,
-            root_len,
-            path_max: path_max.unwrap_or(platform.usual_path_max(long_paths)),
-            name_max: name_max.unwrap_or(NAME_MAX),
+            root_len: usize::try_from(root_len).unwrap_or(usize::MAX),
+            path_max: path_max.map_or(platform.usual_path_max(long_paths), limit),
+            name_max: name_max.map_or(NAME_MAX, limit),
             long_paths,
             lengths_only,
-        })
-    }
-}
-
-/// A limit as `pathconf` answers it: null where it did not (the usual one stands), -1 (any
-/// count below 1) where the system sets none.
-fn pathconf(value: crate::json::Value, what: &str) -> Result<Option<usize>> {
-    use crate::json::Value;
-    let bad = || Error::invalid(format!("{what} must be null or a number"));
-    match value {
-        Value::Null => Ok(None),
-        Value::Number(n) => {
-            let n: i64 = n.parse().map_err(|_| bad())?;
-            Ok(Some(usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(usize::MAX)))
         }
-        _ => Err(bad()),
     }
 }
 
-/// [`refused`] for the `sync.refused-entries` export: `destination` as [`Destination::parse`]
-/// takes it; `entries` a manifest of either format (its files, symlinks and directories; not
+/// [`refused`] for the `sync.refused-entries` export: `entries` a manifest of either format (its files, symlinks and directories; not
 /// what a diff deletes) or a JSON array of `[path, mtime-us]` rows (mtime null where there is
 /// none). Returns `[[path, reason], ...]`, pure ASCII.
-pub fn refused_json(destination: &str, entries: &str) -> Result<String> {
-    let destination = Destination::parse(destination)?;
+pub fn refused_json(destination: &Destination, entries: &str) -> Result<String> {
     let owned = owned_entries(entries)?;
     let listed: Vec<Entry> =
         owned.iter().map(|(path, mtime_us)| Entry { path, mtime_us: *mtime_us }).collect();
     let mut out = String::from("[");
-    for (n, (i, why)) in refused(&destination, &listed).into_iter().enumerate() {
+    for (n, (i, why)) in refused(destination, &listed).into_iter().enumerate() {
         out.push_str(if n > 0 { ",[" } else { "[" });
         crate::json::write_string(&mut out, listed[i].path);
         out.push(',');
@@ -593,10 +546,6 @@ mod tests {
             .collect()
     }
 
-    const ON_LINUX: &str = r#"{"platform":"linux"}"#;
-    const ON_MACOS: &str = r#"{"platform":"macos"}"#;
-    const ON_WINDOWS: &str = r#"{"platform":"windows"}"#;
-
     fn refused_names(platform: Platform, paths: &[&str]) -> Vec<String> {
         let paths: Vec<Vec<u16>> = paths.iter().map(|p| u(p)).collect();
         refusals(platform, &paths).into_iter().map(|(p, _)| p).collect()
@@ -742,31 +691,30 @@ mod tests {
     #[test]
     fn manifests_and_listings_are_checked_whole() {
         let manifest = r#"{"hashAlg":"xxh128","manifestVersion":"2023-03-03","paths":[{"hash":"00000000000000000000000000000001","mtime":-1,"path":"a\\b","size":1},{"hash":"00000000000000000000000000000001","mtime":5,"path":"ok","size":1}],"totalSize":2}"#;
-        assert_eq!(refused_json(ON_LINUX, manifest).unwrap(), "[]");
-        let mac = refused_json(ON_MACOS, manifest).unwrap();
+        assert_eq!(refused_json(&Destination::usual(Platform::Linux), manifest).unwrap(), "[]");
+        let mac = refused_json(&Destination::usual(Platform::MacOs), manifest).unwrap();
         assert!(
             mac.starts_with(
                 r#"[["a\\b","its mtime -1 \u00b5s (1969-12-31T23:59:59.999999Z) is outside"#
             ),
             "{mac}"
         );
-        let win = refused_json(ON_WINDOWS, manifest).unwrap();
+        let win = refused_json(&Destination::usual(Platform::Windows), manifest).unwrap();
         assert!(
             win.starts_with(r#"[["a\\b","holds '\\\\', which a Windows name cannot"]"#),
             "{win}"
         );
         let newer = r#"{"dirs":[{"name":"Dir"},{"name":"dir"}],"files":[],"hashAlg":"xxh128","specificationVersion":"relative-manifest-snapshot-beta-2025-12","totalSize":0}"#;
-        let found = refused_json(ON_WINDOWS, newer).unwrap();
+        let found = refused_json(&Destination::usual(Platform::Windows), newer).unwrap();
         assert!(
             found.starts_with(r#"[["Dir","\"Dir\" and \"dir\" differ only in case"#),
             "{found}"
         );
         let rows = r#"[["x/CON.txt", 1], ["fine", null], ["late", 9223372036854775807]]"#;
-        let found = refused_json(ON_WINDOWS, rows).unwrap();
+        let found = refused_json(&Destination::usual(Platform::Windows), rows).unwrap();
         assert!(found.starts_with(r#"[["x/CON.txt","#) && found.contains(r#"["late","#), "{found}");
         assert!(!found.contains(r#"["fine""#));
-        assert!(refused_json(ON_WINDOWS, r#"[["x"]]"#).is_err());
-        assert!(refused_json(r#"{"platform":"beos"}"#, "[]").is_err());
+        assert!(refused_json(&Destination::usual(Platform::Windows), r#"[["x"]]"#).is_err());
     }
 
     #[test]
@@ -775,8 +723,6 @@ mod tests {
         let found = refusals(Platform::Windows, &paths);
         assert_eq!(found.len(), 2);
         assert!(found.iter().all(|(_, why)| why.contains("holds ':'")));
-        assert_eq!(Platform::parse("macos").unwrap(), Platform::MacOs);
-        assert!(Platform::parse("darwin").is_err());
     }
 
     /// The reasons `dest` gives for `paths` (files of mtime 0), by index.
@@ -874,32 +820,17 @@ mod tests {
 
     #[test]
     fn the_host_gives_the_limits_and_the_usual_ones_stand_where_it_cannot() {
-        let given = Destination::parse(
-            r#"{"platform":"linux","root_length":30,"path_max":1024,"name_max":143}"#,
-        )
-        .unwrap();
+        let given = Destination::given(Platform::Linux, 30, Some(1024), Some(143), false, false);
         assert_eq!((given.root_len, given.path_max, given.name_max), (30, 1024, 143));
-        let unknown =
-            Destination::parse(r#"{"platform":"macos","path_max":null,"name_max":null}"#).unwrap();
+        let unknown = Destination::given(Platform::MacOs, 0, None, None, false, false);
         assert_eq!((unknown.root_len, unknown.path_max, unknown.name_max), (0, 1024, 255));
         // pathconf's -1: the system sets no limit.
-        let none = Destination::parse(r#"{"platform":"linux","path_max":-1,"name_max":-1}"#);
-        let none = none.unwrap();
+        let none = Destination::given(Platform::Linux, 0, Some(-1), Some(-1), false, false);
         assert_eq!((none.path_max, none.name_max), (usize::MAX, usize::MAX));
         assert!(refused_at(&none, &[u(&"n".repeat(100_000))]).is_empty());
-        let long = Destination::parse(r#"{"platform":"windows","long_paths":true}"#).unwrap();
+        let long = Destination::given(Platform::Windows, 0, None, None, true, false);
         assert_eq!(long.path_max, 32_767);
         assert!(refused_at(&long, &[of_length(5_000)]).is_empty());
-        for bad in [
-            r#"{"root_length":3}"#,
-            r#"{"platform":"linux","root_length":-3}"#,
-            r#"{"platform":"linux","path_max":"4096"}"#,
-            r#"{"platform":"linux","depth":3}"#,
-            r#"["linux"]"#,
-            "linux",
-        ] {
-            assert!(Destination::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -914,8 +845,8 @@ mod tests {
         assert!(found[0].1.contains("256 bytes of UTF-8 long"));
         let deep = u(&("a/".repeat(MAX_DEPTH) + "f"));
         assert_eq!(refused_at(&own, &[deep]).len(), 1);
-        let text = r#"{"platform":"windows","lengths_only":true}"#;
-        assert_eq!(refused_json(text, r#"[["CON", null], ["a:b", null]]"#).unwrap(), "[]");
+        let text = Destination { lengths_only: true, ..Destination::usual(Platform::Windows) };
+        assert_eq!(refused_json(&text, r#"[["CON", null], ["a:b", null]]"#).unwrap(), "[]");
     }
 
     #[test]

@@ -132,70 +132,78 @@ pub struct Plan {
 }
 
 impl Options {
-    /// Reads `{"include": [...], "exclude": [...]}`; both optional.
+    /// The options `snapshot.options` gives: globs (each non-empty), the newer format or
+    /// not, and the root's absolute paths on the host.
+    pub fn new(
+        include: &[String],
+        exclude: &[String],
+        v2025: bool,
+        host_roots: &[String],
+    ) -> Result<Options> {
+        let globs = |given: &[String], name: &str| {
+            given
+                .iter()
+                .map(|g| match g.is_empty() {
+                    true => Err(Error::invalid(format!("{name} patterns must be non-empty"))),
+                    false => Ok(Glob::new(g)),
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut roots = Vec::new();
+        for r in host_roots {
+            let mut u: Vec<u16> = r.encode_utf16().collect();
+            if u.first() != Some(&SLASH) {
+                return Err(Error::invalid("host-roots must be absolute paths"));
+            }
+            while u.len() > 1 && u.last() == Some(&SLASH) {
+                u.pop();
+            }
+            roots.push(u);
+        }
+        Ok(Options {
+            include: globs(include, "include")?,
+            exclude: globs(exclude, "exclude")?,
+            v2025,
+            host_roots: roots,
+        })
+    }
+
+    /// Reads `{"include": [...], "exclude": [...], "format", "host_roots"}`; all optional.
+    #[cfg(test)]
     pub fn from_json(text: &str) -> Result<Options> {
         let Value::Object(members) = json::parse(text)? else {
             return Err(Error::invalid("snapshot options must be a JSON object"));
         };
-        let mut options = Options::default();
+        let strings = |v: Value| match v {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    Value::String(u) => Ok(String::from_utf16_lossy(&u)),
+                    _ => Err(Error::invalid("options hold strings")),
+                })
+                .collect::<Result<Vec<_>>>(),
+            Value::String(u) => Ok(vec![String::from_utf16_lossy(&u)]),
+            _ => Err(Error::invalid("options hold strings")),
+        };
+        let (mut lists, mut v2025) = ([Vec::new(), Vec::new(), Vec::new()], false);
         for (name, value) in members {
-            if name == "format" {
-                options.v2025 = match value {
-                    Value::String(f) if f == "v2023-03-03".encode_utf16().collect::<Vec<_>>() => {
-                        false
-                    }
-                    Value::String(f)
-                        if f == "v2025-12-snapshot".encode_utf16().collect::<Vec<_>>() =>
-                    {
-                        true
-                    }
-                    _ => {
-                        return Err(Error::invalid(
-                            "format must be v2023-03-03 or v2025-12-snapshot",
-                        ))
-                    }
-                };
-                continue;
-            }
-            if name == "host_roots" {
-                let Value::Array(items) = value else {
-                    return Err(Error::invalid("host_roots must be a list of absolute paths"));
-                };
-                for item in items {
-                    match item {
-                        Value::String(mut u) if u.first() == Some(&SLASH) => {
-                            while u.len() > 1 && u.last() == Some(&SLASH) {
-                                u.pop();
-                            }
-                            options.host_roots.push(u);
-                        }
-                        _ => return Err(Error::invalid("host_roots must be absolute paths")),
-                    }
+            let i = match name.as_str() {
+                "include" => 0,
+                "exclude" => 1,
+                "host_roots" => 2,
+                "format" => {
+                    v2025 = match strings(value)?.as_slice() {
+                        [f] if f == "v2023-03-03" => false,
+                        [f] if f == "v2025-12-snapshot" => true,
+                        _ => return Err(Error::invalid("format is unknown")),
+                    };
+                    continue;
                 }
-                continue;
-            }
-            let globs = match name.as_str() {
-                "include" => &mut options.include,
-                "exclude" => &mut options.exclude,
                 other => return Err(Error::invalid(format!("unknown snapshot option {other:?}"))),
             };
-            let Value::Array(items) = value else {
-                return Err(Error::invalid(format!("snapshot option {name} must be a list")));
-            };
-            for item in items {
-                match item {
-                    Value::String(u) if !u.is_empty() => {
-                        globs.push(Glob::new(&String::from_utf16_lossy(&u)));
-                    }
-                    _ => {
-                        return Err(Error::invalid(format!(
-                            "{name} patterns must be non-empty strings"
-                        )))
-                    }
-                }
-            }
+            lists[i] = strings(value)?;
         }
-        Ok(options)
+        Options::new(&lists[0], &lists[1], v2025, &lists[2])
     }
 
     fn keeps(&self, path: &[u16]) -> bool {
@@ -205,6 +213,7 @@ impl Options {
 }
 
 /// Reads the host's listing: `[[path, kind, size, mtime_ns, ctime_ns, executable], ...]`,
+/// the times strings of digits,
 /// a symlink's row ending with its target as written, then its target's ctime, when the
 /// host could read them;
 /// kind one of `"f"`, `"d"`, `"l"` (symlink) or `"o"` (anything else).
@@ -216,7 +225,7 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
             let Value::Array(mut cols) = row else { return Err(bad()) };
             let target_ctime_ns = match cols.len() {
                 8 => match cols.pop() {
-                    Some(Value::Number(n)) => Some(n.parse().map_err(|_| bad())?),
+                    Some(Value::String(n)) => Some(nanoseconds(&n).ok_or_else(bad)?),
                     _ => return Err(bad()),
                 },
                 _ => None,
@@ -228,7 +237,7 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
                 },
                 _ => None,
             };
-            let [Value::String(path), Value::String(kind), Value::Number(size), Value::Number(m), Value::Number(c), Value::Bool(executable)] =
+            let [Value::String(path), Value::String(kind), Value::Number(size), Value::String(m), Value::String(c), Value::Bool(executable)] =
                 <[Value; 6]>::try_from(cols).map_err(|_| bad())?
             else {
                 return Err(bad());
@@ -243,14 +252,19 @@ pub fn parse_listing(text: &str) -> Result<Vec<Listed>> {
                 path,
                 kind,
                 size: size.parse().map_err(|_| bad())?,
-                mtime_ns: m.parse().map_err(|_| bad())?,
-                ctime_ns: c.parse().map_err(|_| bad())?,
+                mtime_ns: nanoseconds(&m).ok_or_else(bad)?,
+                ctime_ns: nanoseconds(&c).ok_or_else(bad)?,
                 executable,
                 target,
                 target_ctime_ns,
             })
         })
         .collect()
+}
+
+/// A time in nanoseconds as JSON carries it: a string of decimal digits, `-` before 1970.
+fn nanoseconds(units: &[u16]) -> Option<i64> {
+    String::from_utf16(units).ok()?.parse().ok()
 }
 
 /// Decides every listed entry; `links` looks at symlinks inside the sandbox.
@@ -463,7 +477,8 @@ impl Plan {
 
     /// `{"files": [[path, size, mtime_us, mtime_ns, ctime_ns, runnable, chunk, source], ...],
     /// "symlinks": [[path, target]], "dirs": [path], "skipped": {reason: [path, ...]},
-    /// "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`].
+    /// "excluded": n}`, pure ASCII; `mtime_us` is [`Planned::mtime_us`], the nanosecond
+    /// times strings of digits (over 2^53, more than some JSON readers hold).
     pub fn to_json(&self) -> String {
         let mut out = String::from(r#"{"files":["#);
         for (i, f) in self.files.iter().enumerate() {
@@ -471,7 +486,7 @@ impl Plan {
             json::write_string(&mut out, &f.path);
             let _ = write!(
                 out,
-                ",{},{},{},{},{},{},",
+                ",{},{},\"{}\",\"{}\",{},{},",
                 f.size,
                 f.mtime_us(),
                 f.mtime_ns,
@@ -604,7 +619,9 @@ mod tests {
                 (UNSUPPORTED_NAME, 1),
             ]
         );
-        assert!(plan.to_json().starts_with(r#"{"files":[["a.txt",3,-2,-1500,7,false,0,null],"#));
+        assert!(plan
+            .to_json()
+            .starts_with(r#"{"files":[["a.txt",3,-2,"-1500","7",false,0,null],"#));
     }
 
     #[test]
@@ -733,9 +750,13 @@ mod tests {
 
     #[test]
     fn listing_and_options_are_validated() {
-        assert!(parse_listing(r#"[["a","f",1,2,3,false]]"#).is_ok());
-        assert!(parse_listing(r#"[["a","f",1,2,3]]"#).is_err());
-        assert!(parse_listing(r#"[["a","f",-1,2,3,true]]"#).is_err());
+        assert!(parse_listing(r#"[["a","f",1,"2","3",false]]"#).is_ok());
+        assert!(parse_listing(r#"[["a","f",1,"2","3"]]"#).is_err());
+        assert!(parse_listing(r#"[["a","f",-1,"2","3",true]]"#).is_err());
+        // Nanoseconds are strings of digits: a JSON number there is refused.
+        assert!(parse_listing(r#"[["a","f",1,2,3,false]]"#).is_err());
+        let late = parse_listing(r#"[["a","f",1,"1700000010000042001","-5",false]]"#).unwrap();
+        assert_eq!((late[0].mtime_ns, late[0].ctime_ns), (1_700_000_010_000_042_001, -5));
         assert!(Options::from_json(r#"{"inclde": []}"#).is_err());
         assert!(Options::from_json(r#"{"include": [""]}"#).is_err());
         assert!(Options::from_json(r#"{"format": "v1"}"#).is_err());

@@ -4,6 +4,7 @@ It knows nothing of manifest rules; those live in the component (``wit/``, ``com
 """
 
 from .component import WASM_PATH, Engine, default_engine, wasmtime_version
+from .engine import version as engine_version
 from .errors import (
     AttachmentError,
     Cancelled,
@@ -14,7 +15,7 @@ from .errors import (
     ValidationError,
 )
 from .hashing import hash_file, hash_files
-from .sandbox import Grant, Session, session_for
+from .sandbox import Grant, Instance, instance_for
 
 __all__ = [
     "WASM_PATH",
@@ -25,18 +26,13 @@ __all__ = [
     "FileAccessError",
     "FileChangedError",
     "Grant",
-    "Session",
+    "Instance",
     "StorageError",
     "ValidationError",
     "default_engine",
     "engine_version",
     "hash_file",
     "hash_files",
-    "session_for",
+    "instance_for",
     "wasmtime_version",
 ]
-
-
-def engine_version() -> str:
-    """The component's own version, as it reports it."""
-    return str(session_for().call("info", "version"))

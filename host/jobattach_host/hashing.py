@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Union
 
+from . import engine
+from .engine import Digest as Digest
+from .engine import Item as Item
 from .errors import AttachmentError, Cancelled
 from .parallel import default_workers, map_batches
-from .sandbox import Grant, Session, StrPath, session_for
+from .sandbox import Grant, Instance, StrPath, instance_for
 
 
 def hash_file(path: StrPath, *, memory_limit: int | None = None) -> str:
@@ -20,17 +21,11 @@ def hash_file(path: StrPath, *, memory_limit: int | None = None) -> str:
     the component's memory, in bytes (default: no bound but WebAssembly's own).
     """
     p = Path(path).absolute()
-    s = session_for(p.parent, memory_limit=memory_limit)
+    s = instance_for(p.parent, memory_limit=memory_limit)
     try:
-        return str(s.call("hashing", "hash-file", s.roots[0], p.name))
+        return engine.hash_file(s, p.name)
     except AttachmentError as e:
         raise e.below(str(p.parent)) from None
-
-
-#: One digest, or the digests of each chunk of a file.
-Digest = Union[str, list[str]]
-#: A path; ``(path, size)`` with the size from a listing; or ``(path, size, chunk)``.
-Item = Union[str, tuple[str, int], tuple[str, int, int]]
 
 
 def hash_files(
@@ -60,10 +55,10 @@ def digests(
     digests)`` hears of each batch hashed (see :func:`map_batches`); once ``cancelled`` is
     set, no batch starts and ``Cancelled`` is raised."""
 
-    def call(s: Session, batch: list[Item]) -> list[Digest]:
+    def call(s: Instance, batch: list[Item]) -> list[Digest]:
         if cancelled is not None and cancelled.is_set():
             raise Cancelled("cancelled while hashing")
-        return list(json.loads(s.call("hashing", "hash-files", s.roots[0], json.dumps(batch))))
+        return engine.hash_items(s, batch)
 
     n = default_workers() if workers is None else workers
-    return map_batches(lambda: session_for(root), call, items, n, done)
+    return map_batches(lambda: instance_for(root), call, items, n, done)

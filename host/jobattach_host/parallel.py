@@ -3,7 +3,7 @@
 wasmtime's C API runs every WASI filesystem call on a background thread and caps each read at
 64 KiB, so a single Store spends most of its time waiting on thread hand-offs. Separate Stores
 on separate threads overlap those waits (the ctypes calls release the GIL). Each worker thread
-keeps one Session for all the batches it takes.
+keeps one Instance for all the batches it takes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
-from .sandbox import Session
+from .sandbox import Instance
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -29,13 +29,13 @@ def default_workers() -> int:
 
 
 def map_batches(
-    new_session: Callable[[], Session],
-    call: Callable[[Session, list[T]], list[R]],
+    new_instance: Callable[[], Instance],
+    call: Callable[[Instance, list[T]], list[R]],
     items: Sequence[T],
     workers: int,
     done: Callable[[int, list[R]], None] | None = None,
 ) -> list[R]:
-    """``call(session, batch)`` over batches of ``items``; results in the order of ``items``.
+    """``call(instance, batch)`` over batches of ``items``; results in the order of ``items``.
 
     ``done(start, results)`` hears of each batch that finishes, on the thread that ran it, so
     the caller can keep what was done when another batch fails. The first batch (in order)
@@ -46,10 +46,10 @@ def map_batches(
     local = threading.local()
 
     def run(start: int) -> list[R]:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = new_session()
-        results = call(session, list(items[start : start + per_batch]))
+        instance = getattr(local, "instance", None)
+        if instance is None:
+            instance = local.instance = new_instance()
+        results = call(instance, list(items[start : start + per_batch]))
         if done is not None:
             done(start, results)
         return results

@@ -40,7 +40,7 @@ class Grant:
     writable: bool = False
 
 
-class Session:
+class Instance:
     """One instance of the component with a fixed set of granted roots.
 
     Not thread-safe (a Store must not be used by two threads at once); cheap to create, so make
@@ -133,12 +133,12 @@ def _is_error(value: Any) -> bool:
     return isinstance(value, wc.Record) and hasattr(value, "kind") and hasattr(value, "message")
 
 
-def session_for(*roots: StrPath | Grant, writable: bool = False, **kwargs: Any) -> Session:
-    """A session granting each of ``roots`` in order: a path made absolute with its links
+def instance_for(*roots: StrPath | Grant, writable: bool = False, **kwargs: Any) -> Instance:
+    """An instance granting each of ``roots`` in order: a path made absolute with its links
     resolved, a :class:`Grant` as it is (a directory's handle, say, which resolving would turn
     back into a path)."""
     # realpath, not resolve(): a loop of links raises no RuntimeError; it is not a directory.
     grants = [
         r if isinstance(r, Grant) else Grant(Path(os.path.realpath(r)), writable) for r in roots
     ]
-    return Session(grants, **kwargs)
+    return Instance(grants, **kwargs)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Union
 
+from . import engine
 from .host_files import list_paths
-from .sandbox import Session, StrPath, session_for
+from .sandbox import Instance, StrPath, instance_for
 
 #: Glob patterns: several, one, or None for none.
 Patterns = Union[Sequence[str], str, None]
@@ -23,21 +23,19 @@ def patterns(value: Patterns) -> list[str]:
 
 
 def plan_options(
-    root: StrPath, s: Session, include: Patterns, exclude: Patterns, format: str | None
-) -> str:
+    root: StrPath, s: Instance, include: Patterns, exclude: Patterns, format: str | None
+) -> engine.SnapshotOptions:
     """The component's snapshot options for ``root``, granted by ``s``."""
     top = os.fspath(s.host_dirs[s.roots[0]])
     given = {os.path.abspath(root), os.path.abspath(top), os.path.realpath(top)}
-    options: dict[str, object] = {
-        "include": patterns(include),
-        "exclude": patterns(exclude),
+    return engine.SnapshotOptions(
+        include=patterns(include),
+        exclude=patterns(exclude),
+        format=format,
         # Where absolute symlinks into the root point: the root as given, and resolved.
         # POSIX paths only: the component reads link texts as /-separated paths.
-        "host_roots": sorted(given) if os.sep == "/" else [],
-    }
-    if format is not None:
-        options["format"] = format
-    return json.dumps(options)
+        host_roots=sorted(given) if os.sep == "/" else [],
+    )
 
 
 class PlannedFile(NamedTuple):
@@ -82,16 +80,15 @@ def plan(
 
     With ``only``, just those ``/``-separated paths below ``root`` are listed (a job's inputs).
     """
-    s = session_for(root)
+    s = instance_for(root)
     options = plan_options(root, s, include, exclude, format)
-    if only is None:
-        text = s.call("snapshot", "plan", s.roots[0], options)
-    else:
-        listing = list_paths(s.host_dirs[s.roots[0]], list(only))
-        text = s.call("snapshot", "plan-listed", s.roots[0], listing, options)
-    doc = json.loads(text)
+    listing = None if only is None else list_paths(s.host_dirs[s.roots[0]], list(only))
+    doc = engine.plan_snapshot(s, options, listing)
     return Plan(
-        files=list(map(PlannedFile._make, doc["files"])),
+        files=[
+            PlannedFile(path, size, us, int(ns), int(cns), runnable, chunk, source)
+            for path, size, us, ns, cns, runnable, chunk, source in doc["files"]
+        ],
         symlinks=[(path, target) for path, target in doc["symlinks"]],
         dirs=doc["dirs"],
         skipped=doc["skipped"],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from . import engine
 from .errors import FileAccessError
-from .sandbox import session_for
 from .sync import check_submittable
 
 
@@ -69,15 +68,15 @@ def group_paths(
     cwd = os.getcwd()
     absolute_inputs = [_absolute(os.fspath(p), cwd) for p in inputs]
     kinds = [_kind(p) for p in absolute_inputs]
-    request = {
-        "style": "windows" if os.name == "nt" else "posix",
-        "inputs": [list(pair) for pair in zip(absolute_inputs, kinds)],
-        "outputs": [_absolute(os.fspath(p), cwd) for p in outputs],
-        "references": [_absolute(os.fspath(p), cwd) for p in references],
-        "locations": [list(loc) for loc in locations],
-        "require_paths_exist": require_paths_exist,
-    }
-    doc = json.loads(session_for().call("submit", "group", json.dumps(request)))
+    request = engine.GroupRequest(
+        style="windows" if os.name == "nt" else "posix",
+        inputs=list(zip(absolute_inputs, kinds)),
+        outputs=[_absolute(os.fspath(p), cwd) for p in outputs],
+        references=[_absolute(os.fspath(p), cwd) for p in references],
+        locations=list(locations),
+        require_paths_exist=require_paths_exist,
+    )
+    doc = engine.group(request)
     groups = [
         AssetRootGroup(g["root"], g["location"], g["inputs"], g["outputs"], g["references"])
         for g in doc["groups"]

@@ -7,83 +7,44 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Optional, Union
 
-from .choices import PathFormat, check_choice
+from . import engine
+from .engine import (
+    Destination,
+    Layout,
+    PathMappingRule,
+    layout,
+    manifest_root,
+    outputs_prefix,
+    select_outputs,
+    session_root_name,
+)
 from .errors import ValidationError
-from .sandbox import StrPath, session_for
+from .sandbox import StrPath
 
-
-@dataclass(frozen=True)
-class PathMappingRule:
-    """Maps paths under ``source_path`` (of ``source_path_format``, ``posix`` or ``windows``)
-    to ``destination_path`` on this machine."""
-
-    source_path_format: PathFormat
-    source_path: str
-    destination_path: str
-
-    def __post_init__(self) -> None:
-        check_choice(
-            "a path mapping rule's source_path_format", self.source_path_format, PathFormat
-        )
-
-
-def session_root_name(root_path: str) -> str:
-    """The folder the official worker gives ``root_path`` in a session directory."""
-    return str(session_for().call("sync", "session-root", root_path))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where objects are under a queue's root prefix (the component's rule)."""
-
-    data_prefix: str
-    data_suffix: str
-    manifests_prefix: str
-
-    def data_key(self, digest: str) -> str:
-        return f"{self.data_prefix}{digest}{self.data_suffix}"
-
-
-def layout(root_prefix: str) -> Layout:
-    return Layout(**json.loads(session_for().call("sync", "layout", root_prefix)))
+__all__ = [
+    "Destination",
+    "Layout",
+    "PathMappingRule",
+    "check_holdable",
+    "check_submittable",
+    "destination_of",
+    "layout",
+    "manifest_root",
+    "map_path",
+    "outputs_prefix",
+    "refused_entries",
+    "select_outputs",
+    "session_root_name",
+    "this_platform",
+]
 
 
 def map_path(rules: Sequence[PathMappingRule], path: str) -> str | None:
-    """``path`` mapped by the most specific rule, or None when none applies."""
-    text = json.dumps([[r.source_path_format, r.source_path, r.destination_path] for r in rules])
-    mapped = session_for().call("sync", "map-path", text, path, os.sep)
-    return None if mapped is None else str(mapped)
-
-
-def outputs_prefix(
-    root_prefix: str, farm_id: str, queue_id: str, job_id: str, step_id: str = "", task_id: str = ""
-) -> str:
-    """Where the output manifests of a job (or of one step, or one task of a step) are."""
-    request = {
-        "root_prefix": root_prefix,
-        "farm_id": farm_id,
-        "queue_id": queue_id,
-        "job_id": job_id,
-        "step_id": step_id,
-        "task_id": task_id,
-    }
-    return str(session_for().call("sync", "outputs-prefix", json.dumps(request)))
-
-
-def select_outputs(listing: Sequence[tuple[str, int]]) -> list[str]:
-    """The output manifests to read from a listing of ``(key, last modified in µs)``, oldest
-    first: each task's latest session action's, and all of steps without tasks."""
-    chosen = session_for().call("sync", "select-outputs", json.dumps(listing))
-    return list(json.loads(chosen))
-
-
-def manifest_root(metadata: Mapping[str, str]) -> str | None:
-    """The root a manifest object names in its user metadata."""
-    root = session_for().call("sync", "manifest-root", json.dumps(dict(metadata)))
-    return None if root is None else str(root)
+    """``path`` mapped by the most specific rule (the rest joined with this system's
+    separator), or None when none applies."""
+    return engine.map_path(rules, path, os.sep)
 
 
 def this_platform() -> str:
@@ -102,20 +63,6 @@ _LONG_PREFIX = "\\\\?\\"
 #: What a download writes: a manifest's encoding (either format, all of it), or rows of
 #: ``(path, mtime in µs or None)``.
 Entries = Union[str, bytes, Sequence[tuple[str, Optional[int]]]]
-
-
-@dataclass(frozen=True)
-class Destination:
-    """The facts of the file system a download writes to, which the component's rules take
-    (``sync.refused-entries``): the root's length as the system counts it (bytes, UTF-16
-    units on Windows), ``PATH_MAX`` and ``NAME_MAX`` as ``pathconf`` answers them (None where
-    it does not; -1 for no limit), and whether a Windows root has the long-path prefix."""
-
-    platform: str
-    root_length: int = 0
-    path_max: int | None = None
-    name_max: int | None = None
-    long_paths: bool = False
 
 
 def destination_of(root: StrPath) -> Destination:
@@ -157,10 +104,8 @@ def refused_entries(
     elif isinstance(entries, str):
         text = entries
     else:
-        text = json.dumps([list(e) for e in entries])
-    facts = json.dumps({**asdict(destination), "lengths_only": lengths_only})
-    found = session_for().call("sync", "refused-entries", facts, text)
-    return [(str(path), str(why)) for path, why in json.loads(found)]
+        text = engine.entry_rows(entries)
+    return engine.refused_entries(destination, text, lengths_only=lengths_only)
 
 
 def check_holdable(downloads: Mapping[StrPath, Entries]) -> None:

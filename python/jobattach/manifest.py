@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from jobattach_host import ValidationError, session_for
+from jobattach_host import ValidationError, engine, instance_for
 from jobattach_host.choices import ManifestFormat, check_choice
 from jobattach_host.snapshot import Patterns, plan_options
 
@@ -135,7 +135,7 @@ class Manifest:
         except (UnicodeDecodeError, UnicodeEncodeError) as e:
             why = f"malformed manifest: not UTF-8 text ({e.reason} at position {e.start})"
             raise ValidationError(why, kind="invalid-input") from None
-        return cls._from_canonical(session_for().call("manifest", "canonicalize", text))
+        return cls._from_canonical(engine.canonicalize(text))
 
     @classmethod
     def from_entries(
@@ -163,36 +163,34 @@ class Manifest:
         view = {"parent": parent_hash, "dirs": [[d.path, d.deleted] for d in dirs], "files": files}
         # ensure_ascii keeps lone surrogates (names that are not UTF-8) transportable.
         text = json.dumps(view, ensure_ascii=True)
-        return cls._from_canonical(session_for().call("manifest", "build", format, text))
+        return cls._from_canonical(engine.build_manifest(format, text))
 
     @classmethod
-    def _from_canonical(cls, c: Any) -> Manifest:
+    def _from_canonical(cls, c: engine.Canonical) -> Manifest:
         if not c.entries:  # v2023-03-03: the encoding itself lists the entries
             rows = tuple(json.loads(c.encoded)["paths"])
             return cls(
-                cast(ManifestFormat, str(c.format)),
+                cast(ManifestFormat, c.format),
                 rows,
-                _encoded=str(c.encoded),
-                _hash=str(c.hash),
+                _encoded=c.encoded,
+                _hash=c.hash,
                 _made_by=_COMPONENT,
             )
         view = json.loads(c.entries)
         return cls(
-            format=cast(ManifestFormat, str(c.format)),
+            format=cast(ManifestFormat, c.format),
             _rows=tuple(view["files"]),
             dirs=tuple(ManifestDir(p, deleted) for p, deleted in view["dirs"]),
             parent_hash=view["parent"],
-            _encoded=str(c.encoded),
-            _hash=str(c.hash),
+            _encoded=c.encoded,
+            _hash=c.hash,
             _made_by=_COMPONENT,
         )
 
     def convert(self, format: ManifestFormat) -> Manifest:
         """This manifest in another format; ``ValidationError`` if anything would be lost."""
         check_choice("format", format, ManifestFormat)
-        return Manifest._from_canonical(
-            session_for().call("manifest", "convert", self._encoded, format)
-        )
+        return Manifest._from_canonical(engine.convert_manifest(self._encoded, format))
 
     def encode(self) -> bytes:
         """The exact bytes the reference encoder writes (ASCII, no trailing newline)."""
@@ -242,8 +240,7 @@ class ManifestDiff:
         }
 
     @classmethod
-    def _from_json(cls, text: str) -> ManifestDiff:
-        doc = json.loads(text)
+    def _from_doc(cls, doc: dict[str, Any]) -> ManifestDiff:
 
         def entry(e: dict[str, Any]) -> ManifestEntry:
             return ManifestEntry(e["path"], e["hash"], e["size"], e["mtime"])
@@ -258,8 +255,7 @@ class ManifestDiff:
 
 def diff_manifests(old: Manifest, new: Manifest) -> ManifestDiff:
     """Added, modified (size or hash changed) and deleted entries from ``old`` to ``new``."""
-    text = session_for().call("manifest", "diff", old._encoded, new._encoded)
-    return ManifestDiff._from_json(text)
+    return ManifestDiff._from_doc(engine.diff_manifests(old._encoded, new._encoded))
 
 
 def diff_directory(
@@ -271,21 +267,16 @@ def diff_directory(
     exclude: Patterns = (),
 ) -> ManifestDiff:
     """What changed in ``root`` since ``manifest``: by size and mtime, or by hash on request."""
-    s = session_for(root)
+    s = instance_for(root)
     options = plan_options(root, s, include, exclude, None)
-    text = s.call("snapshot", "diff", s.roots[0], manifest._encoded, options, by_hash)
-    return ManifestDiff._from_json(text)
+    return ManifestDiff._from_doc(engine.diff_tree(s, manifest._encoded, options, by_hash))
 
 
 def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
     """One manifest of a root from several, later ones winning for a shared path."""
-    return Manifest._from_canonical(
-        session_for().call("manifest", "merge", [m._encoded for m in manifests])
-    )
+    return Manifest._from_canonical(engine.merge_manifests([m._encoded for m in manifests]))
 
 
 def manifest_outputs(inputs: Manifest, current: Manifest) -> Manifest:
     """The entries of ``current`` that are new or whose mtime grew since ``inputs``."""
-    return Manifest._from_canonical(
-        session_for().call("manifest", "outputs", inputs._encoded, current._encoded)
-    )
+    return Manifest._from_canonical(engine.manifest_outputs(inputs._encoded, current._encoded))

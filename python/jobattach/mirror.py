@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from jobattach_host import hash_files
+from jobattach_host import engine, hash_files
 from jobattach_host.choices import Phase
 from jobattach_host.destination import (
     STAGING_PATTERN,
@@ -27,7 +27,6 @@ from jobattach_host.destination import (
 )
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
-from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import Patterns, patterns
 from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
 from jobattach_host.sync import check_holdable
@@ -183,17 +182,17 @@ def sync_with_options(
     if isinstance(src, LocalPath) and not src.path.is_dir():
         raise FileAccessError("the source directory does not exist", path=str(src.path))
     src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
-    request = {
-        "source": [[p, s, m] for p, (s, m, _) in src_items.items()],
-        "dest": [[p, s, m] for p, (s, m, _) in dst_items.items()],
-        "delete": options.delete,
-        "by_hash": options.by_hash,
-        "include": patterns(options.include),
-        "exclude": patterns(options.exclude),
-    }
-    plan = json.loads(session_for().call("sync", "plan-mirror", json.dumps(request)))
-    copy, gone, unchanged = plan["copy"], plan["delete"], plan["unchanged"]
-    kept = copy or unchanged or plan["compare"]
+    request = engine.MirrorRequest(
+        source=[(p, s, m) for p, (s, m, _) in src_items.items()],
+        dest=[(p, s, m) for p, (s, m, _) in dst_items.items()],
+        delete=options.delete,
+        by_hash=options.by_hash,
+        include=patterns(options.include),
+        exclude=patterns(options.exclude),
+    )
+    plan = engine.plan_mirror(request)
+    copy, gone, unchanged = plan.copy, plan.delete, plan.unchanged
+    kept = copy or unchanged or plan.compare
     if gone and not kept and not options.dry_run:
         # A mistyped source lists as nothing: deleting everything would be the surprise.
         raise ValidationError(
@@ -203,14 +202,14 @@ def sync_with_options(
     local = src if isinstance(src, LocalPath) else dst
     assert isinstance(local, LocalPath)
     if local is dst:  # what it will hold: refused before anything is written, as a dry run says
-        kept_paths = copy + unchanged + plan["compare"]
+        kept_paths = copy + unchanged + plan.compare
         check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
     digests: dict[str, str] = {}
     if options.by_hash:  # the component hashes the local side; S3 says what it recorded
-        wanted = plan["compare"] + (copy if isinstance(src, LocalPath) else [])
+        wanted = plan.compare + (copy if isinstance(src, LocalPath) else [])
         digests = dict(zip(wanted, hash_files(local.path, wanted)))
-        recorded = _recorded_digests(bucket, remote, plan["compare"])
-        for p in plan["compare"]:
+        recorded = _recorded_digests(bucket, remote, plan.compare)
+        for p in plan.compare:
             (unchanged if recorded.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
         phase: Phase = "uploading" if isinstance(dst, S3Path) else "downloading"
@@ -235,7 +234,7 @@ def sync_with_options(
         skipped_files=len(unchanged),
         skipped_bytes=size(unchanged),
         deleted_files=len(gone),
-        unsupported=plan["unsupported"],
+        unsupported=plan.unsupported,
         dry_run=options.dry_run,
         total_time=time.perf_counter() - t0,
     )
@@ -266,7 +265,7 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
         if kind == "d" and STAGING_PATTERN.fullmatch(p) and _staging(top / p)
     }
     return {
-        p: (size, mtime_ns // 1000, ctime_ns)
+        p: (size, int(mtime_ns) // 1000, int(ctime_ns))  # nanoseconds are strings of digits
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows
         if kind == "f" and p.partition("/")[0] not in staging
     }

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobattach_host import engine
 from jobattach_host.choices import (
     FileSystemMode,
     LeftOutReason,
@@ -32,7 +33,6 @@ from jobattach_host.choices import (
 from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
-from jobattach_host.sandbox import session_for
 from jobattach_host.snapshot import Plan, plan
 from jobattach_host.storage import Bucket, ClientOptions, S3Config
 from jobattach_host.submit import AssetRootGroup, group_paths
@@ -274,24 +274,24 @@ def submit_bundle_attachments(
         if hash_cache is True and hashes:
             hashes.close()
 
-    request = {
-        "root_prefix": s3_location.root_prefix,
-        "farm_id": manifest_location.farm_id,
-        "queue_id": manifest_location.queue_id,
-        "file_system": opts.file_system_mode,
-        "path_format": "windows" if os.name == "nt" else "posix",
-        "groups": [
-            {
-                "root": g.root,
-                "location": g.location,
-                "outputs": g.outputs,
-                "manifest_hash": m.hash() if m else None,
-                "guid": uuid.uuid4().hex,
-            }
+    request = engine.Submission(
+        root_prefix=s3_location.root_prefix,
+        farm_id=manifest_location.farm_id,
+        queue_id=manifest_location.queue_id,
+        file_system=opts.file_system_mode,
+        path_format="windows" if os.name == "nt" else "posix",
+        roots=[
+            engine.SubmittedRoot(
+                root=g.root,
+                location=g.location,
+                outputs=g.outputs,
+                manifest_hash=m.hash() if m else None,
+                guid=uuid.uuid4().hex,
+            )
             for g, m in zip(grouping.groups, manifests)
         ],
-    }
-    plan_doc = json.loads(session_for().call("submit", "describe", json.dumps(request)))
+    )
+    description = engine.describe(request)
     where = layout(s3_location.root_prefix)
 
     ctimes = [{f.path: f.ctime_ns for f in p.files} if p else {} for p in plans]
@@ -317,16 +317,16 @@ def submit_bundle_attachments(
         if check_cache is True and checks:
             checks.close()
 
-    for m, target in zip(manifests, plan_doc["manifests"]):
+    for m, target in zip(manifests, description.manifests):
         if m is not None and target is not None:
             bucket.put_bytes(
-                target["key"],
+                target.key,
                 m.encode(),
-                metadata=target["metadata"],
+                metadata=target.metadata,
                 content_type="application/x-deadline-manifest-2023-03-03",
             )
     return BundleSubmitResult(
-        attachments=plan_doc["attachments"],
+        attachments=description.attachments,
         statistics=SummaryStatistics(
             total_files=stats.files,
             total_bytes=stats.bytes,

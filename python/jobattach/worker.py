@@ -12,7 +12,6 @@ left in place.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import time
@@ -21,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-from jobattach_host import hash_files
+from jobattach_host import engine, hash_files
 from jobattach_host.choices import ConflictPolicy, check_choice
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
-from jobattach_host.sandbox import session_for
 from jobattach_host.storage import Bucket, S3Config, Transfer
 from jobattach_host.sync import (
     Layout,
@@ -498,33 +496,27 @@ def sync_outputs(
     stats = upload_contents(bucket, where.data_key, files, under=where.data_prefix)
     keys = []
     for props, _, m in planned:
-        target = json.loads(
-            session_for().call(
-                "sync",
-                "output-manifest",
-                json.dumps(
-                    {
-                        "root_prefix": s3_location.root_prefix,
-                        "farm_id": action.farm_id,
-                        "queue_id": action.queue_id,
-                        "job_id": action.job_id,
-                        "step_id": action.step_id,
-                        "task_id": action.task_id,
-                        "session_action_id": action.session_action_id,
-                        "start_us": _microseconds(action.started),
-                        "root": props["rootPath"],
-                        "location": props.get("fileSystemLocationName"),
-                    }
-                ),
+        target = engine.output_manifest(
+            engine.OutputManifestRequest(
+                root_prefix=s3_location.root_prefix,
+                farm_id=action.farm_id,
+                queue_id=action.queue_id,
+                job_id=action.job_id,
+                step_id=action.step_id,
+                task_id=action.task_id,
+                session_action_id=action.session_action_id,
+                start_us=_microseconds(action.started),
+                root=props["rootPath"],
+                location=props.get("fileSystemLocationName"),
             )
         )
         bucket.put_bytes(
-            target["key"],
+            target.key,
             m.encode(),
-            metadata=target["metadata"],
+            metadata=target.metadata,
             content_type="application/x-deadline-manifest-2023-03-03",
         )
-        keys.append(target["key"])
+        keys.append(target.key)
     if inputs is not None:
         inputs.manifests.update(seen)  # sent: the next action's outputs are what it writes
     return SyncOutputsResult(
