@@ -19,7 +19,7 @@ from jobattach_host import (
     hash_files,
     wasmtime_version,
 )
-from jobattach_host.storage import ClientOptions, S3Config
+from jobattach_host.s3config import ClientOptions, S3Config
 from jobattach_host.sync import PathMappingRule
 
 from .manifest import (
