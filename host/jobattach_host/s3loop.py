@@ -3,15 +3,15 @@
 With a thread per request in flight, two cores spend more time handing Python's GIL from
 thread to thread than sending requests: 4,000 GETs of 8 KiB from ``rclone serve s3`` took
 0.8-0.9 ms of client CPU each from sixteen threads through boto3's HTTP session, and 0.14 ms
-each from one event loop keeping as many keep-alive connections busy (2026-12-01). So batches
+each from one event loop keeping as many keep-alive connections busy. So batches
 of small objects (a job's content, existence checks) go through here; large files still go
 through boto3's transfer manager.
 
 The requests are s3wire's: signed by its ``Wire``, and only its plain cases handled here
 (success, a missing object on HEAD, throttling, server errors and dropped connections retried
-with botocore's backoff). Any other answer means boto3 must do the work: the batch sends
-nothing more, and returns what is not done for the caller to do through boto3. It is not used
-where boto3 would go through a proxy or present a client certificate.
+by the one retry policy, ``retry``). Any other answer means boto3 must do the work: the batch
+sends nothing more, and returns what is not done for ``transport.Router`` to do through boto3.
+It is not used where boto3 would go through a proxy or present a client certificate.
 """
 
 from __future__ import annotations

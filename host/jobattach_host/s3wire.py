@@ -6,10 +6,11 @@ this module is a SigV4 signature (tested equal to botocore's) and one round trip
 client's own HTTP session, so proxies, TLS verification, pool size and timeouts stay as boto3
 was configured; it costs about a third as much.
 
-It handles only the plain cases: success, a missing object, and failures worth retrying
-(throttling, server errors, dropped connections), retried with botocore's backoff. Anything
-else (a redirect to another region, an authorization error) raises ``Fallback``, and the
-caller repeats the operation through boto3, which deals with it as it always does.
+``Wire`` is a ``transport.Transport``. It handles only the plain cases: success, a missing
+object, and failures worth retrying (throttling, server errors, dropped connections), retried
+by the one retry policy (``retry``). Anything else (a redirect to another region, an
+authorization error) raises ``Fallback``, and ``transport.Router`` repeats the operation
+through boto3, which deals with it as it always does.
 """
 
 from __future__ import annotations
@@ -214,7 +215,13 @@ class Wire:
     def sign(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None
     ) -> dict[str, str]:
-        """``headers`` with the SigV4 ones added: every header sent is signed."""
+        """``headers`` with the SigV4 ones added: every header sent is signed.
+
+        Written here rather than taken from botocore, as it costs the small-object path:
+        signing an 8 KiB PUT with metadata took 26-28 us of CPU here and 120-137 us through
+        ``botocore.auth.S3SigV4Auth.add_auth`` (``python bench/sign_bench.py``, 10,000
+        requests, two cores), against 100-170 us for a whole request on the event loop.
+        tests/test_s3wire.py checks the signatures are botocore's."""
         creds = self._credentials.get_frozen_credentials()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         payload = _EMPTY_SHA256 if not body else hashlib.sha256(body).hexdigest()
