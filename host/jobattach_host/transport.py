@@ -203,7 +203,7 @@ class Router:
 
     def _one(self, operation: str, key: str, call: Callable[[Transport], T]) -> T:
         """``call`` on the direct path when there is one, else (or once it falls back) on
-        boto3; what the retry policy gave up on is a ``StorageError``."""
+        boto3; what the retry policy gave up on, or signing failed on, is a ``StorageError``."""
         direct = self.direct
         try:
             if direct is not None:
@@ -214,6 +214,8 @@ class Router:
             return call(self.boto)
         except Failed as e:
             raise failure(operation, e.code, key) from e
+        except BotoCoreError as e:  # the direct path's signing: credentials not refreshed
+            raise StorageError(f"S3 {operation} failed: {e}", path=key) from e
 
     def _fall_back(self) -> None:
         self.direct = self.loop = None
