@@ -26,7 +26,8 @@ from jobattach import (
 from jobattach_host import default_engine
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
-from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.s3config import S3Config
+from jobattach_host.storage import Bucket
 from servers import OFFICIAL, SERVERS, config_for, env_for, fast_dir
 from trees import TREES, read_untimed, tree
 

@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from jobattach_host.s3config import S3Config
 from jobattach_host.s3wire import USER_AGENT
-from jobattach_host.storage import S3Config
 
 ROOT = Path(__file__).resolve().parents[1]
 WASM = ROOT / "host" / "jobattach_host" / "jobattach.wasm"

@@ -14,7 +14,8 @@ import xxhash
 from conftest import VENV_BIN
 from jobattach import StorageError, demo
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.s3config import S3Config
+from jobattach_host.storage import Bucket
 
 
 def _config(endpoint: str) -> S3Config:

@@ -12,7 +12,8 @@ import pytest
 from conftest import Fault, S3Proxy
 from jobattach import StorageError
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.storage import Bucket, ClientOptions, S3Config
+from jobattach_host.s3config import ClientOptions, S3Config
+from jobattach_host.storage import Bucket
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'

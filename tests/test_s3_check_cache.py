@@ -9,7 +9,8 @@ import pytest
 
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
 from jobattach_host.s3_check_cache import EXPIRY_SECONDS, SAMPLE, S3CheckCache
-from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.s3config import S3Config
+from jobattach_host.storage import Bucket
 
 
 @pytest.fixture

@@ -23,9 +23,10 @@ from cryptography.x509.oid import NameOID
 from conftest import OnlyBoto3, S3Proxy
 from jobattach import FileAccessError, StorageError
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.s3loop import _parse_head
+from jobattach_host.s3config import ClientOptions, S3Config
+from jobattach_host.s3loop import Loop, _parse_head
 from jobattach_host.s3wire import USER_AGENT
-from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
+from jobattach_host.storage import Bucket, Transfer
 
 Proxies = Callable[..., S3Proxy]
 
@@ -148,7 +149,7 @@ def test_a_refused_batch_is_done_by_boto3(
     through = Bucket("loop", _config(s3_proxy(refuse).url, max_pool_connections=4))
     through.upload_files([Transfer(f"r/{p.name}", p, p.stat().st_size) for p in paths])
     assert 1 <= refuse.refused <= 4  # the requests already in flight; no more were sent
-    assert through._wire is None
+    assert through._transport.direct is None
     assert bucket.keys("r/") == {f"r/{p.name}" for p in paths}
 
 
@@ -217,7 +218,9 @@ def test_tls_is_verified_against_the_ca_bundle_boto3_uses(
 
     monkeypatch.setenv("AWS_CA_BUNDLE", str(pem))
     trusted = Bucket("loop", _config(url))
-    assert isinstance(trusted._tls, ssl.SSLContext)
+    loop = trusted._transport.loop
+    assert isinstance(loop, Loop)
+    assert isinstance(loop.tls, ssl.SSLContext)
     trusted.upload_files(transfers)
     assert agents.count(USER_AGENT) == 10  # over TLS, on the direct path
     assert bucket.keys("t/") == {t.key for t in transfers}
@@ -248,10 +251,12 @@ def test_reply_heads_say_whether_the_connection_stays(
 def test_no_event_loop_where_boto3_goes_through_a_proxy(
     s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert Bucket("loop", _config(s3_endpoint))._tls is None  # plain HTTP, on the loop
+    loop = Bucket("loop", _config(s3_endpoint))._transport.loop
+    assert isinstance(loop, Loop)
+    assert loop.tls is None  # plain HTTP, on the loop
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "")
-    assert Bucket("loop", _config(s3_endpoint))._tls is False
+    assert Bucket("loop", _config(s3_endpoint))._transport.loop is None
 
 
 class Scripted:

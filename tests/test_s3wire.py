@@ -14,8 +14,9 @@ from botocore.credentials import Credentials
 
 from conftest import Fault, OnlyBoto3, S3Proxy
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
+from jobattach_host.s3config import S3Config
 from jobattach_host.s3wire import Wire
-from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.storage import Bucket
 
 
 def _config(endpoint: str, token: str | None = None) -> S3Config:
@@ -41,7 +42,8 @@ def _config(endpoint: str, token: str | None = None) -> S3Config:
 def test_signatures_are_botocores(
     method: str, key: str, metadata: dict[str, str], body: bytes | None, token: str | None
 ) -> None:
-    wire = Bucket("my-bucket", _config("http://127.0.0.1:9", token))._wire
+    config = _config("http://127.0.0.1:9", token)
+    wire = Wire.for_bucket(config.client(), config.credentials(), "my-bucket", 3)
     assert wire is not None, "the direct path is off: every small object costs boto3's price"
     path = "/my-bucket/" + quote(key, safe="/~")
     headers = {f"x-amz-meta-{k.lower()}": v for k, v in metadata.items()}
@@ -83,7 +85,7 @@ def test_what_the_direct_path_cannot_do_boto3_does(
     f.write_bytes(b"content")
     bucket.upload_file("Data/x", f, metadata={"xxh128": "abc"})
     assert only_boto3.refused == 1
-    assert bucket._wire is None  # boto3 does this bucket's requests from now on
+    assert bucket._transport.direct is None  # boto3 does this bucket's requests from now on
     assert bucket.metadata("Data/x") == {"xxh128": "abc"}
     bucket.download_file("Data/x", tmp_path / "back", size=7)
     assert (tmp_path / "back").read_bytes() == b"content"
@@ -94,4 +96,4 @@ def test_what_the_direct_path_cannot_do_boto3_does(
     assert direct.metadata("Data/missing") is None
     direct.download_file("Data/x", tmp_path / "direct", size=7)
     assert (tmp_path / "direct").read_bytes() == b"content"
-    assert direct._wire is not None
+    assert direct._transport.direct is not None

@@ -12,7 +12,8 @@ import pytest
 import jobattach
 from jobattach import StorageError
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.storage import Bucket, ClientOptions, S3Config
+from jobattach_host.s3config import ClientOptions, S3Config
+from jobattach_host.storage import Bucket
 
 
 def _config(endpoint: str, options: ClientOptions | None = None) -> S3Config:

@@ -8,9 +8,9 @@ manager.
 
 The requests are s3wire's: signed by its ``Wire``, and only its plain cases handled here
 (success, a missing object on HEAD, throttling, server errors and dropped connections retried
-with botocore's backoff). Any other answer means boto3 must do the work: the batch sends
-nothing more, and returns what is not done for the caller to do through boto3. It is not used
-where boto3 would go through a proxy or present a client certificate.
+by the one retry policy, ``retry``). Any other answer means boto3 must do the work: the batch
+sends nothing more, and returns what is not done for ``transport.Router`` to do through boto3.
+It is not used where boto3 would go through a proxy or present a client certificate.
 """
 
 from __future__ import annotations
@@ -19,28 +19,24 @@ import asyncio
 import os
 import ssl
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from botocore.httpsession import get_cert_path
 
+from .retry import RETRY_STATUS, Attempts, Failed
 from .s3wire import (
     CONFLICT_STATUS,
     EXISTS_STATUS,
-    RETRY_STATUS,
-    Failed,
-    Moved,
-    Sent,
-    Unanswered,
     Wire,
-    backoff_seconds,
     error_code,
     put_headers,
     unexpected_size,
     user_metadata,
 )
+from .transport import ItemFailed, Moved, Request, Sent
 
 _CHUNK = 1 << 20
 #: A PUT body goes out in pieces of this size, the read timeout restarting with each.
@@ -62,39 +58,56 @@ _CONNECTION_ERRORS = (
 _WATCH_EVERY = 0.5
 
 
-class Request(NamedTuple):
-    """One request of a batch."""
-
-    method: str  # "GET", "PUT" or "HEAD"
-    key: str
-    #: GET: the file the object's content is written to; PUT: the file sent.
-    path: str | os.PathLike[str] | None = None
-    #: PUT: the object's user metadata.
-    metadata: Mapping[str, str] | None = None
-    #: PUT: the xxh3-128 the content must hash to (S3 refuses a body that does not).
-    digest: str | None = None
-    #: PUT: refused, and reported as there, when the key exists.
-    create_only: bool = False
-    #: GET: opens the file written to, empty, instead of ``path``.
-    sink: Callable[[], IO[bytes]] | None = None
-    #: GET: the size the object must have: another is refused before a byte is written, so
-    #: an object swapped for a huge one never fills the disk.
-    size: int | None = None
-
-
-class ItemFailed(Exception):
-    """A request of the batch failed for good: ``error`` is a ``Failed`` (S3 kept refusing)
-    or the ``OSError`` of its local file."""
-
-    def __init__(self, index: int, error: Failed | OSError) -> None:
-        super().__init__(str(error))
-        self.index, self.error = index, error
-
-
 class Settings(NamedTuple):
     connections: int
     connect_timeout: float
     read_timeout: float
+
+
+class Loop:
+    """The event loop's batches for the objects of one bucket (a ``BatchTransport``)."""
+
+    max_put_bytes = MAX_PUT_BYTES
+
+    def __init__(self, wire: Wire, tls: ssl.SSLContext | None, settings: Settings) -> None:
+        #: The TLS context for the wire's endpoint, None for plain HTTP.
+        self.wire, self.tls, self.settings = wire, tls, settings
+
+    @classmethod
+    def for_wire(cls, wire: Wire, settings: Settings) -> Loop | None:
+        """A Loop, or None where it must not be used: a proxy or a client certificate, which
+        only boto3 handles."""
+        tls = tls_for(wire)
+        return None if tls is False else cls(wire, tls, settings)
+
+    def run(
+        self,
+        requests: Sequence[Request],
+        *,
+        done: Callable[[int, Any], None] | None = None,
+        cancelled: threading.Event | None = None,
+        started: Callable[[int], None] | None = None,
+        moved: Moved | None = None,
+    ) -> list[int]:
+        """Sends every request, ``settings.connections`` at a time; ``done(i, result)`` for
+        each that succeeded (a HEAD's result is the object's user metadata, or None when it
+        does not exist; a PUT's is its ``Sent``). Returns the indices boto3 must do; raises
+        ``ItemFailed`` for the first request that failed for good, and stops sending once
+        ``cancelled`` is set. ``started(i)`` hears of each request before anything of it is
+        sent: one started and never done may have reached the server all the same.
+        ``moved`` hears of the bytes of bodies as they go either way; what it raises ends
+        the batch."""
+        batch = _Batch(
+            self.wire, self.tls, requests, self.settings, done, cancelled, started, moved
+        )
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(batch.main())
+        else:  # a loop runs in this thread already: ours gets a thread of its own, this one waits
+            with ThreadPoolExecutor(1, thread_name_prefix="s3-loop") as pool:
+                pool.submit(asyncio.run, batch.main()).result()
+        return sorted(batch.left)
 
 
 def tls_for(wire: Wire) -> ssl.SSLContext | Literal[False] | None:
@@ -113,35 +126,6 @@ def tls_for(wire: Wire) -> ssl.SSLContext | Literal[False] | None:
         context.verify_mode = ssl.CERT_NONE
         return context
     return ssl.create_default_context(cafile=get_cert_path(verify))
-
-
-def run(
-    wire: Wire,
-    tls: ssl.SSLContext | None,
-    requests: Sequence[Request],
-    settings: Settings,
-    *,
-    done: Callable[[int, Any], None] | None = None,
-    cancelled: threading.Event | None = None,
-    started: Callable[[int], None] | None = None,
-    moved: Moved | None = None,
-) -> list[int]:
-    """Sends every request, ``settings.connections`` at a time; ``done(i, result)`` for each
-    that succeeded (a HEAD's result is the object's user metadata, or None when it does not
-    exist; a PUT's is its ``Sent``). Returns the indices boto3 must do; raises ``ItemFailed``
-    for the first request that failed for good, and stops sending once ``cancelled`` is set.
-    ``started(i)`` hears of each request before anything of it is sent: one started and never
-    done may have reached the server all the same. ``moved`` hears of the bytes of bodies as
-    they go either way; what it raises ends the batch."""
-    batch = _Batch(wire, tls, requests, settings, done, cancelled, started, moved)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(batch.main())
-    else:  # a loop runs in this thread already: ours gets a thread of its own, this one waits
-        with ThreadPoolExecutor(1, thread_name_prefix="s3-loop") as pool:
-            pool.submit(asyncio.run, batch.main()).result()
-    return sorted(batch.left)
 
 
 class _Local(Exception):
@@ -256,9 +240,8 @@ class _Batch:
         stops between attempts once the batch is cancelled, without being done."""
         req = self.requests[i]
         body = _read(req.path) if req.method == "PUT" else None
-        attempts, attempt = self.wire.attempts, 1
+        attempts = Attempts(self.wire.attempts, self.wire.patience)
         resent = False  # an earlier send of it may have reached the server
-        unanswered = Unanswered(self.wire.patience)
         while True:
             try:
                 if conn is None:
@@ -277,14 +260,12 @@ class _Batch:
                 self._drop(conn)
                 conn = None
                 error: Exception = ReadTimeout() if timed_out else e
-                if attempt == attempts:
-                    raise Failed(type(error).__name__) from e
-                delay = backoff_seconds(attempt)
-                why = unanswered.stop(self._waited(error), delay, attempt, type(error).__name__)
-                if why is not None:
-                    raise Failed(why) from e
+                try:
+                    delay = attempts.retry(type(error).__name__, self._waited(error))
+                except Failed as failed:
+                    raise failed from e
             else:
-                result = _result(req, reply, resent or attempt > 1)
+                result = _result(req, reply, resent or attempts.number > 1)
                 if result is not _NO_RESULT:
                     if not reply.keep_alive:
                         self._drop(conn)
@@ -299,17 +280,14 @@ class _Batch:
                         return conn
                     self._drop(conn)
                     return None
-                if attempt == attempts:
-                    raise Failed(error_code(reply.body) or str(reply.status))
+                delay = attempts.retry(error_code(reply.body) or str(reply.status))
                 self._drop(conn)  # the server may close it while we wait
                 conn = None
-                delay = backoff_seconds(attempt)
             if self._cancelled():
                 return conn
             await asyncio.sleep(delay)
             if self._cancelled():
                 return conn
-            attempt += 1
 
     def _cancelled(self) -> bool:
         return self.cancelled is not None and self.cancelled.is_set()

@@ -29,8 +29,8 @@ from typing import NamedTuple
 from .errors import AttachmentError, Cancelled, FileChangedError, StorageError
 from .hashing import hash_file
 from .s3_check_cache import S3CheckCache
-from .s3wire import Sent
 from .storage import Bucket, Transfer
+from .transport import Sent
 
 
 @dataclass

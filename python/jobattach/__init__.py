@@ -33,9 +33,9 @@ from jobattach_host.choices import (
 )
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.s3config import ClientOptions, S3Config
 from jobattach_host.snapshot import Patterns
 from jobattach_host.sqlite import CacheError
-from jobattach_host.storage import ClientOptions, S3Config
 from jobattach_host.sync import PathMappingRule
 
 from .manifest import (

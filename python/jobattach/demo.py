@@ -17,7 +17,8 @@ from typing import Any
 from jobattach_host import hash_files
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
-from jobattach_host.storage import Bucket, S3Config
+from jobattach_host.s3config import S3Config
+from jobattach_host.storage import Bucket
 from jobattach_host.sync import layout
 
 from .local_s3 import ACCESS_KEY, SECRET_KEY, LocalS3Server

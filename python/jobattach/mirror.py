@@ -27,8 +27,9 @@ from jobattach_host.destination import (
 )
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
+from jobattach_host.s3config import ClientOptions, S3Config
 from jobattach_host.snapshot import Patterns, patterns
-from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
+from jobattach_host.storage import Bucket, Transfer
 from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
 

@@ -33,8 +33,9 @@ from jobattach_host.choices import (
 from jobattach_host.errors import Cancelled, FileAccessError, ValidationError
 from jobattach_host.hash_cache import HashCache
 from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.s3config import ClientOptions, S3Config
 from jobattach_host.snapshot import Plan, plan
-from jobattach_host.storage import Bucket, ClientOptions, S3Config
+from jobattach_host.storage import Bucket
 from jobattach_host.submit import AssetRootGroup, group_paths
 from jobattach_host.sync import layout
 from jobattach_host.upload import Content, Tally, upload_contents

@@ -24,7 +24,8 @@ from jobattach_host import engine, hash_files
 from jobattach_host.choices import ConflictPolicy, check_choice
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
-from jobattach_host.storage import Bucket, S3Config, Transfer
+from jobattach_host.s3config import S3Config
+from jobattach_host.storage import Bucket, Transfer
 from jobattach_host.sync import (
     Layout,
     PathMappingRule,

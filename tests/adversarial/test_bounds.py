@@ -24,7 +24,8 @@ from jobattach import (
     sync_inputs,
 )
 from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-from jobattach_host.storage import Bucket, ClientOptions, S3Config, Transfer
+from jobattach_host.s3config import ClientOptions, S3Config
+from jobattach_host.storage import Bucket, Transfer
 
 #: Short timeouts, so that a silent server costs a test about a second: the stall timeout is
 #: the bound checked, and what botocore alone would do (8 attempts, backoff up to 20 s each)

@@ -87,7 +87,9 @@ def test_every_request_carries_the_expected_owner(
     methods = {m for m, *_ in recorder.seen}
     assert methods == {"GET", "PUT", "HEAD", "POST", "DELETE"}
     if transport != "boto3":
-        assert bucket._wire is not None  # the direct paths were used, not replaced by boto3
+        assert (
+            bucket._transport.direct is not None
+        )  # the direct paths were used, not replaced by boto3
 
 
 def test_without_an_account_in_the_credentials_sts_says_it_once(

@@ -29,7 +29,8 @@ from jobattach import (
     submit_bundle_attachments,
     sync,
 )
-from jobattach_host.storage import Bucket, ClientOptions
+from jobattach_host.s3config import ClientOptions
+from jobattach_host.storage import Bucket
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 
@@ -164,7 +165,7 @@ _AS_USER = """
 import json, os, sys
 os.environ.update(json.loads(sys.argv[1]))
 import jobattach
-from jobattach_host.storage import S3Config
+from jobattach_host.s3config import S3Config
 s3 = S3Config(region=os.environ["AWS_DEFAULT_REGION"])
 operation, *args = sys.argv[2:]
 try:
