@@ -47,7 +47,7 @@ pub fn iso_time(us: i64) -> String {
 }
 
 /// Where a session action's output manifest for one root goes, and its metadata:
-/// `{"key", "metadata"}`. `task_id` is empty for a step-level action.
+/// `{"key", "content_type", "metadata"}`. `task_id` is empty for a step-level action.
 pub fn output_manifest(
     root_prefix: &str,
     ids: [&str; 5], // farm, queue, job, step, task
@@ -97,7 +97,7 @@ fn xxh128_of(text: &str) -> String {
 /// Describes a submission: `request` is `{"root_prefix", "farm_id", "queue_id", "file_system":
 /// "COPIED"|"VIRTUAL", "path_format": "posix"|"windows", "groups": [{"root", "location":
 /// name|null, "outputs": [rel], "manifest_hash": hash|null, "guid": hex}]}`. Returns
-/// `{"manifests": [{"key", "metadata"}|null per group], "attachments": {...}}` (content keys
+/// `{"manifests": [{"key", "content_type", "metadata"}|null per group], "attachments": {...}}` (content keys
 /// are in [`layout`]).
 pub fn describe(request: &str) -> Result<String> {
     let bad = |why: &str| Error::invalid(format!("submission: {why}"));
@@ -186,9 +186,14 @@ pub fn describe(request: &str) -> Result<String> {
     ))
 }
 
+/// The content type a manifest object is stored with, as the official code writes it.
+pub const MANIFEST_CONTENT_TYPE: &str = "application/x-deadline-manifest-2023-03-03";
+
 fn manifest_object(key: &str, root: &str, location: Option<&str>) -> String {
     let mut out = String::from("{\"key\":");
     json::write_str(&mut out, key);
+    out.push_str(",\"content_type\":");
+    json::write_str(&mut out, MANIFEST_CONTENT_TYPE);
     out.push_str(",\"metadata\":{\"asset-root\":");
     if root.is_ascii() {
         json::write_str(&mut out, root);

@@ -4,16 +4,19 @@
 pub mod abspath;
 pub mod attachments;
 pub mod diff;
+pub mod download;
 pub mod error;
 pub mod formats;
 pub mod glob;
 pub mod grouping;
 pub mod hash;
+pub mod internal_names;
 pub mod job_outputs;
 pub mod json;
 pub mod manifest;
 pub mod manifest_v2025;
 pub mod mirror;
+pub mod output_dirs;
 pub mod pathmap;
 pub mod portable;
 pub mod relpath;
@@ -314,6 +317,93 @@ mod bindings {
             separator: String,
         ) -> Result<Option<String>, types::Error> {
             Ok(crate::pathmap::map_path(&rules, &path, &separator)?)
+        }
+    }
+
+    // Downloads: the plan, output patterns and internal names (wit/download.wit).
+
+    use exports::jobattach::engine::download;
+
+    fn destinations_of(
+        given: Vec<download::Destination>,
+    ) -> crate::error::Result<Vec<crate::download::Destination>> {
+        given
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let within = |e: Error| e.within(&format!("destinations[{i}]"));
+                Ok(crate::download::Destination {
+                    manifest: crate::formats::decode_v2023(&d.manifest).map_err(within)?,
+                    found: crate::download::parse_found(&d.found).map_err(within)?,
+                    digests: crate::download::parse_digests(&d.digests).map_err(within)?,
+                    shown: d.shown,
+                })
+            })
+            .collect()
+    }
+
+    fn internal_kind(kind: crate::internal_names::Kind) -> download::InternalKind {
+        match kind {
+            crate::internal_names::Kind::Staging => download::InternalKind::Staging,
+            crate::internal_names::Kind::Temporary => download::InternalKind::Temporary,
+        }
+    }
+
+    impl download::Guest for Engine {
+        fn compare(destinations: Vec<download::Destination>) -> Result<Vec<String>, types::Error> {
+            let dests = destinations_of(destinations)?;
+            Ok(dests
+                .iter()
+                .map(crate::download::to_hash_json)
+                .map(fit)
+                .collect::<Result<_, _>>()?)
+        }
+
+        fn plan(
+            destinations: Vec<download::Destination>,
+            policy: download::ConflictPolicy,
+        ) -> Result<download::DownloadPlan, types::Error> {
+            use crate::download::Policy;
+            let policy = match policy {
+                download::ConflictPolicy::Overwrite => Policy::Overwrite,
+                download::ConflictPolicy::Skip => Policy::Skip,
+                download::ConflictPolicy::Error => Policy::Error,
+            };
+            let dests = destinations_of(destinations)?;
+            let plan = crate::download::plan(&dests, policy)?;
+            let t = &plan.totals;
+            Ok(download::DownloadPlan {
+                files: t.files,
+                bytes: t.bytes,
+                unchanged_files: t.unchanged_files,
+                downloaded_files: t.downloaded_files,
+                downloaded_bytes: t.downloaded_bytes,
+                contents: t.contents,
+                content_bytes: t.content_bytes,
+                plan: fit(plan.to_json())?,
+            })
+        }
+
+        fn output_patterns(
+            directories: Vec<String>,
+            format: download::PathFormat,
+        ) -> Option<Vec<String>> {
+            crate::output_dirs::patterns(&directories, format == download::PathFormat::Windows)
+        }
+
+        fn internal_name(
+            kind: download::InternalKind,
+            random: Vec<u8>,
+        ) -> Result<String, types::Error> {
+            let kind = match kind {
+                download::InternalKind::Staging => crate::internal_names::Kind::Staging,
+                download::InternalKind::Temporary => crate::internal_names::Kind::Temporary,
+            };
+            Ok(crate::internal_names::name(kind, &random)?)
+        }
+
+        fn internal_kinds(names: Vec<String>) -> Vec<Option<download::InternalKind>> {
+            names.iter().map(|n| crate::internal_names::kind_of(n).map(internal_kind)).collect()
         }
     }
 

@@ -39,7 +39,9 @@ fn listing(v: Value, what: &str) -> Result<BTreeMap<Vec<u16>, Item>> {
 }
 
 /// Plans a mirror; `request` is `{"source": [[path, size, mtime_us]], "dest": [...],
-/// "delete": bool, "by_hash": bool, "include": [glob], "exclude": [glob]}`. Returns
+/// "delete": bool, "by_hash": bool, "include": [glob], "exclude": [glob], "dry_run": bool,
+/// "source_name": text, "dest_name": text}` (the names as people know the two sides, for
+/// [`refuse_emptying`]'s message). Returns
 /// `{"copy": [path], "unchanged": [path], "compare": [path], "delete": [path], "unsupported":
 /// [path], "excluded": n}`. With `by_hash`, files of the same size on both sides are listed in
 /// `compare`, for the caller to copy those whose xxh3-128 differs.
@@ -48,6 +50,8 @@ pub fn plan(request: &str) -> Result<String> {
         return Err(Error::invalid("a mirror request must be a JSON object"));
     };
     let (mut source, mut dest, mut delete, mut by_hash) = (None, None, false, false);
+    let (mut dry_run, mut names) =
+        (false, [String::from("the source"), String::from("the destination")]);
     let (mut include, mut exclude) = (Vec::new(), Vec::new());
     for (key, value) in fields {
         match (key.as_str(), value) {
@@ -55,6 +59,10 @@ pub fn plan(request: &str) -> Result<String> {
             ("dest", v) => dest = Some(listing(v, "dest")?),
             ("delete", Value::Bool(d)) => delete = d,
             ("by_hash", Value::Bool(h)) => by_hash = h,
+            ("dry_run", Value::Bool(d)) => dry_run = d,
+            (side @ ("source_name" | "dest_name"), Value::String(u)) => {
+                names[usize::from(side == "dest_name")] = String::from_utf16_lossy(&u)
+            }
             (name @ ("include" | "exclude"), Value::Array(globs)) => {
                 for g in globs {
                     let Value::String(u) = g else {
@@ -109,6 +117,10 @@ pub fn plan(request: &str) -> Result<String> {
             }
         }
     }
+    if !dry_run {
+        let kept = copy.len() + unchanged.len() + compare.len();
+        refuse_emptying(kept, gone.len(), &names[0], &names[1])?;
+    }
     let mut out = String::from("{");
     for (i, (name, paths)) in [
         ("copy", &copy),
@@ -133,9 +145,39 @@ pub fn plan(request: &str) -> Result<String> {
     Ok(out)
 }
 
+/// A mirror that would delete files and keep none is refused: a mistyped source lists as
+/// nothing, and deleting everything would be the surprise. A dry run lists them instead.
+pub fn refuse_emptying(kept: usize, deleted: usize, source: &str, dest: &str) -> Result<()> {
+    if deleted == 0 || kept > 0 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{source} holds no files to sync: refusing to delete the {deleted} of {dest} (check \
+         the source; --dry-run lists them; delete them explicitly if you mean to)"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::plan;
+
+    #[test]
+    fn deleting_everything_and_keeping_nothing_is_refused_unless_a_dry_run() {
+        let req = r#"{"source":[],"dest":[["a",1,1],["b",1,1]],"delete":true,
+                      "source_name":"/typo","dest_name":"s3://b/p/"}"#;
+        let err = plan(req).unwrap_err();
+        assert_eq!(
+            err.message,
+            "/typo holds no files to sync: refusing to delete the 2 of s3://b/p/ (check the \
+             source; --dry-run lists them; delete them explicitly if you mean to)"
+        );
+        let dry = plan(&req.replace("\"delete\":true", "\"delete\":true,\"dry_run\":true"));
+        assert!(dry.unwrap().contains(r#""delete":["a","b"]"#));
+        let kept = req.replace(r#""source":[]"#, r#""source":[["a",1,1]]"#);
+        assert!(plan(&kept).unwrap().contains(r#""delete":["b"]"#));
+        let excluded = req.replace(r#""source":[]"#, r#""source":[["c",1,1]],"exclude":["c"]"#);
+        assert!(plan(&excluded).is_err(), "an excluded file is not one kept");
+    }
 
     #[test]
     fn copies_new_changed_and_newer_files_and_deletes_on_request() {
