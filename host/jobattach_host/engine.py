@@ -1,0 +1,156 @@
+"""The one layer that calls the engine component: typed Python functions over its WIT exports.
+
+Everything else in the host and in ``jobattach`` calls these, never the component itself.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, get_args
+
+from wasmtime import component as wc
+
+from .errors import ValidationError
+from .sandbox import session_for
+
+# --- Downloads: the plan, output patterns and internal names (wit/download.wit) -------------
+
+#: What to do with a local file that exists and differs from the manifest (``conflict-policy``).
+ConflictPolicy = Literal["overwrite", "skip", "error"]
+CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = get_args(ConflictPolicy)
+
+#: The kinds of names a download gives its own files (``internal-kind``).
+InternalKind = Literal["staging", "temporary"]
+
+
+def conflict_policy(value: str) -> ConflictPolicy:
+    """``value`` as a conflict policy; a ``ValidationError`` naming the choices otherwise."""
+    for policy in CONFLICT_POLICIES:
+        if value == policy:
+            return policy
+    raise ValidationError(f"on_conflict must be one of {', '.join(CONFLICT_POLICIES)}")
+
+
+#: What stands at a manifest path: path, kind (``"f"`` a regular file), size, mtime in µs.
+Found = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True)
+class DownloadDestination:
+    """One destination of a download (the WIT ``destination``)."""
+
+    #: The merged v2023-03-03 manifest landing there, encoded.
+    manifest: str
+    #: What stands at the manifest's paths, as found without following symlinks.
+    found: Sequence[Found]
+    #: The folder's own path and a separator: a manifest path after it is what people see.
+    shown: str
+    #: The digests of the files :func:`download_compare` named, in its order.
+    digests: Sequence[str] = ()
+
+
+class Placement(NamedTuple):
+    """A file to put in place: ``copy`` when another place takes the downloaded file itself."""
+
+    path: str
+    digest: str
+    mtime_us: int
+    copy: bool
+
+
+@dataclass(frozen=True)
+class DestinationPlan:
+    #: Each distinct content to download once, ``(digest, size)``.
+    contents: list[tuple[str, int]]
+    #: Every file to put in place, in path order.
+    places: list[Placement]
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """What a download does, decided by the component (the WIT ``download-plan``)."""
+
+    files: int
+    bytes: int
+    unchanged_files: int
+    downloaded_files: int
+    downloaded_bytes: int
+    #: Distinct contents to download over all destinations, and their bytes.
+    contents: int
+    content_bytes: int
+    #: The shown paths of the files that differed, under ``overwritten`` or ``skipped``.
+    conflicts: dict[str, list[str]] = field(default_factory=dict)
+    #: One per destination, in the order given.
+    destinations: list[DestinationPlan] = field(default_factory=list)
+
+
+def _record(**fields: Any) -> wc.Record:
+    """A WIT record of ``fields`` (``_`` in a name stands for WIT's ``-``)."""
+    r = wc.Record()
+    for name, value in fields.items():
+        setattr(r, name.replace("_", "-"), value)
+    return r
+
+
+def _destination(d: DownloadDestination) -> wc.Record:
+    found, digests = json.dumps(list(d.found)), json.dumps(list(d.digests))
+    return _record(manifest=d.manifest, found=found, digests=digests, shown=d.shown)
+
+
+def download_compare(destinations: Sequence[DownloadDestination]) -> list[list[tuple[str, int]]]:
+    """Per destination, the ``(path, size)`` of the found files whose digest decides (regular
+    files of their entry's size and mtime): hash them, then :func:`download_plan`."""
+    given = [_destination(d) for d in destinations]
+    found = session_for().call("download", "compare", given)
+    return [[(p, s) for p, s in json.loads(rows)] for rows in found]
+
+
+def download_plan(
+    destinations: Sequence[DownloadDestination], policy: ConflictPolicy
+) -> DownloadPlan:
+    """The download to ``destinations`` (their digests filled in); under ``"error"``, files
+    that differ are refused with a ``ValidationError`` naming them."""
+    given = [_destination(d) for d in destinations]
+    r: Any = session_for().call("download", "plan", given, policy)
+    bulk = json.loads(r.plan)
+    return DownloadPlan(
+        files=r.files,
+        bytes=r.bytes,
+        unchanged_files=getattr(r, "unchanged-files"),
+        downloaded_files=getattr(r, "downloaded-files"),
+        downloaded_bytes=getattr(r, "downloaded-bytes"),
+        contents=r.contents,
+        content_bytes=getattr(r, "content-bytes"),
+        conflicts=bulk["conflicts"],
+        destinations=[
+            DestinationPlan(
+                contents=[(digest, size) for digest, size in d["contents"]],
+                places=[Placement(*p) for p in d["places"]],
+            )
+            for d in bulk["destinations"]
+        ],
+    )
+
+
+def output_patterns(directories: Sequence[str], *, windows: bool) -> list[str] | None:
+    """Snapshot include patterns for every file below a root's output ``directories`` (None:
+    the whole root)."""
+    found = session_for().call(
+        "download", "output-patterns", list(directories), "windows" if windows else "posix"
+    )
+    return None if found is None else list(found)
+
+
+def internal_name(kind: InternalKind) -> str:
+    """A fresh name of ``kind`` for a download's own file (random each call)."""
+    return str(session_for().call("download", "internal-name", kind, secrets.token_bytes(8)))
+
+
+def internal_kinds(names: Sequence[str]) -> list[InternalKind | None]:
+    """Which kind of internal name each of ``names`` has the shape of, if any."""
+    if not names:
+        return []
+    return list(session_for().call("download", "internal-kinds", list(names)))
