@@ -1,0 +1,136 @@
+"""The download plan, output patterns and internal names are the component's: contract cases
+(tests/cases/download.json) go in as the facts a host finds, the plan comes out, checked
+against the schemas in wit/schemas/; and the worker does what the plan says."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from wasmtime import component as wc
+
+from conftest import ROOT
+from jobattach.manifest import Manifest
+from jobattach.worker import _found
+from jobattach_host import ValidationError
+from jobattach_host.destination import open_root
+from jobattach_host.engine import (
+    CONFLICT_POLICIES,
+    DownloadDestination,
+    conflict_policy,
+    download_compare,
+    download_plan,
+    internal_kinds,
+    internal_name,
+    output_patterns,
+)
+from jobattach_host.sandbox import session_for
+
+CASES = json.loads((ROOT / "tests" / "cases" / "download.json").read_text())
+SCHEMAS = ROOT / "wit" / "schemas"
+
+
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def _destinations(case: dict[str, Any]) -> list[DownloadDestination]:
+    return [
+        DownloadDestination(d["manifest"], [tuple(f) for f in d["found"]], d["shown"], d["digests"])
+        for d in case["destinations"]
+    ]
+
+
+def _raw(d: DownloadDestination) -> wc.Record:
+    r = wc.Record()
+    r.manifest, r.shown = d.manifest, d.shown
+    r.found, r.digests = json.dumps(list(d.found)), json.dumps(list(d.digests))
+    return r
+
+
+@pytest.mark.parametrize("case", CASES["plans"], ids=lambda c: c["name"])
+def test_the_component_plans_a_download_from_what_the_host_found(case: dict[str, Any]) -> None:
+    dests = _destinations(case)
+    blank = [DownloadDestination(d.manifest, d.found, d.shown) for d in dests]
+    assert download_compare(blank) == [[tuple(r) for r in rows] for rows in case["compare"]]
+    raw = session_for().call("download", "compare", [_raw(d) for d in blank])
+    for rows in raw:
+        jsonschema.validate(json.loads(rows), _schema("download-compare"))
+    if "error" in case:
+        with pytest.raises(ValidationError) as caught:
+            download_plan(dests, conflict_policy(case["policy"]))
+        assert str(caught.value).startswith(case["error"])
+        return
+    plan = download_plan(dests, conflict_policy(case["policy"]))
+    want = case["expect"]
+    got = {k: getattr(plan, k) for k in want if k != "plan"}
+    assert got == {k: v for k, v in want.items() if k != "plan"}
+    assert plan.conflicts == want["plan"]["conflicts"]
+    emitted = session_for().call("download", "plan", [_raw(d) for d in dests], case["policy"])
+    bulk = json.loads(emitted.plan)
+    jsonschema.validate(bulk, _schema("download-plan"))
+    assert bulk == want["plan"]
+    for part, expected in zip(plan.destinations, want["plan"]["destinations"]):
+        assert [list(p) for p in part.places] == expected["places"]
+        assert [list(c) for c in part.contents] == expected["contents"]
+
+
+def test_the_plan_is_refused_when_digests_do_not_match_what_it_hashes() -> None:
+    (case,) = [c for c in CASES["plans"] if c["policy"] == "skip" and c["compare"][0]]
+    (dest,) = _destinations(case)
+    short = DownloadDestination(dest.manifest, dest.found, dest.shown, dest.digests[:1])
+    with pytest.raises(ValidationError, match="1 digests for the 2 files"):
+        download_plan([short], "skip")
+
+
+def test_conflict_policies_are_the_wit_enum_and_others_are_refused() -> None:
+    wit = (ROOT / "wit" / "download.wit").read_text()
+    body = re.search(r"enum conflict-policy \{(.*?)\}", wit, re.S)
+    assert body is not None
+    names = re.findall(r"^\s*([a-z-]+),", body.group(1), re.M)
+    assert tuple(names) == CONFLICT_POLICIES
+    with pytest.raises(ValidationError, match="on_conflict must be one of overwrite, skip, error"):
+        conflict_policy("replace")
+
+
+@pytest.mark.parametrize("case", CASES["output_patterns"], ids=lambda c: repr(c["directories"]))
+def test_output_patterns_are_the_components(case: dict[str, Any]) -> None:
+    windows = case["format"] == "windows"
+    assert output_patterns(case["directories"], windows=windows) == case["expect"]
+
+
+def test_internal_names_are_named_and_recognised_by_the_component() -> None:
+    cases = CASES["internal_names"]
+    assert internal_kinds([c["name"] for c in cases]) == [c["kind"] for c in cases]
+    staging, temporary = internal_name("staging"), internal_name("temporary")
+    assert internal_kinds([staging, temporary]) == ["staging", "temporary"]
+    assert staging != internal_name("staging")  # random each time
+    with pytest.raises(ValidationError, match="8 random bytes"):
+        session_for().call("download", "internal-name", "staging", b"short")
+
+
+def test_the_worker_gives_the_component_what_stands_without_following_links(
+    tmp_path: Path,
+) -> None:
+    """What the worker found (a stale file, a symlink to it, nothing) goes in as facts; the
+    plan downloads the missing file and overwrites both others."""
+    dest = tmp_path / "dest"
+    (dest / "x").mkdir(parents=True)
+    (dest / "x" / "1").write_bytes(b"stale")
+    os.symlink("1", dest / "x" / "2")
+    (case,) = [c for c in CASES["plans"] if c["name"].startswith("each content once")]
+    text = case["destinations"][0]["manifest"]
+    with open_root(dest) as root:
+        found = _found(root, Manifest.decode(text))
+    assert [(p, kind, size) for p, kind, size, _ in found] == [("x/1", "f", 5), ("x/2", "o", 1)]
+    shown = os.path.join(str(dest), "")
+    plan = download_plan([DownloadDestination(text, found, shown)], "overwrite")
+    assert plan.conflicts == {"overwritten": [f"{shown}x/1", f"{shown}x/2"]}
+    assert [p.path for p in plan.destinations[0].places] == ["x/1", "x/2", "y"]
