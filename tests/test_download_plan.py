@@ -50,8 +50,9 @@ def _destinations(case: dict[str, Any]) -> list[DownloadDestination]:
 
 def _raw(d: DownloadDestination) -> wc.Record:
     r = wc.Record()
-    r.manifest, r.shown = d.manifest, d.shown
-    r.found, r.digests = json.dumps(list(d.found)), json.dumps(list(d.digests))
+    fields = {"manifest": d.manifest, "shown": d.shown, "found": json.dumps(list(d.found))}
+    for name, value in {**fields, "digests": json.dumps(list(d.digests))}.items():
+        setattr(r, name, value)
     return r
 
 
