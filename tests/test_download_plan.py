@@ -110,6 +110,8 @@ def test_output_patterns_are_the_components(case: dict[str, Any]) -> None:
 def test_internal_names_are_named_and_recognised_by_the_component() -> None:
     cases = CASES["internal_names"]
     assert internal_kinds([c["name"] for c in cases]) == [c["kind"] for c in cases]
+    # a name byte that is not UTF-8 (a lone surrogate here) is no internal name
+    assert internal_kinds(["a\udcff", ".jobattach-0123456789abcdef"]) == [None, "temporary"]
     staging, temporary = internal_name("staging"), internal_name("temporary")
     assert internal_kinds([staging, temporary]) == ["staging", "temporary"]
     assert staging != internal_name("staging")  # random each time

@@ -150,7 +150,17 @@ def internal_name(kind: InternalKind) -> str:
 
 
 def internal_kinds(names: Sequence[str]) -> list[InternalKind | None]:
-    """Which kind of internal name each of ``names`` has the shape of, if any."""
-    if not names:
-        return []
-    return list(session_for().call("download", "internal-kinds", list(names)))
+    """Which kind of internal name each of ``names`` has the shape of, if any. A name that is
+    not Unicode (a byte that is not UTF-8, as a lone surrogate) is no internal name, and
+    cannot cross as a WIT string."""
+    sendable = [n for n in names if _unicode(n)]
+    found = iter(session_for().call("download", "internal-kinds", sendable) if sendable else ())
+    return [next(found) if _unicode(n) else None for n in names]
+
+
+def _unicode(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
