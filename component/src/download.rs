@@ -33,12 +33,12 @@ pub struct Found {
 }
 
 /// One destination: the merged manifest landing there, what stands there, the digests of
-/// the files `to_hash` named (in its order; empty before they are known), and the prefix
+/// the files `to_hash` names (in its order; `None` before they are known), and the prefix
 /// that makes a manifest path the path people are shown (the folder and a separator).
 pub struct Destination {
     pub manifest: Manifest,
     pub found: BTreeMap<Vec<u16>, Found>,
-    pub digests: Vec<String>,
+    pub digests: Option<Vec<String>>,
     pub shown: String,
 }
 
@@ -85,8 +85,8 @@ fn same_stat<'a>(d: &'a Destination) -> impl Iterator<Item = &'a Entry> + 'a {
     })
 }
 
-/// What the host hashes in a destination before the plan: `[[path, size]]`, the form
-/// `hashing.hash-files` takes.
+/// What the host hashes in a destination before the plan can be made: `[[path, size]]`, the
+/// form `hashing.hash-files` takes.
 pub fn to_hash_json(d: &Destination) -> String {
     let mut out = String::from("[");
     for (i, e) in same_stat(d).enumerate() {
@@ -140,6 +140,21 @@ pub struct Plan<'a> {
     pub destinations: Vec<DestinationPlan<'a>>,
 }
 
+/// What a download needs next: the digests of some destinations' files, or its plan.
+pub enum Outcome<'a> {
+    /// Per destination, the files to hash ([`to_hash_json`]), then to plan again with.
+    Hash(Vec<String>),
+    Planned(Plan<'a>),
+}
+
+/// The plan, once every destination that has files whose digest decides has their digests.
+pub fn plan_or_hash(dests: &[Destination], policy: Policy) -> Result<Outcome<'_>> {
+    if dests.iter().any(|d| d.digests.is_none() && same_stat(d).next().is_some()) {
+        return Ok(Outcome::Hash(dests.iter().map(to_hash_json).collect()));
+    }
+    plan(dests, policy).map(Outcome::Planned)
+}
+
 /// Plans the download to every destination (see the module's doc); refused, naming every
 /// file of the first destination that has any, when files differ under [`Policy::Error`].
 pub fn plan(dests: &[Destination], policy: Policy) -> Result<Plan<'_>> {
@@ -152,10 +167,11 @@ pub fn plan(dests: &[Destination], policy: Policy) -> Result<Plan<'_>> {
         out.totals.files += entries.len() as u64;
         out.totals.bytes += entries.iter().map(|e| e.size).sum::<u64>();
         let checked: Vec<&Entry> = same_stat(d).collect();
-        if checked.len() != d.digests.len() {
+        let digests = d.digests.as_deref().unwrap_or_default();
+        if checked.len() != digests.len() {
             return Err(Error::invalid(format!(
                 "a destination has {} digests for the {} files its plan hashes",
-                d.digests.len(),
+                digests.len(),
                 checked.len()
             )));
         }
@@ -168,7 +184,7 @@ pub fn plan(dests: &[Destination], policy: Policy) -> Result<Plan<'_>> {
                 Some(_) => differing.push(e),
             }
         }
-        for (e, digest) in checked.into_iter().zip(&d.digests) {
+        for (e, digest) in checked.into_iter().zip(digests) {
             if *digest == e.hash {
                 out.totals.unchanged_files += 1;
             } else {
@@ -285,7 +301,7 @@ mod tests {
         Destination {
             manifest: m,
             found: parse_found(found).unwrap(),
-            digests: digests.iter().map(|d| d.to_string()).collect(),
+            digests: Some(digests.iter().map(|d| d.to_string()).collect()),
             shown: "/dest/".into(),
         }
     }
@@ -379,6 +395,20 @@ mod tests {
         let order: Vec<_> =
             p.destinations[0].places.iter().map(|p| String::from_utf16_lossy(p.path)).collect();
         assert_eq!(order, ["\u{FF5E}", "\u{1F600}"]);
+    }
+
+    #[test]
+    fn digests_are_asked_for_only_where_they_decide() {
+        let mut d = [dest(sample(), FOUND, &[]), dest(sample(), "[]", &[])];
+        d[0].digests = None;
+        d[1].digests = None;
+        match plan_or_hash(&d, Policy::Skip).unwrap() {
+            Outcome::Hash(rows) => assert_eq!(rows, [r#"[["edited",2],["same",2]]"#, "[]"]),
+            Outcome::Planned(_) => panic!("planned without the digests that decide"),
+        }
+        let mut empty = [dest(sample(), "[]", &[])];
+        empty[0].digests = None; // nothing stands there: nothing to hash
+        assert!(matches!(plan_or_hash(&empty, Policy::Skip).unwrap(), Outcome::Planned(_)));
     }
 
     #[test]

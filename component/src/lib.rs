@@ -335,7 +335,10 @@ mod bindings {
                 Ok(crate::download::Destination {
                     manifest: crate::formats::decode_v2023(&d.manifest).map_err(within)?,
                     found: crate::download::parse_found(&d.found).map_err(within)?,
-                    digests: crate::download::parse_digests(&d.digests).map_err(within)?,
+                    digests: match d.digests {
+                        Some(text) => Some(crate::download::parse_digests(&text).map_err(within)?),
+                        None => None,
+                    },
                     shown: d.shown,
                 })
             })
@@ -350,29 +353,26 @@ mod bindings {
     }
 
     impl download::Guest for Engine {
-        fn compare(destinations: Vec<download::Destination>) -> Result<Vec<String>, types::Error> {
-            let dests = destinations_of(destinations)?;
-            Ok(dests
-                .iter()
-                .map(crate::download::to_hash_json)
-                .map(fit)
-                .collect::<Result<_, _>>()?)
-        }
-
         fn plan(
             destinations: Vec<download::Destination>,
             policy: download::ConflictPolicy,
-        ) -> Result<download::DownloadPlan, types::Error> {
-            use crate::download::Policy;
+        ) -> Result<download::Outcome, types::Error> {
+            use crate::download::{Outcome, Policy};
             let policy = match policy {
                 download::ConflictPolicy::Overwrite => Policy::Overwrite,
                 download::ConflictPolicy::Skip => Policy::Skip,
                 download::ConflictPolicy::Error => Policy::Error,
             };
             let dests = destinations_of(destinations)?;
-            let plan = crate::download::plan(&dests, policy)?;
+            let plan = match crate::download::plan_or_hash(&dests, policy)? {
+                Outcome::Hash(rows) => {
+                    let rows = rows.into_iter().map(fit).collect::<crate::error::Result<_>>()?;
+                    return Ok(download::Outcome::Hash(rows));
+                }
+                Outcome::Planned(plan) => plan,
+            };
             let t = &plan.totals;
-            Ok(download::DownloadPlan {
+            Ok(download::Outcome::Planned(download::DownloadPlan {
                 files: t.files,
                 bytes: t.bytes,
                 unchanged_files: t.unchanged_files,
@@ -381,7 +381,7 @@ mod bindings {
                 contents: t.contents,
                 content_bytes: t.content_bytes,
                 plan: fit(plan.to_json())?,
-            })
+            }))
         }
 
         fn output_patterns(

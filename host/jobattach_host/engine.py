@@ -48,8 +48,8 @@ class DownloadDestination:
     found: Sequence[Found]
     #: The folder's own path and a separator: a manifest path after it is what people see.
     shown: str
-    #: The digests of the files :func:`download_compare` named, in its order.
-    digests: Sequence[str] = ()
+    #: The digests of the files :func:`download_plan` asked to hash here, in its order.
+    digests: Sequence[str] | None = None
 
 
 class Placement(NamedTuple):
@@ -95,26 +95,35 @@ def _record(**fields: Any) -> wc.Record:
     return r
 
 
+@dataclass(frozen=True)
+class HashFirst:
+    """The digests a plan needs first: per destination, the ``(path, size)`` of the found
+    files whose digest decides (regular files of their entry's size and mtime)."""
+
+    files: list[list[tuple[str, int]]]
+
+
 def _destination(d: DownloadDestination) -> wc.Record:
-    found, digests = json.dumps(list(d.found)), json.dumps(list(d.digests))
-    return _record(manifest=d.manifest, found=found, digests=digests, shown=d.shown)
-
-
-def download_compare(destinations: Sequence[DownloadDestination]) -> list[list[tuple[str, int]]]:
-    """Per destination, the ``(path, size)`` of the found files whose digest decides (regular
-    files of their entry's size and mtime): hash them, then :func:`download_plan`."""
-    given = [_destination(d) for d in destinations]
-    found = session_for().call("download", "compare", given)
-    return [[(p, s) for p, s in json.loads(rows)] for rows in found]
+    digests = None if d.digests is None else json.dumps(list(d.digests))
+    return _record(
+        manifest=d.manifest, found=json.dumps(list(d.found)), digests=digests, shown=d.shown
+    )
 
 
 def download_plan(
     destinations: Sequence[DownloadDestination], policy: ConflictPolicy
-) -> DownloadPlan:
-    """The download to ``destinations`` (their digests filled in); under ``"error"``, files
-    that differ are refused with a ``ValidationError`` naming them."""
+) -> DownloadPlan | HashFirst:
+    """The download to ``destinations``, or the files to hash first (then plan again with
+    their digests); under ``"error"``, files that differ are refused with a
+    ``ValidationError`` naming them."""
     given = [_destination(d) for d in destinations]
-    r: Any = session_for().call("download", "plan", given, policy)
+    outcome: Any = session_for().call("download", "plan", given, policy)
+    # wasmtime-py gives a variant's payload untagged when the cases' Python types differ.
+    if isinstance(outcome, wc.Variant):
+        outcome = outcome.payload
+    if isinstance(outcome, list):  # hash
+        return HashFirst([[(p, size) for p, size in json.loads(rows)] for rows in outcome])
+    r = outcome
     bulk = json.loads(r.plan)
     return DownloadPlan(
         files=r.files,

@@ -31,10 +31,11 @@ from jobattach_host.engine import (
     ConflictPolicy,
     DestinationPlan,
     DownloadDestination,
+    DownloadPlan,
     Found,
+    HashFirst,
     Placement,
     conflict_policy,
-    download_compare,
     download_plan,
     output_patterns,
 )
@@ -207,12 +208,14 @@ def _download_roots(
             DownloadDestination(m.encode().decode("ascii"), _found(f, m), os.path.join(f.path, ""))
             for f, m in zip(folders, merged.values())
         ]
-        to_hash = download_compare(sides)
-        sides = [  # same size and mtime: the hash decides
-            dataclasses.replace(side, digests=hash_files(grant_of(f), rows) if rows else [])
-            for side, f, rows in zip(sides, folders, to_hash)
-        ]
         plan = download_plan(sides, on_conflict)
+        if isinstance(plan, HashFirst):  # same size and mtime: the hash decides
+            sides = [
+                dataclasses.replace(side, digests=hash_files(grant_of(f), rows) if rows else [])
+                for side, f, rows in zip(sides, folders, plan.files)
+            ]
+            plan = download_plan(sides, on_conflict)
+        assert isinstance(plan, DownloadPlan)  # every digest given
         counts = Reporter(progress).counts("downloading")
         tally = Tally(counts, plan.contents, plan.content_bytes)
         for folder, part in zip(folders, plan.destinations):
