@@ -51,7 +51,8 @@ def _destinations(case: dict[str, Any]) -> list[DownloadDestination]:
 
 def _raw(d: DownloadDestination) -> wc.Record:
     r = wc.Record()
-    fields = {"manifest": d.manifest, "shown": d.shown, "found": json.dumps(list(d.found))}
+    shown = json.dumps(d.shown)
+    fields = {"manifest": d.manifest, "shown": shown, "found": json.dumps(list(d.found))}
     digests = None if d.digests is None else json.dumps(list(d.digests))
     for name, value in {**fields, "digests": digests}.items():
         setattr(r, name, value)

@@ -39,7 +39,7 @@ pub struct Destination {
     pub manifest: Manifest,
     pub found: BTreeMap<Vec<u16>, Found>,
     pub digests: Option<Vec<String>>,
-    pub shown: String,
+    pub shown: Vec<u16>,
 }
 
 /// `[[path, kind, size, mtime-us]]` as the host found them (`kind` as `host-files.list-tree`
@@ -63,6 +63,15 @@ pub fn parse_found(text: &str) -> Result<BTreeMap<Vec<u16>, Found>> {
         out.insert(path, found);
     }
     Ok(out)
+}
+
+/// The shown prefix, a JSON string (so that any host path crosses: a byte that is not UTF-8
+/// as the lone surrogate `\udcXX`, as manifests spell such names).
+pub fn parse_shown(text: &str) -> Result<Vec<u16>> {
+    match json::parse(text)? {
+        Value::String(units) => Ok(units),
+        _ => Err(Error::invalid("shown must be a JSON string")),
+    }
 }
 
 /// A JSON array of digests.
@@ -134,8 +143,9 @@ pub struct Totals {
 pub struct Plan<'a> {
     pub totals: Totals,
     /// The shown paths of the files that differed, under the outcome (`overwritten` or
-    /// `skipped`); empty when none differed.
-    pub conflicts: Vec<String>,
+    /// `skipped`), as UTF-16 units (a host path may hold a lone surrogate); empty when none
+    /// differed.
+    pub conflicts: Vec<Vec<u16>>,
     pub outcome: &'static str,
     pub destinations: Vec<DestinationPlan<'a>>,
 }
@@ -191,11 +201,14 @@ pub fn plan(dests: &[Destination], policy: Policy) -> Result<Plan<'_>> {
                 differing.push(e);
             }
         }
-        let shown: Vec<String> = differing.iter().map(|e| shown_path(&d.shown, &e.path)).collect();
+        let shown: Vec<Vec<u16>> =
+            differing.iter().map(|e| [&d.shown[..], &e.path].concat()).collect();
         if !differing.is_empty() && policy == Policy::Error {
+            // a lone surrogate as U+FFFD: an error's message is a WIT string
+            let named: Vec<String> = shown.iter().map(|p| String::from_utf16_lossy(p)).collect();
             return Err(Error::invalid(format!(
                 "local files differ from the job's inputs: {}",
-                shown.join(", ")
+                named.join(", ")
             )));
         }
         out.conflicts.extend(shown);
@@ -240,11 +253,6 @@ fn code_points(path: &[u16]) -> Vec<u32> {
         .collect()
 }
 
-/// `shown` and the path as one text for people (a lone surrogate as U+FFFD).
-fn shown_path(shown: &str, path: &[u16]) -> String {
-    format!("{shown}{}", String::from_utf16_lossy(path))
-}
-
 impl Plan<'_> {
     /// `{"conflicts": {outcome: [shown path]}, "destinations": [{"contents": [[digest,
     /// size]], "places": [[path, digest, mtime-us, copy]]}]}` (schema:
@@ -257,7 +265,7 @@ impl Plan<'_> {
                 if i > 0 {
                     out.push(',');
                 }
-                json::write_str(&mut out, p);
+                json::write_string(&mut out, p);
             }
             out.push(']');
         }
@@ -302,7 +310,7 @@ mod tests {
             manifest: m,
             found: parse_found(found).unwrap(),
             digests: Some(digests.iter().map(|d| d.to_string()).collect()),
-            shown: "/dest/".into(),
+            shown: "/dest/".encode_utf16().collect(),
         }
     }
 
@@ -333,7 +341,9 @@ mod tests {
         let d = [dest(sample(), FOUND, &[A, B])];
         let over = plan(&d, Policy::Overwrite).unwrap();
         // differing by stat first, then by digest, each in manifest order
-        assert_eq!(over.conflicts, ["/dest/bigger", "/dest/link", "/dest/edited"]);
+        let conflicts: Vec<String> =
+            over.conflicts.iter().map(|p| String::from_utf16_lossy(p)).collect();
+        assert_eq!(conflicts, ["/dest/bigger", "/dest/link", "/dest/edited"]);
         assert_eq!(over.outcome, "overwritten");
         let places: Vec<_> = over.destinations[0]
             .places

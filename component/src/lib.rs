@@ -339,7 +339,7 @@ mod bindings {
                         Some(text) => Some(crate::download::parse_digests(&text).map_err(within)?),
                         None => None,
                     },
-                    shown: d.shown,
+                    shown: crate::download::parse_shown(&d.shown).map_err(within)?,
                 })
             })
             .collect()

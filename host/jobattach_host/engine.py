@@ -106,7 +106,10 @@ class HashFirst:
 def _destination(d: DownloadDestination) -> wc.Record:
     digests = None if d.digests is None else json.dumps(list(d.digests))
     return _record(
-        manifest=d.manifest, found=json.dumps(list(d.found)), digests=digests, shown=d.shown
+        manifest=d.manifest,
+        found=json.dumps(list(d.found)),
+        digests=digests,
+        shown=json.dumps(d.shown),  # a path need not be Unicode (a lone surrogate crosses)
     )
 
 
