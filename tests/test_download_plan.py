@@ -125,6 +125,11 @@ def test_output_patterns_are_the_components(case: dict[str, Any]) -> None:
     assert output_patterns(case["directories"], windows=windows) == case["expect"]
 
 
+def test_output_directories_not_named_in_utf8_give_patterns() -> None:
+    # the snapshot reads a lone surrogate in a pattern as U+FFFD
+    assert output_patterns(["out-\udcff"], windows=False) == ["out-\ufffd/**"]
+
+
 def test_internal_names_are_named_and_recognised_by_the_component() -> None:
     cases = CASES["internal_names"]
     assert internal_kinds([c["name"] for c in cases]) == [c["kind"] for c in cases]

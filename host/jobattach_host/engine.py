@@ -6,6 +6,7 @@ Everything else in the host and in ``jobattach`` calls these, never the componen
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -149,9 +150,11 @@ def download_plan(
 
 def output_patterns(directories: Sequence[str], *, windows: bool) -> list[str] | None:
     """Snapshot include patterns for every file below a root's output ``directories`` (None:
-    the whole root)."""
+    the whole root). A lone surrogate (a name byte that is not UTF-8) becomes U+FFFD, as the
+    snapshot's own patterns read it."""
+    given = [_lossy(d) for d in directories]
     found = session_for().call(
-        "download", "output-patterns", list(directories), "windows" if windows else "posix"
+        "download", "output-patterns", given, "windows" if windows else "posix"
     )
     return None if found is None else list(found)
 
@@ -168,6 +171,10 @@ def internal_kinds(names: Sequence[str]) -> list[InternalKind | None]:
     sendable = [n for n in names if _unicode(n)]
     found = iter(session_for().call("download", "internal-kinds", sendable) if sendable else ())
     return [next(found) if _unicode(n) else None for n in names]
+
+
+def _lossy(text: str) -> str:
+    return text if _unicode(text) else re.sub("[\ud800-\udfff]", "\ufffd", text)
 
 
 def _unicode(name: str) -> bool:
