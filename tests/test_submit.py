@@ -638,6 +638,12 @@ def test_our_manifest_objects_are_the_official_uploads_byte_for_byte(
     their_bytes, _ = bucket.get_bytes(f"Official/Manifests/{their_path}")
     our_bytes, _ = bucket.get_bytes(f"{PREFIX}/Manifests/{mine['inputManifestPath']}")
     assert our_bytes == their_bytes
+    # Stored with the manifests' content type, as the component gives it.
+    client = boto3.client("s3", region_name=REGION)
+    head = client.head_object(
+        Bucket=bucket.name, Key=f"{PREFIX}/Manifests/{mine['inputManifestPath']}"
+    )
+    assert head["ContentType"] == "application/x-deadline-manifest-2023-03-03"
     assert {k.rsplit("/", 1)[1] for k in bucket.keys("Official/Data/")} == {
         k.rsplit("/", 1)[1] for k in bucket.keys(f"{PREFIX}/Data/")
     }

@@ -268,6 +268,8 @@ def test_outputs_go_where_the_official_tools_find_them(
         result.manifest_keys[0], bucket.name, session_
     )
     assert asset_root == root
+    head = session_.client("s3").head_object(Bucket=bucket.name, Key=result.manifest_keys[0])
+    assert head["ContentType"] == "application/x-deadline-manifest-2023-03-03"
     assert sorted(p.path for p in manifest.paths) == [
         "emoji \U0001f600/inner.txt",
         "renders/beauty.0001.exr",

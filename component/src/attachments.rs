@@ -16,6 +16,7 @@ use crate::json::{self, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestObject {
     pub key: String,
+    pub content_type: &'static str,
     pub metadata: Vec<(String, String)>,
 }
 
@@ -84,8 +85,8 @@ pub fn iso_time(us: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{micros:06}Z")
 }
 
-/// Where a session action's output manifest for one root goes, and its metadata.
-/// `task_id` is empty for a step-level action.
+/// Where a session action's output manifest for one root goes, its content type and its
+/// metadata. `task_id` is empty for a step-level action.
 pub fn output_manifest(
     root_prefix: &str,
     ids: [&str; 5], // farm, queue, job, step, task
@@ -179,6 +180,9 @@ pub fn describe(s: &Submission) -> Result<(Vec<Option<ManifestObject>>, String)>
     Ok((manifests, attachments))
 }
 
+/// The content type a manifest object is stored with, as the official code writes it.
+pub const MANIFEST_CONTENT_TYPE: &str = "application/x-deadline-manifest-2023-03-03";
+
 fn manifest_object(key: &str, root: &str, location: Option<&str>) -> ManifestObject {
     let mut metadata = Vec::new();
     if root.is_ascii() {
@@ -192,7 +196,7 @@ fn manifest_object(key: &str, root: &str, location: Option<&str>) -> ManifestObj
     if let Some(name) = location {
         metadata.push(("file-system-location-name".to_string(), name.to_string()));
     }
-    ManifestObject { key: key.to_string(), metadata }
+    ManifestObject { key: key.to_string(), content_type: MANIFEST_CONTENT_TYPE, metadata }
 }
 
 /// The root a manifest object names in its user metadata: `asset-root-json` decoded when

@@ -4,16 +4,19 @@
 pub mod abspath;
 pub mod attachments;
 pub mod diff;
+pub mod download;
 pub mod error;
 pub mod formats;
 pub mod glob;
 pub mod grouping;
 pub mod hash;
+pub mod internal_names;
 pub mod job_outputs;
 pub mod json;
 pub mod manifest;
 pub mod manifest_v2025;
 pub mod mirror;
+pub mod output_dirs;
 pub mod pathmap;
 pub mod portable;
 pub mod relpath;
@@ -212,7 +215,11 @@ mod bindings {
     }
 
     fn object(o: crate::attachments::ManifestObject) -> types::ManifestObject {
-        types::ManifestObject { key: o.key, metadata: o.metadata }
+        types::ManifestObject {
+            key: o.key,
+            content_type: o.content_type.to_string(),
+            metadata: o.metadata,
+        }
     }
 
     /// A manifest as the host gets it; refused over the limit (`formats::MAX_BYTES`), so that
@@ -311,6 +318,9 @@ mod bindings {
                 by_hash: request.by_hash,
                 include: &request.include,
                 exclude: &request.exclude,
+                dry_run: request.dry_run,
+                source_name: &request.source_name,
+                dest_name: &request.dest_name,
             };
             Ok(fit(crate::mirror::plan(&request)?)?)
         }
@@ -386,6 +396,93 @@ mod bindings {
                 })
                 .collect();
             Ok(crate::pathmap::map_path(&rules, &path, &separator)?)
+        }
+    }
+
+    // Downloads: the plan, output patterns and internal names (wit/download.wit).
+
+    use exports::jobattach::engine::download;
+
+    fn destinations_of(
+        given: Vec<download::Destination>,
+    ) -> crate::error::Result<Vec<crate::download::Destination>> {
+        given
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let within = |e: Error| e.within(&format!("destinations[{i}]"));
+                Ok(crate::download::Destination {
+                    manifest: crate::formats::decode_v2023(&d.manifest).map_err(within)?,
+                    found: crate::download::parse_found(&d.found).map_err(within)?,
+                    digests: match d.digests {
+                        Some(text) => Some(crate::download::parse_digests(&text).map_err(within)?),
+                        None => None,
+                    },
+                    shown: crate::download::parse_shown(&d.shown).map_err(within)?,
+                })
+            })
+            .collect()
+    }
+
+    fn internal_kind(kind: crate::internal_names::Kind) -> download::InternalKind {
+        match kind {
+            crate::internal_names::Kind::Staging => download::InternalKind::Staging,
+            crate::internal_names::Kind::Temporary => download::InternalKind::Temporary,
+        }
+    }
+
+    impl download::Guest for Engine {
+        fn plan(
+            destinations: Vec<download::Destination>,
+            policy: download::ConflictPolicy,
+        ) -> Result<download::Outcome, types::Error> {
+            use crate::download::{Outcome, Policy};
+            let policy = match policy {
+                download::ConflictPolicy::Overwrite => Policy::Overwrite,
+                download::ConflictPolicy::Skip => Policy::Skip,
+                download::ConflictPolicy::Error => Policy::Error,
+            };
+            let dests = destinations_of(destinations)?;
+            let plan = match crate::download::plan_or_hash(&dests, policy)? {
+                Outcome::Hash(rows) => {
+                    let rows = rows.into_iter().map(fit).collect::<crate::error::Result<_>>()?;
+                    return Ok(download::Outcome::Hash(rows));
+                }
+                Outcome::Planned(plan) => plan,
+            };
+            let t = &plan.totals;
+            Ok(download::Outcome::Planned(download::DownloadPlan {
+                files: t.files,
+                bytes: t.bytes,
+                unchanged_files: t.unchanged_files,
+                downloaded_files: t.downloaded_files,
+                downloaded_bytes: t.downloaded_bytes,
+                contents: t.contents,
+                content_bytes: t.content_bytes,
+                plan: fit(plan.to_json())?,
+            }))
+        }
+
+        fn output_patterns(
+            directories: Vec<String>,
+            format: download::PathFormat,
+        ) -> Option<Vec<String>> {
+            crate::output_dirs::patterns(&directories, format == download::PathFormat::Windows)
+        }
+
+        fn internal_name(
+            kind: download::InternalKind,
+            random: Vec<u8>,
+        ) -> Result<String, types::Error> {
+            let kind = match kind {
+                download::InternalKind::Staging => crate::internal_names::Kind::Staging,
+                download::InternalKind::Temporary => crate::internal_names::Kind::Temporary,
+            };
+            Ok(crate::internal_names::name(kind, &random)?)
+        }
+
+        fn internal_kinds(names: Vec<String>) -> Vec<Option<download::InternalKind>> {
+            names.iter().map(|n| crate::internal_names::kind_of(n).map(internal_kind)).collect()
         }
     }
 

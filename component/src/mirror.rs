@@ -47,16 +47,22 @@ pub struct Request<'a> {
     pub by_hash: bool,
     pub include: &'a [String],
     pub exclude: &'a [String],
+    /// A dry run lists what a refused plan would delete (see [`refuse_emptying`]).
+    pub dry_run: bool,
+    /// The two sides as people know them, for [`refuse_emptying`]'s message.
+    pub source_name: &'a str,
+    pub dest_name: &'a str,
 }
 
 /// Plans a mirror. Returns `{"copy": [path], "unchanged": [path], "compare": [path],
 /// "delete": [path], "unsupported": [path], "excluded": n}`. With `by_hash`, files of the
 /// same size on both sides are listed in `compare`, for the caller to copy those whose
-/// xxh3-128 differs.
+/// xxh3-128 differs. A plan that deletes files and keeps none is refused unless a dry run.
 pub fn plan(request: &Request) -> Result<String> {
     let source = listing(json::parse(request.source)?, "source")?;
     let dest = listing(json::parse(request.dest)?, "dest")?;
-    let (delete, by_hash) = (request.delete, request.by_hash);
+    let (delete, by_hash, dry_run) = (request.delete, request.by_hash, request.dry_run);
+    let names = [request.source_name, request.dest_name];
     let include: Vec<Glob> = request.include.iter().map(|g| Glob::new(g)).collect();
     let exclude: Vec<Glob> = request.exclude.iter().map(|g| Glob::new(g)).collect();
     let keeps = |p: &[u16]| {
@@ -94,6 +100,10 @@ pub fn plan(request: &Request) -> Result<String> {
             }
         }
     }
+    if !dry_run {
+        let kept = copy.len() + unchanged.len() + compare.len();
+        refuse_emptying(kept, gone.len(), names[0], names[1])?;
+    }
     let mut out = String::from("{");
     for (i, (name, paths)) in [
         ("copy", &copy),
@@ -118,9 +128,48 @@ pub fn plan(request: &Request) -> Result<String> {
     Ok(out)
 }
 
+/// A mirror that would delete files and keep none is refused: a mistyped source lists as
+/// nothing, and deleting everything would be the surprise. A dry run lists them instead.
+pub fn refuse_emptying(kept: usize, deleted: usize, source: &str, dest: &str) -> Result<()> {
+    if deleted == 0 || kept > 0 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{source} holds no files to sync: refusing to delete the {deleted} of {dest} (check \
+         the source; --dry-run lists them; delete them explicitly if you mean to)"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{plan, Request};
+
+    #[test]
+    fn deleting_everything_and_keeping_nothing_is_refused_unless_a_dry_run() {
+        let dest = r#"[["a",1,1],["b",1,1]]"#;
+        let (source_name, dest_name) = ("/typo", "s3://b/p/");
+        let req = Request {
+            source: "[]",
+            dest,
+            delete: true,
+            source_name,
+            dest_name,
+            ..Default::default()
+        };
+        let err = plan(&req).unwrap_err();
+        assert_eq!(
+            err.message,
+            "/typo holds no files to sync: refusing to delete the 2 of s3://b/p/ (check the \
+             source; --dry-run lists them; delete them explicitly if you mean to)"
+        );
+        let dry = plan(&Request { dry_run: true, ..req.clone() });
+        assert!(dry.unwrap().contains(r#""delete":["a","b"]"#));
+        let kept = plan(&Request { source: r#"[["a",1,1]]"#, ..req.clone() });
+        assert!(kept.unwrap().contains(r#""delete":["b"]"#));
+        let exclude = ["c".to_string()];
+        let excluded = Request { source: r#"[["c",1,1]]"#, exclude: &exclude, ..req.clone() };
+        assert!(plan(&excluded).is_err(), "an excluded file is not one kept");
+    }
 
     #[test]
     fn copies_new_changed_and_newer_files_and_deletes_on_request() {

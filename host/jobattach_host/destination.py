@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
-import secrets
 import shutil
 import stat
 import sys
@@ -37,12 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from .engine import internal_kinds, internal_name
 from .errors import FileAccessError, ValidationError
 from .sandbox import Grant
 from .storage import Sink
 
-#: The staging folder's name: ours alone, told apart from a user's by the lock and its mode.
-STAGING_PATTERN = re.compile(r"\.jobattach-staging-[0-9a-f]{16}")
 #: The staging folder's mode: the sticky bit marks it ours, as no folder a download makes for
 #: a manifest's entries has it (they are made 0777 less the umask; a umask of 077 makes 0700).
 _STAGING_MODE = 0o1700
@@ -199,7 +196,7 @@ class Staging:
         _remove_stale(root)
         taken = set(avoid)
         while True:
-            name = f".jobattach-staging-{secrets.token_hex(8)}"
+            name = internal_name("staging")
             if name in taken:
                 continue
             try:
@@ -272,7 +269,7 @@ class Staging:
         """``folder`` is on another file system (a mount inside the destination): copied to a
         new name there, then renamed over ``leaf``."""
         while True:
-            temporary = f".jobattach-{secrets.token_hex(8)}"
+            temporary = internal_name("temporary")
             with contextlib.suppress(FileExistsError):
                 _copy_file(self.dir, name, folder, temporary)
                 break
@@ -311,8 +308,8 @@ def _remove_stale(root: Directory) -> None:
     if not _AT or not hasattr(os, "geteuid"):
         return
     with os.scandir(root.fd) as entries:
-        names = [e.name for e in entries if STAGING_PATTERN.fullmatch(e.name)]
-    for name in names:
+        folders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+    for name in staging_names(folders):
         try:
             d = Directory(_open_dir(root, name), os.path.join(root.path, name))
         except OSError:
@@ -334,9 +331,15 @@ def _remove_stale(root: Directory) -> None:
             d.close()
 
 
+def staging_names(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that have a staging folder's name (the component's rule); whether
+    such a folder is one is :func:`is_staging`'s question."""
+    return [n for n, kind in zip(names, internal_kinds(names)) if kind == "staging"]
+
+
 def is_staging(st: os.stat_result) -> bool:
-    """Whether a folder of :data:`STAGING_PATTERN`'s name, of this ``lstat``, is a staging
-    folder of this user's (a user's folder of that name is not)."""
+    """Whether a folder of a staging folder's name (:func:`staging_names`), of this
+    ``lstat``, is a staging folder of this user's (a user's folder of that name is not)."""
     mine = not hasattr(os, "geteuid") or st.st_uid == os.geteuid()
     return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == _STAGING_MODE and mine
 

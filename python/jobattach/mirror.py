@@ -19,11 +19,11 @@ from typing import Union
 from jobattach_host import engine, hash_files
 from jobattach_host.choices import Phase
 from jobattach_host.destination import (
-    STAGING_PATTERN,
     Staging,
     Tree,
     is_staging,
     open_root,
+    staging_names,
 )
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.host_files import list_tree
@@ -190,16 +190,13 @@ def sync_with_options(
         by_hash=options.by_hash,
         include=patterns(options.include),
         exclude=patterns(options.exclude),
+        # deleting files and keeping none is refused unless a dry run (names for its message)
+        dry_run=options.dry_run,
+        source_name=str(src),
+        dest_name=str(dst),
     )
     plan = engine.plan_mirror(request)
     copy, gone, unchanged = plan.copy, plan.delete, plan.unchanged
-    kept = copy or unchanged or plan.compare
-    if gone and not kept and not options.dry_run:
-        # A mistyped source lists as nothing: deleting everything would be the surprise.
-        raise ValidationError(
-            f"{src} holds no files to sync: refusing to delete the {len(gone)} of {dst}"
-            " (check the source; --dry-run lists them; delete them explicitly if you mean to)"
-        )
     local = src if isinstance(src, LocalPath) else dst
     assert isinstance(local, LocalPath)
     if local is dst:  # what it will hold: refused before anything is written, as a dry run says
@@ -260,11 +257,10 @@ def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
         raise FileAccessError(f"cannot list: {e.strerror}", path=str(where.path)) from e
     top = Path(os.path.realpath(where.path))
     rows = json.loads(list_tree(top))
-    staging = {  # a download's staging folder is no part of the tree; a user's of its name is
-        p
-        for p, kind, *_ in rows
-        if kind == "d" and STAGING_PATTERN.fullmatch(p) and _staging(top / p)
-    }
+    # A download's staging folder (in the top folder) is no part of the tree; a user's folder
+    # of its name is.
+    folders = [p for p, kind, *_ in rows if kind == "d" and "/" not in p]
+    staging = {p for p in staging_names(folders) if _staging(top / p)}
     return {
         p: (size, int(mtime_ns) // 1000, int(ctime_ns))  # nanoseconds are strings of digits
         for p, kind, size, mtime_ns, ctime_ns, *_ in rows

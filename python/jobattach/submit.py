@@ -324,7 +324,7 @@ def submit_bundle_attachments(
                 target.key,
                 m.encode(),
                 metadata=target.metadata,
-                content_type="application/x-deadline-manifest-2023-03-03",
+                content_type=target.content_type,
             )
     return BundleSubmitResult(
         attachments=description.attachments,

@@ -12,6 +12,7 @@ left in place.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import stat
 import time
@@ -23,6 +24,16 @@ from typing import Any, get_args
 from jobattach_host import engine, hash_files
 from jobattach_host.choices import ConflictPolicy, check_choice
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
+from jobattach_host.engine import (
+    DestinationPlan,
+    DownloadDestination,
+    DownloadPlan,
+    Found,
+    HashFirst,
+    Placement,
+    download_plan,
+    output_patterns,
+)
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.s3config import S3Config
 from jobattach_host.storage import Bucket, Transfer
@@ -39,7 +50,7 @@ from jobattach_host.sync import (
 )
 from jobattach_host.upload import Content, Tally, upload_contents
 
-from .manifest import Manifest, ManifestEntry, manifest_outputs, merge_manifests
+from .manifest import Manifest, manifest_outputs, merge_manifests
 from .progress import ProgressCallback, Reporter
 from .snapshot import create_manifest
 from .submit import S3Location
@@ -110,7 +121,8 @@ def sync_inputs(
     returning False cancels it (:class:`Cancelled`), with nothing of the root being downloaded
     placed.
     """
-    _check_policy(on_conflict)
+    check_choice("on_conflict", on_conflict, ConflictPolicy)
+    policy = on_conflict
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
@@ -122,7 +134,7 @@ def sync_inputs(
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
             # decoding validates every path
             by_root.setdefault(props["rootPath"], []).append(Manifest.decode(data))
-    return _download_roots(bucket, where, roots, by_root, on_conflict, progress_callback, t0)
+    return _download_roots(bucket, where, roots, by_root, policy, progress_callback, t0)
 
 
 def download_job_outputs(
@@ -147,7 +159,8 @@ def download_job_outputs(
     in its own folder under ``dest``, else at the root's own path when that is absolute here.
     Progress and cancellation as for ``sync_inputs``.
     """
-    _check_policy(on_conflict)
+    check_choice("on_conflict", on_conflict, ConflictPolicy)
+    policy = on_conflict
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
@@ -163,11 +176,7 @@ def download_job_outputs(
             props = {"rootPath": root}
             roots[root] = _destination(props, dest, path_mapping_rules)
         by_root.setdefault(root, []).append(Manifest.decode(data))
-    return _download_roots(bucket, where, roots, by_root, on_conflict, progress_callback, t0)
-
-
-def _check_policy(on_conflict: str) -> None:
-    check_choice("on_conflict", on_conflict, ConflictPolicy)
+    return _download_roots(bucket, where, roots, by_root, policy, progress_callback, t0)
 
 
 @dataclass(frozen=True)
@@ -191,48 +200,66 @@ def _download_roots(
     where: Layout,
     roots: dict[str, _Place],
     by_root: dict[str, list[Manifest]],
-    on_conflict: str,
+    on_conflict: ConflictPolicy,
     progress: ProgressCallback | None,
     t0: float,
 ) -> DownloadResult:
     """Downloads each root's merged manifest to its local directory; nothing is written before
-    every root's plan stands."""
+    every root's plan stands. The component plans (what stands against the manifests, the
+    conflicts, what to download once and where to put it); this reads and writes."""
     by_dest: dict[_Place, list[Manifest]] = {}
     for root, manifests in by_root.items():  # roots mapped to one place merge there
         by_dest.setdefault(roots[root], []).extend(manifests)
-    totals = {
-        "files": 0,
-        "bytes": 0,
-        "downloaded_files": 0,
-        "downloaded_bytes": 0,
-        "unchanged_files": 0,
-    }
-    conflicts: dict[str, list[str]] = {}
     merged = {dest: merge_manifests(ms) for dest, ms in by_dest.items()}
     # Names, paths and times this system cannot hold are refused, every one named, before any
     # is read.
     check_holdable({dest.path: m.encode() for dest, m in merged.items()})
     with contextlib.ExitStack() as opened:
-        plans = []
-        for dest, m in merged.items():
-            folder = opened.enter_context(dest.open())
-            plans.append((folder, _plan(folder, m, on_conflict, conflicts, totals)))
-        contents = [entries[0] for _, todo in plans for entries in _by_hash(todo).values()]
-        total = sum(e.size or 0 for e in contents)
-        tally = Tally(Reporter(progress).counts("downloading"), len(contents), total)
-        for folder, todo in plans:
-            _download(bucket, where, folder, todo, totals, tally)
+        folders = [opened.enter_context(dest.open()) for dest in merged]
+        sides = [
+            DownloadDestination(m.encode().decode("ascii"), _found(f, m), os.path.join(f.path, ""))
+            for f, m in zip(folders, merged.values())
+        ]
+        plan = download_plan(sides, on_conflict)
+        if isinstance(plan, HashFirst):  # same size and mtime: the hash decides
+            sides = [
+                dataclasses.replace(side, digests=hash_files(grant_of(f), rows) if rows else [])
+                for side, f, rows in zip(sides, folders, plan.files)
+            ]
+            plan = download_plan(sides, on_conflict)
+        assert isinstance(plan, DownloadPlan)  # every digest given
+        counts = Reporter(progress).counts("downloading")
+        tally = Tally(counts, plan.contents, plan.content_bytes)
+        for folder, part in zip(folders, plan.destinations):
+            _download(bucket, where, folder, part, tally)
     return DownloadResult(
         roots={root: str(dest.path) for root, dest in roots.items()},
-        total_files=totals["files"],
-        total_bytes=totals["bytes"],
-        processed_files=totals["downloaded_files"],
-        processed_bytes=totals["downloaded_bytes"],
-        skipped_files=totals["unchanged_files"],
-        conflicts=conflicts,
+        total_files=plan.files,
+        total_bytes=plan.bytes,
+        processed_files=plan.downloaded_files,
+        processed_bytes=plan.downloaded_bytes,
+        skipped_files=plan.unchanged_files,
+        conflicts=plan.conflicts,
         total_time=time.perf_counter() - t0,
         manifests={root: merge_manifests(ms) for root, ms in by_root.items()},
     )
+
+
+def _found(root: Directory, manifest: Manifest) -> list[Found]:
+    """What stands at each of the manifest's paths, looked at through the destination's
+    handle, folder by folder, never through a symlink."""
+    found: list[Found] = []
+    try:
+        with Tree(root) as tree:
+            for e in manifest.entries:
+                st = tree.lstat(e.path)
+                if st is not None:
+                    kind = "f" if stat.S_ISREG(st.st_mode) else "o"
+                    found.append((e.path, kind, st.st_size, st.st_mtime_ns // 1000))
+    except OSError as err:
+        why = f"cannot read the destination: {err.strerror}"
+        raise FileAccessError(why, path=root.path) from err
+    return found
 
 
 def _destination(
@@ -261,80 +288,19 @@ def _destination(
     return _Place(Path(root))
 
 
-def _plan(
-    root: Directory,
-    manifest: Manifest,
-    on_conflict: str,
-    conflicts: dict[str, list[str]],
-    totals: dict[str, int],
-) -> list[ManifestEntry]:
-    """The entries to download; counts the rest. What stands in the destination is looked at
-    through its handle, folder by folder, never through a symlink."""
-    entries = [e for e in manifest.entries if e.hash is not None]
-    totals["files"] += len(entries)
-    totals["bytes"] += sum(e.size or 0 for e in entries)
-    same_stat, differing, todo = [], [], []
-    try:
-        with Tree(root) as tree:
-            for e in entries:
-                st = tree.lstat(e.path)
-                if st is None:
-                    todo.append(e)
-                # A symlink (even to the right content) is not the input: it is replaced.
-                elif (
-                    stat.S_ISREG(st.st_mode)
-                    and st.st_size == e.size
-                    and st.st_mtime_ns // 1000 == e.mtime
-                ):
-                    same_stat.append(e)
-                else:
-                    differing.append(e)
-    except OSError as err:
-        why = f"cannot read the destination: {err.strerror}"
-        raise FileAccessError(why, path=root.path) from err
-    if same_stat:  # same size and mtime: the hash decides
-        digests = hash_files(grant_of(root), [(e.path, e.size or 0) for e in same_stat])
-        for e, d in zip(same_stat, digests):
-            if d == e.hash:
-                totals["unchanged_files"] += 1
-            else:
-                differing.append(e)
-    shown = [os.path.join(root.path, e.path) for e in differing]
-    if differing and on_conflict == "error":
-        raise ValidationError(f"local files differ from the job's inputs: {', '.join(shown)}")
-    outcome = "overwritten" if on_conflict == "overwrite" else "skipped"
-    if differing:
-        conflicts.setdefault(outcome, []).extend(shown)
-    return todo + (differing if on_conflict == "overwrite" else [])
-
-
-def _by_hash(todo: list[ManifestEntry]) -> dict[str, list[ManifestEntry]]:
-    """The entries to download by content: each distinct content is downloaded once."""
-    by_hash: dict[str, list[ManifestEntry]] = {}
-    for e in todo:
-        by_hash.setdefault(str(e.hash), []).append(e)
-    return by_hash
-
-
 def _download(
-    bucket: Bucket,
-    where: Layout,
-    root: Directory,
-    todo: list[ManifestEntry],
-    totals: dict[str, int],
-    tally: Tally,
+    bucket: Bucket, where: Layout, root: Directory, plan: DestinationPlan, tally: Tally
 ) -> None:
     """Downloads each distinct content once, in parallel, into a staging folder of this
     process; checks every size and, in one batched call to the component, every hash; then
     puts each file in place through the handles of its folders. A cancellation stops before
     anything of this root is placed."""
-    by_hash = _by_hash(todo)
-    if not by_hash:
+    if not plan.contents:
         return
-    digests = list(by_hash)
-    sizes = {digest: entries[0].size or 0 for digest, entries in by_hash.items()}
+    digests = [digest for digest, _ in plan.contents]
+    sizes = dict(plan.contents)
     try:
-        staging = Staging(root, avoid=[e.path.partition("/")[0] for e in todo])
+        staging = Staging(root, avoid=[p.path.partition("/")[0] for p in plan.places])
     except OSError as err:
         why = f"cannot write the job's inputs: {err.strerror}"
         raise FileAccessError(why, path=root.path) from err
@@ -362,27 +328,18 @@ def _download(
                 key = where.data_key(digest)
                 why = f"the content of {key} does not match its hash (it hashes to {found})"
                 raise StorageError(why, path=key)
-        _place_all(staging, root, todo, totals)
+        _place_all(staging, root, plan.places)
 
 
-def _place_all(
-    staging: Staging, root: Directory, todo: list[ManifestEntry], totals: dict[str, int]
-) -> None:
-    """Puts every entry's verified content in place, in path order (each folder opened once);
-    a content's last place takes the staged file itself, the others a copy."""
-    left: dict[str, int] = {}
-    for e in todo:
-        left[str(e.hash)] = left.get(str(e.hash), 0) + 1
+def _place_all(staging: Staging, root: Directory, places: list[Placement]) -> None:
+    """Puts every file in place in the plan's order (path order: each folder opened once),
+    a copy of the staged content or, at its last place, the staged file itself."""
     with Tree(root) as tree:
-        for e in sorted(todo, key=lambda e: e.path):
-            digest = str(e.hash)
-            left[digest] -= 1
-            found = tree.parent(e.path, create=True)
+        for p in places:
+            found = tree.parent(p.path, create=True)
             assert found is not None  # made when missing
             folder, leaf = found
-            staging.place(digest, folder, leaf, int(e.mtime or 0) * 1000, copy=left[digest] > 0)
-            totals["downloaded_files"] += 1
-            totals["downloaded_bytes"] += e.size or 0
+            staging.place(p.digest, folder, leaf, p.mtime_us * 1000, copy=p.copy)
 
 
 def _microseconds(seconds: float) -> int:
@@ -427,22 +384,6 @@ class SessionAction:
     task_id: str = ""
 
 
-def _everything_below(directories: Sequence[str], *, windows: bool) -> list[str] | None:
-    """Patterns for every file below the root-relative ``directories`` (None: the whole root,
-    as ``.`` is when an output directory is its own root). The names are taken literally
-    (``[``, ``*`` and ``?`` escaped), a Windows submitter's ``\\`` read as ``/``."""
-    out = []
-    for d in directories:
-        parts = [
-            p for p in (d.replace("\\", "/") if windows else d).split("/") if p not in ("", ".")
-        ]
-        if not parts:
-            return None
-        literal = "/".join("".join(f"[{c}]" if c in "*?[" else c for c in p) for p in parts)
-        out.append(f"{literal}/**")
-    return out
-
-
 def sync_outputs(
     s3_location: S3Location,
     attachments: dict[str, Any],
@@ -479,7 +420,7 @@ def sync_outputs(
         if not outputs or not local.is_dir():
             continue
         windows = props.get("rootPathFormat") == "windows"
-        include = _everything_below(outputs, windows=windows)
+        include = output_patterns(outputs, windows=windows)
         current = create_manifest(local, include=include).manifest
         before = (
             inputs.manifests.get(props["rootPath"]) if inputs else None
@@ -515,7 +456,7 @@ def sync_outputs(
             target.key,
             m.encode(),
             metadata=target.metadata,
-            content_type="application/x-deadline-manifest-2023-03-03",
+            content_type=target.content_type,
         )
         keys.append(target.key)
     if inputs is not None:
