@@ -1,6 +1,6 @@
 """The download plan, output patterns and internal names are the component's: contract cases
-(tests/conformance/download/cases.json, in their own form) go in as the facts a host finds, the plan comes out, checked
-against the schemas in wit/schemas/; and the worker does what the plan says."""
+(tests/conformance/download/cases.json) go in as the facts a host finds, the plan comes out,
+checked against the schemas in wit/schemas/; and the worker does what the plan says."""
 
 from __future__ import annotations
 
