@@ -465,9 +465,9 @@ mod bindings {
 
         fn output_patterns(
             directories: Vec<String>,
-            format: download::PathFormat,
+            style: types::PathStyle,
         ) -> Option<Vec<String>> {
-            crate::output_dirs::patterns(&directories, format == download::PathFormat::Windows)
+            crate::output_dirs::patterns(&directories, style == types::PathStyle::Windows)
         }
 
         fn internal_name(

@@ -593,9 +593,8 @@ def output_patterns(directories: Sequence[str], *, windows: bool) -> list[str] |
     the whole root). A lone surrogate (a name byte that is not UTF-8) becomes U+FFFD, as the
     snapshot's own patterns read it."""
     given = [_lossy(d) for d in directories]
-    found = instance_for().call(
-        "download", "output-patterns", given, "windows" if windows else "posix"
-    )
+    style = "windows" if windows else "posix"
+    found = instance_for().call("download", "output-patterns", given, style)
     return None if found is None else list(found)
 
 
