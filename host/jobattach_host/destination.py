@@ -75,7 +75,7 @@ class Directory:
 
     def child(self, name: str, *, create: bool) -> Directory | None:
         """The folder ``name`` in this one, made when missing and ``create``; None when it is
-        missing otherwise. Raises :class:`Blocked` when a symlink or a file stands there."""
+        missing otherwise. Raises :class:`Blocked`, naming it, when anything else stands there."""
         path = os.path.join(self.path, name)
         if create:
             try:
@@ -490,9 +490,16 @@ def _what_stands(d: Directory, name: str, error: OSError) -> str:
         mode = _lstat(d, name).st_mode
     except OSError:
         mode = 0
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    return "a file" if stat.S_ISREG(mode) else "a symlink or a file"
+    kinds = (
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    # Gone or unreadable since the open failed: say what the open's error allows.
+    return next((what for test, what in kinds if test(mode)), "a symlink or a file")
 
 
 def _checked(d: Directory, name: str) -> str:

@@ -5,6 +5,7 @@ while the download runs, two workers in one destination. Against the real local 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -130,6 +131,27 @@ def test_a_refused_path_creates_nothing_outside(
     assert raised.value.path == str(dest / "link")
     assert os.listdir(outside) == []
     assert os.listdir(dest) == ["link"]  # refused before anything was written
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_a_special_file_at_a_folders_place_is_named_for_what_it_is(
+    job: Job, aws_env: S3Config, tmp_path: Path, kind: str
+) -> None:
+    where, attachments, root = job({"a.txt": b"a", "d/b.txt": b"b"})
+    session = tmp_path / "session"
+    dest = session / session_root_name(str(root))
+    dest.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(dest / "d")
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(dest / "d"))
+        sock.close()
+    want = "a FIFO" if kind == "fifo" else "a socket"
+    with pytest.raises(ValidationError, match=f": {want} stands where a folder goes") as raised:
+        sync_inputs(where, attachments, session, s3=aws_env)
+    assert raised.value.path == str(dest / "d")
+    assert sorted(os.listdir(dest)) == ["d"]  # refused before anything was written
 
 
 def test_names_of_255_bytes_download(job: Job, aws_env: S3Config, tmp_path: Path) -> None:
