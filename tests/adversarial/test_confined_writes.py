@@ -20,6 +20,7 @@ from jobattach import (
     AssetReferences,
     FileAccessError,
     ManifestLocation,
+    PathMappingRule,
     S3Config,
     S3Location,
     SessionAction,
@@ -152,6 +153,25 @@ def test_a_special_file_at_a_folders_place_is_named_for_what_it_is(
         sync_inputs(where, attachments, session, s3=aws_env)
     assert raised.value.path == str(dest / "d")
     assert sorted(os.listdir(dest)) == ["d"]  # refused before anything was written
+
+
+def test_roots_mapped_to_one_folder_merge_there_the_later_winning(
+    job: Job, aws_env: S3Config, tmp_path: Path
+) -> None:
+    first = {"shared.txt": b"from the first root", "one.txt": b"1"}
+    second = {"shared.txt": b"the second root's", "two.txt": b"2"}
+    where, a1, root1 = job(first)
+    _, a2, root2 = job(second)
+    attachments = {"manifests": a1["manifests"] + a2["manifests"], "fileSystem": "COPIED"}
+    dest = tmp_path / "together"
+    rules = [PathMappingRule("posix", str(r), str(dest)) for r in (root1, root2)]
+    result = sync_inputs(
+        where, attachments, tmp_path / "session", path_mapping_rules=rules, s3=aws_env
+    )
+    assert _landed(dest) == {**first, **second}
+    assert result.roots == {str(root1): str(dest), str(root2): str(dest)}
+    assert sorted(result.manifests) == sorted([str(root1), str(root2)])
+    assert [e.path for e in result.manifests[str(root2)].entries] == ["shared.txt", "two.txt"]
 
 
 def test_names_of_255_bytes_download(job: Job, aws_env: S3Config, tmp_path: Path) -> None:
