@@ -207,10 +207,11 @@ def _download_roots(
     """Downloads each root's merged manifest to its local directory; nothing is written before
     every root's plan stands. The component plans (what stands against the manifests, the
     conflicts, what to download once and where to put it); this reads and writes."""
+    per_root = {root: merge_manifests(ms) for root, ms in by_root.items()}
     by_dest: dict[_Place, list[Manifest]] = {}
-    for root, manifests in by_root.items():  # roots mapped to one place merge there
-        by_dest.setdefault(roots[root], []).extend(manifests)
-    merged = {dest: merge_manifests(ms) for dest, ms in by_dest.items()}
+    for root, m in per_root.items():  # roots mapped to one place merge there, later winning
+        by_dest.setdefault(roots[root], []).append(m)
+    merged = {dest: ms[0] if len(ms) == 1 else merge_manifests(ms) for dest, ms in by_dest.items()}
     # Names, paths and times this system cannot hold are refused, every one named, before any
     # is read.
     check_holdable({dest.path: m.encode() for dest, m in merged.items()})
@@ -241,7 +242,7 @@ def _download_roots(
         skipped_files=plan.unchanged_files,
         conflicts=plan.conflicts,
         total_time=time.perf_counter() - t0,
-        manifests={root: merge_manifests(ms) for root, ms in by_root.items()},
+        manifests=per_root,
     )
 
 
