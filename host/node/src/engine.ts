@@ -40,12 +40,15 @@ export type InternalKind = Download.InternalKind;
 export class EngineError extends Error {
   readonly kind: ErrorKind;
   readonly path: string | undefined;
+  /** The sentence without the path. */
+  readonly reason: string;
 
   constructor(e: Types.Error) {
     super(e.path === undefined ? e.message : `${e.path}: ${e.message}`);
     this.name = "EngineError";
     this.kind = e.kind;
     this.path = e.path;
+    this.reason = e.message;
   }
 }
 
@@ -124,6 +127,22 @@ export function hashFile(file: string): string {
 /** Digests of `items` below `root`, in their order. */
 export function hashFiles(root: string, items: readonly HashItem[]): Digest[] {
   return call([root], (e, [r0]) => JSON.parse(e.hashing.hashFiles(r0!, JSON.stringify(items))) as Digest[]);
+}
+
+/** The digest of each of `paths` below `root`, or the error that stopped it: one failure
+ * does not stop the others. */
+export function hashEach(root: string, paths: readonly string[]): (string | EngineError)[] {
+  return call([root], (e, [r0]) =>
+    paths.map((p) => {
+      try {
+        return e.hashing.hashFile(r0!, p);
+      } catch (err) {
+        const payload = (err as { payload?: Types.Error }).payload;
+        if (payload === undefined) throw err;
+        return new EngineError(payload);
+      }
+    }),
+  );
 }
 
 // --- manifest ---------------------------------------------------------------------------
