@@ -18,7 +18,7 @@ fs.rmSync(`${here}generated`, { recursive: true, force: true });
 fs.rmSync(`${here}dist`, { recursive: true, force: true });
 // Synchronous instantiation: every call, and every filesystem call it makes, stays on the
 // caller's thread. No Node compatibility layer: the host's imports are ours (src/wasi.ts).
-run(bin("jco"), ["transpile", wasm, "--out-dir", "generated", "--name", "jobattach", "--instantiation", "sync", "--no-nodejs-compat", "--quiet"]);
+run(bin("jco"), ["transpile", wasm, "--out-dir", "generated", "--name", "jobattach", "--instantiation", "sync", "--no-nodejs-compat", "--quiet", "--valid-lifting-optimization"]);
 run(bin("tsc"), ["-p", "."]);
 const { version } = await import(`${here}dist/engine.js`);
 fs.writeFileSync(`${here}dist/engine-version.json`, JSON.stringify({ engine: version() }) + "\n");

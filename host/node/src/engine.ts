@@ -33,7 +33,6 @@ export type Destination = Sync.Destination;
 export type PathMappingRule = Sync.PathMappingRule;
 export type DownloadDestination = Download.Destination;
 export type ConflictPolicy = Download.ConflictPolicy;
-export type DownloadOutcome = Download.Outcome;
 export type InternalKind = Download.InternalKind;
 
 /** An error of the engine: its category, a sentence for people, and the path it concerns. */
@@ -163,7 +162,8 @@ export function convert(text: string, format: ManifestFormat): Canonical {
   return call([], (e) => e.manifest.convert(text, format));
 }
 
-/** What changed from `old` to `new` (wit/schemas/manifest-diff.schema.json). */
+/** What changed from v2023-03-03 manifest `old` to `new` of the same root
+ * (wit/schemas/manifest-diff.schema.json); a new mtime alone is no change. */
 export function diff(old: string, new_: string): ManifestDiff {
   return call([], (e) => JSON.parse(e.manifest.diff(old, new_)) as ManifestDiff);
 }
@@ -177,12 +177,56 @@ export function outputs(inputs: string, current: string): Canonical {
   return call([], (e) => e.manifest.outputs(inputs, current));
 }
 
+/** A manifest entry (wit/schemas/manifest-entries.schema.json). */
+export interface ManifestEntry {
+  path: string;
+  hash?: string;
+  chunkhashes?: string[];
+  symlink?: string;
+  size?: number;
+  mtime?: number;
+  runnable?: boolean;
+  deleted?: boolean;
+}
+
+/** A manifest's entries: its parent's hash (a diff manifest), directories, and files. */
+export interface ManifestEntries {
+  parent: string | null;
+  dirs: [string, boolean][];
+  files: ManifestEntry[];
+}
+
+/** A decoded manifest: the canonical form and its entries. */
+export interface DecodedManifest extends Canonical, ManifestEntries {}
+
+/** Decodes and validates a manifest of either format. */
+export function decode(text: string): DecodedManifest {
+  const c = canonicalize(text);
+  const entries: ManifestEntries = c.entries
+    ? (JSON.parse(c.entries) as ManifestEntries)
+    : { parent: null, dirs: [], files: (JSON.parse(c.encoded) as { paths: ManifestEntry[] }).paths };
+  return { ...c, ...entries };
+}
+
+/** Encodes entries as a manifest of `format`: the exact bytes the reference encoder writes. */
+export function encode(format: ManifestFormat, entries: Partial<ManifestEntries> & Pick<ManifestEntries, "files">): Canonical {
+  return build(format, JSON.stringify({ parent: entries.parent ?? null, dirs: entries.dirs ?? [], files: entries.files }));
+}
+
+/** An entry of a diff, as v2023-03-03 manifests hold them. */
+export interface DiffEntry {
+  path: string;
+  hash: string | null;
+  size: number;
+  mtime: number;
+}
+
 /** wit/schemas/manifest-diff.schema.json. */
 export interface ManifestDiff {
-  added: string[];
-  modified: string[];
-  deleted: string[];
-  [key: string]: unknown;
+  added: DiffEntry[];
+  modified: { old: DiffEntry; new: DiffEntry }[];
+  deleted: DiffEntry[];
+  unchanged: number;
 }
 
 // --- snapshot ---------------------------------------------------------------------------
@@ -228,9 +272,29 @@ export function diffTree(root: string, manifest: string, o: Partial<SnapshotOpti
 
 // --- submit -----------------------------------------------------------------------------
 
-/** `submit.group`: a job's paths grouped into asset roots (wit/schemas/groups.schema.json). */
-export function group(request: GroupRequest): unknown {
-  return call([], (e) => JSON.parse(e.submit.group(request)) as unknown);
+/** A job's paths (wit/schemas/group-paths.schema.json): inputs with what each is, outputs
+ * and references, absolute. */
+export interface JobPaths {
+  inputs: [string, "file" | "directory" | "missing" | "too-long"][];
+  outputs: string[];
+  references: string[];
+}
+
+/** `submit.group`'s request, its paths typed. */
+export interface GroupPathsRequest extends Omit<GroupRequest, "paths"> {
+  paths: JobPaths;
+}
+
+/** A job's asset roots (wit/schemas/groups.schema.json). */
+export interface Groups {
+  groups: { root: string; location: string | null; inputs: string[]; outputs: string[]; references: string[] }[];
+  missing: string[];
+  skipped_shared: number;
+}
+
+/** `submit.group`: a job's paths grouped into asset roots, by location. */
+export function group(request: GroupPathsRequest): Groups {
+  return call([], (e) => JSON.parse(e.submit.group({ ...request, paths: JSON.stringify(request.paths) })) as Groups);
 }
 
 /** `submit.describe`: the manifest objects of a submission and the job's `attachments`. */
@@ -293,8 +357,25 @@ export function mapPath(rules: readonly PathMappingRule[], p: string, separator:
 
 // --- download ---------------------------------------------------------------------------
 
-export function downloadPlan(destinations: readonly DownloadDestination[], policy: ConflictPolicy): DownloadOutcome {
-  return call([], (e) => e.download.plan([...destinations], policy));
+/** The download plan (wit/schemas/download-plan.schema.json): per destination, each content
+ * to download once (digest, size) and each place to put it (path, digest, mtime, whether a
+ * copy). */
+export interface DownloadPlanBody {
+  conflicts: { overwritten?: string[]; skipped?: string[] };
+  destinations: { contents: [string, number][]; places: [string, string, number, boolean][] }[];
+}
+
+export type DownloadResult =
+  | { tag: "hash"; val: string[] }
+  | { tag: "planned"; val: Omit<Download.DownloadPlan, "plan"> & { plan: DownloadPlanBody } };
+
+/** `download.plan`: either the local files to hash first, or the plan. */
+export function downloadPlan(destinations: readonly DownloadDestination[], policy: ConflictPolicy): DownloadResult {
+  return call([], (e) => {
+    const out = e.download.plan([...destinations], policy);
+    if (out.tag === "hash") return out;
+    return { tag: "planned", val: { ...out.val, plan: JSON.parse(out.val.plan) as DownloadPlanBody } };
+  });
 }
 
 export function outputPatterns(directories: readonly string[], style: PathStyle): string[] | undefined {

@@ -1,7 +1,7 @@
 // Snapshots: a manifest of a directory, byte for byte what the official encoder writes. The
 // component plans what goes in and hashes; this module only batches and assembles.
 
-import { build, type Canonical, type Digest, hashFiles, type ManifestFormat, planSnapshot, type SnapshotPlan } from "./engine.js";
+import { type Canonical, type Digest, encode, hashFiles, type ManifestEntry, type ManifestFormat, planSnapshot, type SnapshotPlan } from "./engine.js";
 
 export interface SnapshotOptions {
   /** `v2023-03-03` (the default), or `v2025-12-snapshot`. */
@@ -29,13 +29,13 @@ export function snapshot(root: string, o: SnapshotOptions = {}): SnapshotResult 
   const format = o.format ?? "v2023-03-03";
   const plan = planSnapshot(root, { include: o.include, exclude: o.exclude, format });
   const digests = hashPlan(root, plan, o.progress);
-  const files = plan.files.map(([path, size, mtime, , , runnable], i) => {
+  const files = plan.files.map(([path, size, mtime, , , runnable], i): ManifestEntry => {
     const d = digests[i]!;
     return { path, size, mtime, ...(Array.isArray(d) ? { chunkhashes: d } : { hash: d }), ...(runnable ? { runnable } : {}) };
   });
-  const links = plan.symlinks.map(([path, symlink]) => ({ path, symlink }));
-  const entries = { parent: null, dirs: plan.dirs.map((d) => [d, false]), files: [...files, ...links] };
-  return { manifest: build(format, JSON.stringify(entries)), skipped: plan.skipped, excluded: plan.excluded };
+  const links = plan.symlinks.map(([path, symlink]): ManifestEntry => ({ path, symlink }));
+  const dirs = plan.dirs.map((d): [string, boolean] => [d, false]);
+  return { manifest: encode(format, { dirs, files: [...files, ...links] }), skipped: plan.skipped, excluded: plan.excluded };
 }
 
 function hashPlan(root: string, plan: SnapshotPlan, progress: SnapshotOptions["progress"]): Digest[] {
