@@ -25,15 +25,15 @@ export function grantedRoot(guest: string): Root | undefined {
   return granted.get(guest);
 }
 
-// One buffer for every read: the lowering copies it into the component's memory before the
-// call returns, so nothing else sees it. Reads larger than it return fewer bytes, not EOF.
+// One buffer for every read: jco's lowering copies it into the component's memory before the
+// call returns, so nothing else sees it. The component reads at most 1 MiB at a time; a
+// larger request gets 1 MiB, which it takes for a short read, not the end.
 const BUFFER = 1 << 20;
-let scratch = Buffer.allocUnsafe(BUFFER);
+const scratch = Buffer.allocUnsafe(BUFFER);
 
-/** Reads up to `length` bytes at `offset` of `fd` into the shared buffer. */
+/** Reads up to `length` bytes (at most 1 MiB) at `offset` of `fd` into the shared buffer. */
 export function readAt(fd: number, length: number, offset: bigint): Buffer {
-  if (length > scratch.length) scratch = Buffer.allocUnsafe(Math.min(length, 16 * BUFFER));
-  const n = fs.readSync(fd, scratch, 0, Math.min(length, scratch.length), offset);
+  const n = fs.readSync(fd, scratch, 0, Math.min(length, BUFFER), offset);
   return scratch.subarray(0, n);
 }
 
@@ -113,9 +113,9 @@ export class Descriptor implements Base {
 
   read(length: bigint, offset: bigint): [Uint8Array, boolean] {
     return wasi(() => {
-      const want = Number(length > BigInt(BUFFER * 16) ? BUFFER * 16 : length);
+      const want = length > BigInt(BUFFER) ? BUFFER : Number(length);
       const bytes = readAt(this.fd, want, offset);
-      return [bytes, bytes.length < Math.min(want, scratch.length)];
+      return [bytes, bytes.length < want];
     });
   }
 
