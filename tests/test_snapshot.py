@@ -78,6 +78,15 @@ def test_every_kind_of_entry_has_a_documented_outcome(tmp_path: Path, cache: Has
     }
 
 
+def test_a_followed_symlink_keeps_its_targets_mtime_before_1970(tmp_path: Path) -> None:
+    # WASI's datetime has no time before 1970: the listing carries the target's own.
+    (tmp_path / "f").write_text("hi")
+    os.utime(tmp_path / "f", ns=(0, -1_500_000_000))
+    (tmp_path / "link").symlink_to("f")
+    manifest = create_manifest(tmp_path, cache=False).manifest
+    assert {e.path: e.mtime for e in manifest.entries} == {"f": -1_500_000, "link": -1_500_000}
+
+
 def test_include_and_exclude_patterns(tmp_path: Path, cache: HashCache) -> None:
     for rel in ["a/x.exr", "a/y.txt", "b/z.exr", "b/cache/w.exr"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -335,11 +344,11 @@ except jobattach.FileAccessError as e:
 def test_digests_hashed_before_a_failure_are_kept(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     _files(tree, 300)  # several batches on several Stores
-    locked = tree / "f150.txt"
+    locked = tree / "f299.txt"  # the last in path order, the order plans hash in
     locked.chmod(0)
     cache = tmp_path / "digests.sqlite3"
     out = without_read_override(_SNAPSHOT_WITH_CACHE, str(tree), str(cache))
-    assert out.stdout.strip() == "f150.txt", out.stderr
+    assert out.stdout.strip() == "f299.txt", out.stderr
     locked.chmod(0o644)
     rerun = create_manifest(tree, cache=HashCache(cache))
     # Only the failed file's batch (a few dozen files at most) is hashed again.

@@ -133,10 +133,12 @@ def _row(path: str, st: os.stat_result, full: bytes) -> list[object]:
     row = [path, kind, st.st_size, str(st.st_mtime_ns), str(st.st_ctime_ns), executable]
     if kind == "l":
         # Its text (the sandbox will not tell the component an absolute one), and its
-        # target's ctime (the sandbox reports a birth time there, which a rewrite keeps).
+        # target's ctime and mtime (the sandbox reports a birth time as the ctime, which a
+        # rewrite keeps, and no time before 1970).
         with contextlib.suppress(OSError):
             row.append(name_text(os.readlink(full)))
-            row.append(str(os.stat(full).st_ctime_ns))
+            target = os.stat(full)
+            row += [str(target.st_ctime_ns), str(target.st_mtime_ns)]
     return row
 
 

@@ -25,10 +25,11 @@ function row(dir: Dir, seg: Buffer, rel: Buffer): unknown[] {
   const out: unknown[] = [nameText(rel), k, Number(st.size), `${st.mtimeNs}`, `${st.ctimeNs}`, (st.mode & 0o111n) !== 0n];
   if (k === "l") {
     // The link's text (the sandbox will not tell the component an absolute one), and the
-    // ctime of what it leads to, as the Python host gives them: metadata only, no content.
+    // ctime and mtime of what it leads to, as the Python host gives them: metadata only.
     try {
       out.push(nameText(fs.readlinkSync(where, { encoding: "buffer" })));
-      out.push(`${fs.statSync(where, { bigint: true }).ctimeNs}`);
+      const target = fs.statSync(where, { bigint: true });
+      out.push(`${target.ctimeNs}`, `${target.mtimeNs}`);
     } catch {
       // A broken link: the text alone, or nothing.
     }
