@@ -27,8 +27,7 @@ demo *ARGS: setup build
 node: build
     scripts/node-host.sh build
 
-# Every test: the component's native unit tests, the Python suite against real servers, then
-# the Node host's suite.
+# Every test: the component's unit tests, the Python suite against real servers, the Node host's.
 test *ARGS: setup build node
     scripts/cargo.sh test --quiet --locked --manifest-path component/Cargo.toml
     {{ py }} -m pytest {{ ARGS }}
