@@ -173,19 +173,26 @@ def regular_files(root: Path) -> list[str]:
     return sorted(out)
 
 
+# What each plan is asked for: both formats, and patterns with the names' odd characters.
+PLANS: list[dict[str, Any]] = [
+    *({"format": f} for f in FORMATS),
+    {"format": "v2023-03-03", "exclude": ["*.txt", "**/link-*", "*\\*"]},
+    {"format": "v2025-12-snapshot", "include": ["**/*.d/**", "co:lon"]},
+]
+
+
 def node_api(node: str, root: Path, paths: list[str]) -> dict[str, Any]:
-    """A plan for each format, and the digests of ``paths``, from the package's API."""
+    """The plans of ``PLANS``, and the digests of ``paths``, from the package's API."""
     index = json.dumps((NODE_HOST / "dist" / "index.js").as_uri())
     script = (
         f"import {{ hashFiles, planSnapshot }} from {index};\n"
         'import { readFileSync } from "node:fs";\n'
-        "const [root, ...formats] = process.argv.slice(1);\n"
-        "const plan = (format) => [format, planSnapshot(root, { format })];\n"
-        "const plans = Object.fromEntries(formats.map(plan));\n"
+        "const [root, asked] = process.argv.slice(1);\n"
+        "const plans = JSON.parse(asked).map((o) => planSnapshot(root, o));\n"
         'const digests = hashFiles(root, JSON.parse(readFileSync(0, "utf8")));\n'
         "process.stdout.write(JSON.stringify({ plans, digests }));\n"
     )
-    args = [node, "--input-type=module", "-e", script, str(root), *FORMATS]
+    args = [node, "--input-type=module", "-e", script, str(root), json.dumps(PLANS)]
     doc: dict[str, Any] = json.loads(run(args, json.dumps(paths).encode()))
     return doc
 
@@ -203,9 +210,9 @@ def in_order(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def python_plan(root: Path, format: str) -> dict[str, Any]:
+def python_plan(root: Path, asked: dict[str, Any]) -> dict[str, Any]:
     """``snapshot.plan`` in the JSON shape the component gives (nanoseconds as strings)."""
-    p = snapshot.plan(root, format=format)
+    p = snapshot.plan(root, **asked)
     return {
         "files": [
             [
@@ -246,10 +253,11 @@ def test_both_hosts_write_the_same_manifest_bytes(node: str, tree: Path, tmp_pat
 def test_both_hosts_plan_the_same_snapshot_and_hash_alike(node: str, tree: Path) -> None:
     paths = regular_files(tree)
     got = node_api(node, tree, paths)
-    for format in FORMATS:
-        expected = python_plan(tree, format)
-        assert expected["skipped"]
-        assert in_order(got["plans"][format]) == in_order(expected), format
+    for asked, plan in zip(PLANS, got["plans"]):
+        expected = python_plan(tree, asked)
+        assert expected["skipped"] or expected["excluded"]
+        assert in_order(plan) == in_order(expected), asked
+    assert [p["excluded"] > 0 for p in got["plans"]] == [False, False, True, True]
     assert got["digests"] == jobattach.hash_files(tree, paths)
 
 
