@@ -23,6 +23,8 @@ import jobattach
 from conftest import ROOT
 from jobattach import ManifestFormat
 from jobattach_host import snapshot
+from jobattach_host.engine import Item
+from jobattach_host.hashing import digests
 
 NODE_HOST = ROOT / "host" / "node"
 CLI = NODE_HOST / "bin" / "jobattach-engine.mjs"
@@ -181,8 +183,8 @@ PLANS: list[dict[str, Any]] = [
 ]
 
 
-def node_api(node: str, root: Path, paths: list[str]) -> dict[str, Any]:
-    """The plans of ``PLANS``, and the digests of ``paths``, from the package's API."""
+def node_api(node: str, root: Path, items: list[Item]) -> dict[str, Any]:
+    """The plans of ``PLANS``, and the digests of ``items``, from the package's API."""
     index = json.dumps((NODE_HOST / "dist" / "index.js").as_uri())
     script = (
         f"import {{ hashFiles, planSnapshot }} from {index};\n"
@@ -193,7 +195,7 @@ def node_api(node: str, root: Path, paths: list[str]) -> dict[str, Any]:
         "process.stdout.write(JSON.stringify({ plans, digests }));\n"
     )
     args = [node, "--input-type=module", "-e", script, str(root), json.dumps(PLANS)]
-    doc: dict[str, Any] = json.loads(run(args, json.dumps(paths).encode()))
+    doc: dict[str, Any] = json.loads(run(args, json.dumps(items).encode()))
     return doc
 
 
@@ -252,13 +254,18 @@ def test_both_hosts_write_the_same_manifest_bytes(node: str, tree: Path, tmp_pat
 
 def test_both_hosts_plan_the_same_snapshot_and_hash_alike(node: str, tree: Path) -> None:
     paths = regular_files(tree)
-    got = node_api(node, tree, paths)
+    # Paths alone; the small files also with the size from a listing, and in chunks.
+    sizes = [os.lstat(os.fsencode(tree / p)).st_size for p in paths]
+    small = [(p, n) for p, n in zip(paths, sizes) if n < 65536]
+    items: list[Item] = [*paths, *small, *((p, n, 4096) for p, n in small)]
+    got = node_api(node, tree, items)
     for asked, plan in zip(PLANS, got["plans"]):
         expected = python_plan(tree, asked)
         assert expected["skipped"] or expected["excluded"]
         assert in_order(plan) == in_order(expected), asked
     assert [p["excluded"] > 0 for p in got["plans"]] == [False, False, True, True]
-    assert got["digests"] == jobattach.hash_files(tree, paths)
+    assert got["digests"][: len(paths)] == jobattach.hash_files(tree, paths)
+    assert got["digests"][len(paths) :] == digests(tree, items[len(paths) :])
 
 
 def test_the_hash_command_prints_what_hash_files_gives(node: str, tree: Path) -> None:
