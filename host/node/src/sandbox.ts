@@ -253,8 +253,8 @@ export class Trail {
       const { dir, name } = this.#levels[i]!;
       dir.fd = fs.openSync(child(this.#levels[i - 1]!.dir, name), SEARCH);
       this.#held++;
+      this.#release(); // the shallowest go first: never the one just opened
     }
-    this.#release();
   }
 }
 

@@ -223,12 +223,15 @@ const out = {};
 for (const item of ["fifo", "held", ["fifo", 5], ["held", 5], "fifo-\\udcff", ["fifo-\\udcff", 5], "sub", "sub-\\udcff"]) {
   try { out[JSON.stringify(item)] = hashFiles(root, [item]); } catch (e) { out[JSON.stringify(item)] = \`\${e.kind}: \${e.reason}\`; }
 }
+for (const fifo of ["fifo", "held"]) {
+  try { out["root " + fifo] = hashFiles(root + "/" + fifo, ["x"]); } catch (e) { out["root " + fifo] = e.kind; }
+}
 out.skipped = planSnapshot(root).skipped;
 out.files = JSON.parse(snapshot(root).manifest.encoded).paths.map((p) => p.path);
 console.log(JSON.stringify(out));
 `;
 
-test("a FIFO where a file is named fails at once, never waits", (t) => {
+test("a FIFO where a file or a root is named fails at once, never waits", (t) => {
   const { root } = layout(t);
   fs.mkdirSync(bytesPath(root, Buffer.from("sub-\xff", "latin1")));
   const fifos = ["fifo", "held", Buffer.from("fifo-\xff", "latin1")].map((n) => bytesPath(root, n).toString("hex"));
@@ -240,8 +243,9 @@ test("a FIFO where a file is named fails at once, never waits", (t) => {
   assert.equal(r.signal, null, "hashing a FIFO hung");
   assert.equal(r.status, 0, r.stderr.toString());
   const out = JSON.parse(r.stdout.toString());
+  assert.deepEqual([out["root fifo"], out["root held"]], ["wrong-type", "wrong-type"]); // FIFOs as roots
   for (const [item, got] of Object.entries(out)) {
-    if (item === "skipped" || item === "files") continue;
+    if (item === "skipped" || item === "files" || item.startsWith("root ")) continue;
     assert.equal(typeof got, "string", `${item} was hashed: ${got}`);
   }
   assert.equal(out['"fifo"'], "wrong-type: is not a regular file");
@@ -276,6 +280,8 @@ test("a tree deeper and wider than the descriptor limit is listed and hashed", (
   const deep = path.join(root, ...Array(depth).fill("d"));
   fs.mkdirSync(deep, { recursive: true });
   fs.writeFileSync(path.join(deep, "leaf.txt"), "leaf");
+  // a file beside each directory of the chain: listed after it, it is listed back up there
+  for (let i = 0; i < depth; i++) fs.writeFileSync(path.join(root, ...Array(i).fill("d"), `f${i}`), `${i}`);
   fs.mkdirSync(path.join(root, ...Array(10).fill("d"), "target"));
   fs.writeFileSync(path.join(root, ...Array(10).fill("d"), "target", "t.txt"), "target");
   fs.symlinkSync(`${"../".repeat(depth - 10)}target/t.txt`, path.join(deep, "back"));
@@ -290,7 +296,7 @@ test("a tree deeper and wider than the descriptor limit is listed and hashed", (
   });
   assert.equal(r.status, 0, r.stderr.toString());
   const out = JSON.parse(r.stdout.toString());
-  const files = width + 3; // the leaf, the link to the target, and the target
+  const files = width + depth + 3; // and the leaf, the link to the target, and the target
   assert.deepEqual(out, {
     planned: files,
     dirs: 1,
