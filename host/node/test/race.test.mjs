@@ -20,18 +20,19 @@ const OUTSIDE = "the outside file, longer\n";
 const BAD = Buffer.from("bad-\xff", "latin1"); // a name WASI cannot carry: read through read-raw
 const DIGEST = { inside: xxh128Of(INSIDE), outside: xxh128Of(OUTSIDE) };
 
-// Swaps root/d between the directory and a prepared symlink to the outside directory, by
+// Swaps root/NAME between what it is and the prepared symlink NAME.link leading outside, by
 // renames, until it is stopped (or the test process is gone).
 const WRITER = `
 import os, sys
 parent = os.getppid()
 os.chdir(sys.argv[1])
+name, real, link = sys.argv[2], sys.argv[2] + ".real", sys.argv[2] + ".link"
 print("ready", flush=True)
 while os.getppid() == parent:
     for _ in range(1000):
         try:
-            os.rename("d", "d.real"); os.rename("d.link", "d")
-            os.rename("d", "d.link"); os.rename("d.real", "d")
+            os.rename(name, real); os.rename(link, name)
+            os.rename(name, link); os.rename(real, name)
         except FileNotFoundError:
             pass
 `;
@@ -55,12 +56,15 @@ function layout(t, files = 0) {
   fs.writeFileSync(path.join(outside, "only-outside"), OUTSIDE);
   fs.symlinkSync(outside, path.join(root, "d.link"));
   fs.symlinkSync("d/file", path.join(root, "via")); // a link inside the root, through d
+  fs.writeFileSync(path.join(root, "f"), INSIDE); // a file swapped for a link to one outside
+  fs.symlinkSync(path.join(outside, "file"), path.join(root, "f.link"));
   return root;
 }
 
-/** Runs `fn` while a writer swaps root/d; the writer is stopped before the tree is removed. */
-async function swapping(root, fn) {
-  const writer = spawn(PYTHON, ["-c", WRITER, root], { stdio: ["ignore", "pipe", "inherit"] });
+/** Runs `fn` while a writer swaps root/`name` (d/ unless named); the writer is stopped
+ * before the tree is removed. */
+async function swapping(root, fn, name = "d") {
+  const writer = spawn(PYTHON, ["-c", WRITER, root, name], { stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise((resolve) => writer.once("exit", resolve));
   try {
     await new Promise((resolve, reject) => {
@@ -116,6 +120,17 @@ function outcomes(total, fn) {
 test("hash-file through a directory swapped for a symlink out never reads outside", async (t) => {
   const root = layout(t);
   const counts = await swapping(root, () => tally(hashEach(root, Array(CALLS).fill("d/file"))));
+  t.diagnostic(JSON.stringify(counts));
+  assertConfined(counts, CALLS);
+});
+
+test("hash-file of a file swapped for a symlink to a file outside never reads outside", async (t) => {
+  const root = layout(t);
+  const counts = await swapping(
+    root,
+    () => call([root], (e, [r0]) => tally(outcomes(CALLS, () => JSON.parse(e.hashing.hashFiles(r0, `[["f",${INSIDE.length}]]`))[0]))),
+    "f",
+  );
   t.diagnostic(JSON.stringify(counts));
   assertConfined(counts, CALLS);
 });
