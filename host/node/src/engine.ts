@@ -120,7 +120,14 @@ export type Digest = string | string[];
 /** xxh3-128 of the file at `file` (its directory is granted), 32 lowercase hex digits. */
 export function hashFile(file: string): string {
   const full = path.resolve(file);
-  return call([path.dirname(full)], (e, [r0]) => e.hashing.hashFile(r0!, path.basename(full)));
+  const name = path.basename(full);
+  try {
+    return call([path.dirname(full)], (e, [r0]) => e.hashing.hashFile(r0!, name));
+  } catch (err) {
+    // Named by the path the caller gave, not by its name in the directory granted for it.
+    if (!(err instanceof EngineError) || err.path !== name) throw err;
+    throw new EngineError({ kind: err.kind, message: err.reason, path: full });
+  }
 }
 
 /** Digests of `items` below `root`, in their order. */

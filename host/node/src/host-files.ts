@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 
 import { nameText } from "./names.js";
-import { child, closeDir, type Dir, dirOf, fsError, names, openDir, walk } from "./sandbox.js";
+import { child, type Dir, fsError, names, openDir, Trail, walk } from "./sandbox.js";
 import { grantedRoot, readAt } from "./wasi.js";
 
 function kind(st: fs.BigIntStats): string {
@@ -38,7 +38,6 @@ function row(dir: Dir, seg: Buffer, rel: Buffer): unknown[] {
 }
 
 interface Frame {
-  dir: Dir;
   rel: Buffer;
   names: Buffer[];
   next: number;
@@ -49,32 +48,35 @@ function listTree(guest: string): string {
   const root = grantedRoot(guest);
   if (root === undefined) throw `root ${JSON.stringify(guest)} was not granted`;
   const rows: unknown[][] = [];
-  // Depth first, so only one handle per level is open however wide the tree.
-  const stack: Frame[] = [];
+  // Depth first: the trail holds the directories above, a bounded number of them open,
+  // however deep or wide the tree.
+  const trail = new Trail(root);
+  const frames: Frame[] = [];
   let rel: Buffer = Buffer.alloc(0);
   try {
-    stack.push({ dir: dirOf(root), rel, names: names(dirOf(root)), next: 0 });
-    while (stack.length > 0) {
-      const top = stack[stack.length - 1]!;
+    frames.push({ rel, names: names(trail.top()), next: 0 });
+    while (frames.length > 0) {
+      const top = frames[frames.length - 1]!;
       if (top.next === top.names.length) {
-        closeDir(stack.pop()!.dir);
+        frames.pop();
+        trail.pop();
         continue;
       }
       const seg = top.names[top.next++]!;
       rel = top.rel.length > 0 ? Buffer.concat([top.rel, SLASH, seg]) : seg;
-      const r = row(top.dir, seg, rel);
+      const dir = trail.top();
+      const r = row(dir, seg, rel);
       rows.push(r);
       if (r[1] === "d") {
-        const dir = openDir(top.dir, seg);
-        stack.push({ dir, rel, names: [], next: 0 });
-        stack[stack.length - 1]!.names = names(dir);
+        trail.push(openDir(dir, seg), seg);
+        frames.push({ rel, names: names(trail.top()), next: 0 });
       }
     }
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "vanished while it was listed" : fsError(e);
     throw `cannot list ${rel.length > 0 ? nameText(rel) : root.path}: ${why}`;
   } finally {
-    for (const f of stack) closeDir(f.dir);
+    trail.close();
   }
   return JSON.stringify(rows);
 }
@@ -89,6 +91,9 @@ function readRaw(guest: string, pathJson: string, offset: bigint, length: number
     const found = walk(root, JSON.parse(pathJson) as string, "read", false);
     if (found.kind !== "fd") throw "io";
     fd = found.fd;
+    // The component checks what WASI opens; what it reads through here, the host checks.
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw st.isDirectory() ? "is a directory, not a regular file" : "is not a regular file";
     return readAt(fd, length, offset);
   } catch (e) {
     throw `cannot read: ${typeof e === "string" ? e : fsError(e)}`;

@@ -134,21 +134,21 @@ export function walk(root: Base, path: string | Buffer, want: Want, follow: bool
   const raw = typeof path === "string" ? nameBytes(path) : path;
   if (raw.length > 0 && raw[0] === 0x2f) throw "not-permitted" satisfies FsError;
   if (raw.includes(0)) throw "invalid" satisfies FsError;
-  const stack: Dir[] = [dirOf(root)];
+  const trail = new Trail(root);
   const todo = segments(raw).reverse();
   let links = 0;
   try {
-    if (todo.length === 0) return finish(stack[0]!, Buffer.from("."), want);
+    if (todo.length === 0) return finish(trail.top(), HERE, want);
     while (todo.length > 0) {
       const seg = todo.pop()!;
-      const top = stack[stack.length - 1]!;
       if (isDot(seg) && todo.length > 0) continue;
       if (isDotDot(seg)) {
-        if (stack.length === 1) throw "not-permitted" satisfies FsError;
-        close(stack.pop()!);
-        if (todo.length === 0) todo.push(Buffer.from("."));
+        if (trail.depth === 0) throw "not-permitted" satisfies FsError;
+        trail.pop();
+        if (todo.length === 0) todo.push(HERE);
         continue;
       }
+      const top = trail.top();
       let target: number | Buffer;
       if (todo.length > 0) {
         target = enter(top, seg);
@@ -160,7 +160,7 @@ export function walk(root: Base, path: string | Buffer, want: Want, follow: bool
         target = found;
       }
       if (typeof target === "number") {
-        stack.push({ fd: target, path: Buffer.concat([top.path, seg, Buffer.from("/")]), owned: true });
+        trail.push(target, seg);
         continue;
       }
       // A symlink: its text is walked in its place, never by the kernel.
@@ -174,19 +174,95 @@ export function walk(root: Base, path: string | Buffer, want: Want, follow: bool
   } catch (e) {
     throw typeof e === "string" ? e : fsError(e);
   } finally {
-    for (const d of stack) close(d);
+    trail.close();
   }
 }
 
 function close(d: Dir): void {
-  if (d.owned) fs.closeSync(d.fd);
+  if (d.owned && d.fd >= 0) fs.closeSync(d.fd);
+  d.fd = -1;
+}
+
+// How a directory on the way is opened: to search it, never through a symlink.
+const SEARCH = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | (linux ? 0 : C.O_RDONLY);
+// Handles a trail keeps open: a tree deeper than that costs reopenings, not descriptors.
+const HELD = 32;
+const SLASH = Buffer.from("/");
+const HERE = Buffer.from(".");
+
+/**
+ * The directories from a base down to where a walk or a listing is. At most `HELD` are kept
+ * open: going deeper closes the shallowest, and one closed is opened again, when the walk
+ * is back in it, by its names from the nearest open one above it, each opened as a
+ * directory that is not a symlink (so a swap meanwhile is an error, never a way out).
+ */
+export class Trail {
+  readonly #levels: { dir: Dir; name: Buffer }[];
+  #held = 0;
+
+  constructor(base: Base) {
+    this.#levels = [{ dir: dirOf(base), name: HERE }];
+  }
+
+  /** How many directories below the base the trail is. */
+  get depth(): number {
+    return this.#levels.length - 1;
+  }
+
+  /** The deepest directory, open. */
+  top(): Dir {
+    const last = this.#levels.length - 1;
+    if (this.#levels[last]!.dir.fd < 0) this.#reopen(last);
+    return this.#levels[last]!.dir;
+  }
+
+  /** Goes down into the directory open as `fd`, named `name` in the deepest one. */
+  push(fd: number, name: Buffer): void {
+    const above = this.#levels[this.#levels.length - 1]!.dir;
+    this.#levels.push({ dir: { fd, path: Buffer.concat([above.path, name, SLASH]), owned: true }, name });
+    this.#held++;
+    this.#release();
+  }
+
+  /** Goes back up one directory (never above the base). */
+  pop(): void {
+    if (this.#levels.length === 1) return;
+    const { dir } = this.#levels.pop()!;
+    if (dir.fd >= 0) this.#held--;
+    close(dir);
+  }
+
+  /** Closes every handle the trail opened. */
+  close(): void {
+    while (this.#levels.length > 1) this.pop();
+  }
+
+  #release(): void {
+    for (let i = 1; this.#held > HELD && i < this.#levels.length; i++) {
+      const { dir } = this.#levels[i]!;
+      if (dir.fd < 0) continue;
+      close(dir);
+      this.#held--;
+    }
+  }
+
+  #reopen(last: number): void {
+    let open = last - 1;
+    while (this.#levels[open]!.dir.fd < 0) open--; // the base is always open
+    for (let i = open + 1; i <= last; i++) {
+      const { dir, name } = this.#levels[i]!;
+      dir.fd = fs.openSync(child(this.#levels[i - 1]!.dir, name), SEARCH);
+      this.#held++;
+      this.#release(); // the shallowest go first: never the one just opened
+    }
+  }
 }
 
 /** Opens the directory `seg` of `dir` to walk on, or gives the text of the symlink there. */
 function enter(dir: Dir, seg: Buffer): number | Buffer {
   const where = child(dir, seg);
   try {
-    return fs.openSync(where, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | (linux ? 0 : C.O_RDONLY));
+    return fs.openSync(where, SEARCH);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== "ENOTDIR" && code !== "ELOOP") throw e;
@@ -245,9 +321,8 @@ export function names(dir: Dir): Buffer[] {
 }
 
 /** Opens the directory `seg` of `dir` to list it, never through a symlink. */
-export function openDir(dir: Dir, seg: Buffer): Dir {
-  const fd = fs.openSync(child(dir, seg), C.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  return { fd, path: Buffer.concat([dir.path, seg, Buffer.from("/")]), owned: true };
+export function openDir(dir: Dir, seg: Buffer): number {
+  return fs.openSync(child(dir, seg), SEARCH);
 }
 
 /** The walk's view of a base directory it does not own. */
@@ -255,4 +330,3 @@ export function dirOf(base: Base): Dir {
   return { fd: base.fd, path: Buffer.from(base.path.replace(/\/*$/, "/")), owned: false };
 }
 
-export { close as closeDir };
