@@ -30,7 +30,7 @@ case "${1:-build}" in
     ;;
   test)
     [ -f dist/index.js ] || die "host/node/dist is not built (scripts/node-host.sh build)"
-    node --test test/
+    node --test test/*.test.mjs
     ;;
   lint)
     packages

@@ -130,12 +130,6 @@ def make_tree(base: Path, seed: int) -> Path:
     os.mkdir(os.path.join(broot, rng.choice(dirs), b"also-empty"))
     target, folder = rng.choice(files), rng.choice(dirs[1:])
     latin = next((f for f in files if b"\xe9" in f), target)
-    for followed in (target, latin):
-        # A followed symlink's mtime is the stat of WASI, whose datetime holds no time before
-        # 1970: the hosts differ there (wasmtime gives none, so 0; the Node host wraps).
-        full = os.path.join(broot, followed)
-        if os.stat(full).st_mtime_ns < 0:
-            os.utime(full, ns=(0, rng.choice([t for t in MTIMES if t >= 0])))
     links: dict[bytes, Callable[[bytes], bytes]] = {
         b"in": lambda at: os.path.relpath(target, at),
         b"abs-in": lambda at: os.path.join(broot, target),
@@ -199,19 +193,6 @@ def node_api(node: str, root: Path, items: list[Item]) -> dict[str, Any]:
     return doc
 
 
-def in_order(plan: dict[str, Any]) -> dict[str, Any]:
-    """``plan`` with its lists sorted: they come in the order of the host's listing, which the
-    contract leaves to each host (the Python host lists a directory at a time, the Node host
-    depth first)."""
-    return {
-        "files": sorted(plan["files"]),
-        "symlinks": sorted(plan["symlinks"]),
-        "dirs": sorted(plan["dirs"]),
-        "skipped": {why: sorted(paths) for why, paths in plan["skipped"].items()},
-        "excluded": plan["excluded"],
-    }
-
-
 def python_plan(root: Path, asked: dict[str, Any]) -> dict[str, Any]:
     """``snapshot.plan`` in the JSON shape the component gives (nanoseconds as strings)."""
     p = snapshot.plan(root, **asked)
@@ -244,7 +225,7 @@ def tree(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 def test_both_hosts_write_the_same_manifest_bytes(node: str, tree: Path, tmp_path: Path) -> None:
     for format in FORMATS:
         expected = jobattach.create_manifest(tree, cache=False, format=format).manifest.encode()
-        assert b"link-in" in expected  # the tree's entries are in it
+        assert expected.count(b'"size"') > 10  # the tree's entries are in it
         got = run([node, str(CLI), "snapshot", str(tree), "--format", format])
         assert got == expected, format
         if format == "v2023-03-03":  # the default, and to a file
@@ -262,7 +243,7 @@ def test_both_hosts_plan_the_same_snapshot_and_hash_alike(node: str, tree: Path)
     for asked, plan in zip(PLANS, got["plans"]):
         expected = python_plan(tree, asked)
         assert expected["skipped"] or expected["excluded"]
-        assert in_order(plan) == in_order(expected), asked
+        assert plan == expected, asked
     assert [p["excluded"] > 0 for p in got["plans"]] == [False, False, True, True]
     assert got["digests"][: len(paths)] == jobattach.hash_files(tree, paths)
     assert got["digests"][len(paths) :] == digests(tree, items[len(paths) :])
