@@ -71,8 +71,9 @@ wheel: setup build
     rm -rf dist
     {{ py }} -m hatchling build -t wheel
 
-# Format Python and Rust sources.
+# Format Python, Rust and the Node host's sources.
 fmt: setup
     {{ venv }}/bin/ruff format .
     {{ venv }}/bin/ruff check --fix .
     scripts/cargo.sh fmt --manifest-path component/Cargo.toml
+    scripts/node-host.sh fmt

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Node host (host/node): `build` (the default) installs its npm packages when they are
 # missing or older than package-lock.json, then transpiles the component and compiles the
-# TypeScript into dist/; `test` runs its `node --test` suite; `lint` type-checks it.
+# TypeScript into dist/; `test` runs its `node --test` suite; `lint` type-checks it and checks
+# its formatting (prettier; `fmt` formats it).
 # Needs the component built (./just build), and node >= 20 with npm on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/../host/node"
@@ -36,10 +37,15 @@ case "${1:-build}" in
     packages
     [ -d generated ] || die "host/node/generated is not built (scripts/node-host.sh build)"
     npx --no-install tsc -p . --noEmit
+    npx --no-install prettier --check --log-level warn .
     node --check bin/jobattach-engine.mjs
     ;;
+  fmt)
+    packages
+    npx --no-install prettier --write --log-level warn .
+    ;;
   *)
-    echo "usage: scripts/node-host.sh [build|test|lint]" >&2
+    echo "usage: scripts/node-host.sh [build|test|lint|fmt]" >&2
     exit 2
     ;;
 esac

@@ -42,18 +42,28 @@ async function snapshot(args) {
   if (positionals.length !== 1) fail("snapshot takes one ROOT\n" + USAGE);
   if (!FORMATS.includes(values.format)) fail(`--format must be one of ${FORMATS.join(", ")}`);
   const { snapshot } = await import("../dist/index.js");
-  const result = snapshot(positionals[0], { format: values.format, include: values.include, exclude: values.exclude });
+  const result = snapshot(positionals[0], {
+    format: values.format,
+    include: values.include,
+    exclude: values.exclude,
+  });
   const bytes = Buffer.from(result.manifest.encoded, "latin1"); // ASCII: names are escaped
   if (values.output === undefined) process.stdout.write(bytes);
   else fs.writeFileSync(values.output, bytes);
 }
 
 async function hash(args) {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { root: { type: "string" } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { root: { type: "string" } },
+  });
   if (values.root === undefined) fail("hash needs --root DIR\n" + USAGE);
   if (positionals.length === 0) fail("hash takes at least one PATH\n" + USAGE);
   const root = path.resolve(values.root);
-  const rel = positionals.map((p) => (path.isAbsolute(p) ? path.relative(root, path.resolve(p)) : p));
+  const rel = positionals.map((p) =>
+    path.isAbsolute(p) ? path.relative(root, path.resolve(p)) : p,
+  );
   const { hashEach } = await import("../dist/index.js");
   let failed = false;
   hashEach(root, rel).forEach((digest, i) => {

@@ -132,7 +132,10 @@ export function hashFile(file: string): string {
 
 /** Digests of `items` below `root`, in their order. */
 export function hashFiles(root: string, items: readonly HashItem[]): Digest[] {
-  return call([root], (e, [r0]) => JSON.parse(e.hashing.hashFiles(r0!, JSON.stringify(items))) as Digest[]);
+  return call(
+    [root],
+    (e, [r0]) => JSON.parse(e.hashing.hashFiles(r0!, JSON.stringify(items))) as Digest[],
+  );
 }
 
 /** The digest of each of `paths` below `root`, or the error that stopped it: one failure
@@ -211,13 +214,27 @@ export function decode(text: string): DecodedManifest {
   const c = canonicalize(text);
   const entries: ManifestEntries = c.entries
     ? (JSON.parse(c.entries) as ManifestEntries)
-    : { parent: null, dirs: [], files: (JSON.parse(c.encoded) as { paths: ManifestEntry[] }).paths };
+    : {
+        parent: null,
+        dirs: [],
+        files: (JSON.parse(c.encoded) as { paths: ManifestEntry[] }).paths,
+      };
   return { ...c, ...entries };
 }
 
 /** Encodes entries as a manifest of `format`: the exact bytes the reference encoder writes. */
-export function encode(format: ManifestFormat, entries: Partial<ManifestEntries> & Pick<ManifestEntries, "files">): Canonical {
-  return build(format, JSON.stringify({ parent: entries.parent ?? null, dirs: entries.dirs ?? [], files: entries.files }));
+export function encode(
+  format: ManifestFormat,
+  entries: Partial<ManifestEntries> & Pick<ManifestEntries, "files">,
+): Canonical {
+  return build(
+    format,
+    JSON.stringify({
+      parent: entries.parent ?? null,
+      dirs: entries.dirs ?? [],
+      files: entries.files,
+    }),
+  );
 }
 
 /** An entry of a diff, as v2023-03-03 manifests hold them. */
@@ -259,22 +276,43 @@ function hostRoots(root: string): string[] {
 }
 
 function options(root: string, o: Partial<SnapshotOptions>): SnapshotOptions {
-  return { include: o.include ?? [], exclude: o.exclude ?? [], format: o.format, hostRoots: o.hostRoots ?? hostRoots(root) };
+  return {
+    include: o.include ?? [],
+    exclude: o.exclude ?? [],
+    format: o.format,
+    hostRoots: o.hostRoots ?? hostRoots(root),
+  };
 }
 
 /** Lists `root` and applies the snapshot rules, or to `listing` (wit/schemas/listing.schema.json)
  * when given. */
-export function planSnapshot(root: string, o: Partial<SnapshotOptions> = {}, listing?: string): SnapshotPlan {
+export function planSnapshot(
+  root: string,
+  o: Partial<SnapshotOptions> = {},
+  listing?: string,
+): SnapshotPlan {
   return call([root], (e, [r0]) => {
     const opts = options(root, o);
-    const text = listing === undefined ? e.snapshot.plan(r0!, opts) : e.snapshot.planListed(r0!, listing, opts);
+    const text =
+      listing === undefined
+        ? e.snapshot.plan(r0!, opts)
+        : e.snapshot.planListed(r0!, listing, opts);
     return JSON.parse(text) as SnapshotPlan;
   });
 }
 
 /** What changed in `root` since `manifest`, as `diff` gives it. */
-export function diffTree(root: string, manifest: string, o: Partial<SnapshotOptions> = {}, byHash = false): ManifestDiff {
-  return call([root], (e, [r0]) => JSON.parse(e.snapshot.diff(r0!, manifest, options(root, o), byHash)) as ManifestDiff);
+export function diffTree(
+  root: string,
+  manifest: string,
+  o: Partial<SnapshotOptions> = {},
+  byHash = false,
+): ManifestDiff {
+  return call(
+    [root],
+    (e, [r0]) =>
+      JSON.parse(e.snapshot.diff(r0!, manifest, options(root, o), byHash)) as ManifestDiff,
+  );
 }
 
 // --- submit -----------------------------------------------------------------------------
@@ -294,18 +332,31 @@ export interface GroupPathsRequest extends Omit<GroupRequest, "paths"> {
 
 /** A job's asset roots (wit/schemas/groups.schema.json). */
 export interface Groups {
-  groups: { root: string; location: string | null; inputs: string[]; outputs: string[]; references: string[] }[];
+  groups: {
+    root: string;
+    location: string | null;
+    inputs: string[];
+    outputs: string[];
+    references: string[];
+  }[];
   missing: string[];
   skipped_shared: number;
 }
 
 /** `submit.group`: a job's paths grouped into asset roots, by location. */
 export function group(request: GroupPathsRequest): Groups {
-  return call([], (e) => JSON.parse(e.submit.group({ ...request, paths: JSON.stringify(request.paths) })) as Groups);
+  return call(
+    [],
+    (e) =>
+      JSON.parse(e.submit.group({ ...request, paths: JSON.stringify(request.paths) })) as Groups,
+  );
 }
 
 /** `submit.describe`: the manifest objects of a submission and the job's `attachments`. */
-export function describe(request: Submission): { manifests: (ManifestObject | undefined)[]; attachments: unknown } {
+export function describe(request: Submission): {
+  manifests: (ManifestObject | undefined)[];
+  attachments: unknown;
+} {
   return call([], (e) => {
     const d = e.submit.describe(request);
     return { manifests: d.manifests, attachments: JSON.parse(d.attachments) as unknown };
@@ -355,10 +406,17 @@ export function planMirror(request: MirrorRequest): MirrorPlan {
 
 /** `[path, reason]` of each of `entries` that `destination` cannot hold. */
 export function refusedEntries(destination: Destination, entries: string): [string, string][] {
-  return call([], (e) => JSON.parse(e.sync.refusedEntries(destination, entries)) as [string, string][]);
+  return call(
+    [],
+    (e) => JSON.parse(e.sync.refusedEntries(destination, entries)) as [string, string][],
+  );
 }
 
-export function mapPath(rules: readonly PathMappingRule[], p: string, separator: string): string | undefined {
+export function mapPath(
+  rules: readonly PathMappingRule[],
+  p: string,
+  separator: string,
+): string | undefined {
   return call([], (e) => e.sync.mapPath([...rules], p, separator));
 }
 
@@ -377,15 +435,24 @@ export type DownloadResult =
   | { tag: "planned"; val: Omit<Download.DownloadPlan, "plan"> & { plan: DownloadPlanBody } };
 
 /** `download.plan`: either the local files to hash first, or the plan. */
-export function downloadPlan(destinations: readonly DownloadDestination[], policy: ConflictPolicy): DownloadResult {
+export function downloadPlan(
+  destinations: readonly DownloadDestination[],
+  policy: ConflictPolicy,
+): DownloadResult {
   return call([], (e) => {
     const out = e.download.plan([...destinations], policy);
     if (out.tag === "hash") return out;
-    return { tag: "planned", val: { ...out.val, plan: JSON.parse(out.val.plan) as DownloadPlanBody } };
+    return {
+      tag: "planned",
+      val: { ...out.val, plan: JSON.parse(out.val.plan) as DownloadPlanBody },
+    };
   });
 }
 
-export function outputPatterns(directories: readonly string[], style: PathStyle): string[] | undefined {
+export function outputPatterns(
+  directories: readonly string[],
+  style: PathStyle,
+): string[] | undefined {
   return call([], (e) => e.download.outputPatterns([...directories], style));
 }
 

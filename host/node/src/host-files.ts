@@ -22,7 +22,14 @@ function row(dir: Dir, seg: Buffer, rel: Buffer): unknown[] {
   const st = fs.lstatSync(where, { bigint: true });
   const k = kind(st);
   // Nanosecond times as strings of digits: over 2^53, more than a JSON number holds.
-  const out: unknown[] = [nameText(rel), k, Number(st.size), `${st.mtimeNs}`, `${st.ctimeNs}`, (st.mode & 0o111n) !== 0n];
+  const out: unknown[] = [
+    nameText(rel),
+    k,
+    Number(st.size),
+    `${st.mtimeNs}`,
+    `${st.ctimeNs}`,
+    (st.mode & 0o111n) !== 0n,
+  ];
   if (k === "l") {
     // The link's text (the sandbox will not tell the component an absolute one), and the
     // ctime and mtime of what it leads to, as the Python host gives them: metadata only.
@@ -73,7 +80,8 @@ function listTree(guest: string): string {
       }
     }
   } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "vanished while it was listed" : fsError(e);
+    const why =
+      (e as NodeJS.ErrnoException).code === "ENOENT" ? "vanished while it was listed" : fsError(e);
     throw `cannot list ${rel.length > 0 ? nameText(rel) : root.path}: ${why}`;
   } finally {
     trail.close();
@@ -93,7 +101,8 @@ function readRaw(guest: string, pathJson: string, offset: bigint, length: number
     fd = found.fd;
     // The component checks what WASI opens; what it reads through here, the host checks.
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw st.isDirectory() ? "is a directory, not a regular file" : "is not a regular file";
+    if (!st.isFile())
+      throw st.isDirectory() ? "is a directory, not a regular file" : "is not a regular file";
     return readAt(fd, length, offset);
   } catch (e) {
     throw `cannot read: ${typeof e === "string" ? e : fsError(e)}`;

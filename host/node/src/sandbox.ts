@@ -219,7 +219,10 @@ export class Trail {
   /** Goes down into the directory open as `fd`, named `name` in the deepest one. */
   push(fd: number, name: Buffer): void {
     const above = this.#levels[this.#levels.length - 1]!.dir;
-    this.#levels.push({ dir: { fd, path: Buffer.concat([above.path, name, SLASH]), owned: true }, name });
+    this.#levels.push({
+      dir: { fd, path: Buffer.concat([above.path, name, SLASH]), owned: true },
+      name,
+    });
     this.#held++;
     this.#release();
   }
@@ -329,4 +332,3 @@ export function openDir(dir: Dir, seg: Buffer): number {
 export function dirOf(base: Base): Dir {
   return { fd: base.fd, path: Buffer.from(base.path.replace(/\/*$/, "/")), owned: false };
 }
-

@@ -1,7 +1,16 @@
 // Snapshots: a manifest of a directory, byte for byte what the official encoder writes. The
 // component plans what goes in and hashes; this module only batches and assembles.
 
-import { type Canonical, type Digest, encode, hashFiles, type ManifestEntry, type ManifestFormat, planSnapshot, type SnapshotPlan } from "./engine.js";
+import {
+  type Canonical,
+  type Digest,
+  encode,
+  hashFiles,
+  type ManifestEntry,
+  type ManifestFormat,
+  planSnapshot,
+  type SnapshotPlan,
+} from "./engine.js";
 
 export interface SnapshotOptions {
   /** `v2023-03-03` (the default), or `v2025-12-snapshot`. */
@@ -31,20 +40,39 @@ export function snapshot(root: string, o: SnapshotOptions = {}): SnapshotResult 
   const digests = hashPlan(root, plan, o.progress);
   const files = plan.files.map(([path, size, mtime, , , runnable], i): ManifestEntry => {
     const d = digests[i]!;
-    return { path, size, mtime, ...(Array.isArray(d) ? { chunkhashes: d } : { hash: d }), ...(runnable ? { runnable } : {}) };
+    return {
+      path,
+      size,
+      mtime,
+      ...(Array.isArray(d) ? { chunkhashes: d } : { hash: d }),
+      ...(runnable ? { runnable } : {}),
+    };
   });
   const links = plan.symlinks.map(([path, symlink]): ManifestEntry => ({ path, symlink }));
   const dirs = plan.dirs.map((d): [string, boolean] => [d, false]);
-  return { manifest: encode(format, { dirs, files: [...files, ...links] }), skipped: plan.skipped, excluded: plan.excluded };
+  return {
+    manifest: encode(format, { dirs, files: [...files, ...links] }),
+    skipped: plan.skipped,
+    excluded: plan.excluded,
+  };
 }
 
-function hashPlan(root: string, plan: SnapshotPlan, progress: SnapshotOptions["progress"]): Digest[] {
+function hashPlan(
+  root: string,
+  plan: SnapshotPlan,
+  progress: SnapshotOptions["progress"],
+): Digest[] {
   const total = plan.files.reduce((n, f) => n + f[1], 0);
   const out: Digest[] = [];
   let bytes = 0;
   for (let start = 0; start < plan.files.length; start += BATCH) {
     const batch = plan.files.slice(start, start + BATCH);
-    out.push(...hashFiles(root, batch.map(([path, size, , , , , chunk, source]) => [source ?? path, size, chunk])));
+    out.push(
+      ...hashFiles(
+        root,
+        batch.map(([path, size, , , , , chunk, source]) => [source ?? path, size, chunk]),
+      ),
+    );
     bytes += batch.reduce((n, f) => n + f[1], 0);
     progress?.(out.length, bytes, plan.files.length, total);
   }

@@ -137,7 +137,12 @@ export class Descriptor implements Base {
       throw "read-only" satisfies FsError;
     }
     return wasi(() => {
-      const found = walk(this, path, open.directory ? "directory" : "read", flags.symlinkFollow === true);
+      const found = walk(
+        this,
+        path,
+        open.directory ? "directory" : "read",
+        flags.symlinkFollow === true,
+      );
       if (found.kind !== "fd") throw "io" satisfies FsError;
       return new Descriptor(found.fd, `${this.path.replace(/\/*$/, "/")}${path}`, true);
     });

@@ -15,7 +15,10 @@ function tree(t) {
   fs.writeFileSync(path.join(root, "a.txt"), "hello\n");
   fs.writeFileSync(path.join(root, "empty"), "");
   fs.writeFileSync(path.join(root, "sub dir", "caf\u00e9.bin"), Buffer.alloc(300_000, 7));
-  fs.writeFileSync(path.join(root, "big.bin"), Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 31 + 7) % 251)));
+  fs.writeFileSync(
+    path.join(root, "big.bin"),
+    Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 31 + 7) % 251)),
+  );
   return root;
 }
 
@@ -62,7 +65,10 @@ test("snapshot of another format, and of a root that does not exist", (t) => {
   const root = tree(t);
   const r = cli(["snapshot", root, "--format", "v2025-12-snapshot"]);
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(r.stdout, Buffer.from(snapshot(root, { format: "v2025-12-snapshot" }).manifest.encoded, "latin1"));
+  assert.deepEqual(
+    r.stdout,
+    Buffer.from(snapshot(root, { format: "v2025-12-snapshot" }).manifest.encoded, "latin1"),
+  );
   const absent = cli(["snapshot", path.join(root, "absent")]);
   assert.equal(absent.status, 1);
   assert.match(absent.stderr, /the root does not exist/);
@@ -72,7 +78,10 @@ test("--version names the package and the engine component", () => {
   const r = cli(["--version"]);
   assert.equal(r.status, 0, r.stderr);
   const { version: pkg } = JSON.parse(fs.readFileSync(path.join(PACKAGE, "package.json"), "utf8"));
-  assert.equal(r.stdout.toString(), `jobattach-engine ${pkg} (engine component ${version()}, node ${process.version})\n`);
+  assert.equal(
+    r.stdout.toString(),
+    `jobattach-engine ${pkg} (engine component ${version()}, node ${process.version})\n`,
+  );
 });
 
 for (const args of [

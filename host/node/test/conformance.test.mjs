@@ -37,10 +37,14 @@ const fields = (r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [keba
  * lone surrogate U+DC00+B for the byte B) travels as its `\udcXX` escape (as
  * jobattach_host.engine.bulk writes it). */
 function bulk(value) {
-  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return JSON.stringify(value).replace(
+    /[\u0080-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
-const object = (o) => (o === undefined ? null : { key: o.key, metadata: o.metadata.map((kv) => [...kv]) });
+const object = (o) =>
+  o === undefined ? null : { key: o.key, metadata: o.metadata.map((kv) => [...kv]) };
 const some = (v) => (v === undefined ? null : v);
 
 /** Each function of the cases, as a call of the component's exports `e`; `tmp` is an empty
@@ -52,10 +56,16 @@ const CALLS = {
   "sync.outputs-prefix": (a) => call([], (e) => e.sync.outputsPrefix(record(a.request))),
   "sync.select-outputs": (a) => call([], (e) => e.sync.selectOutputs(a.listing.map(record))),
   "sync.manifest-root": (a) => call([], (e) => some(e.sync.manifestRoot(a.metadata))),
-  "sync.map-path": (a) => call([], (e) => some(e.sync.mapPath(a.rules.map(record), a.path, a.separator))),
+  "sync.map-path": (a) =>
+    call([], (e) => some(e.sync.mapPath(a.rules.map(record), a.path, a.separator))),
   "sync.plan-mirror": (a) => {
     // The fields the cases leave out take jobattach_host.engine.MirrorRequest's defaults.
-    const r = { "dry-run": false, "source-name": "the source", "dest-name": "the destination", ...a.request };
+    const r = {
+      "dry-run": false,
+      "source-name": "the source",
+      "dest-name": "the destination",
+      ...a.request,
+    };
     const request = record({ ...r, source: bulk(r.source), dest: bulk(r.dest) });
     return call([], (e) => JSON.parse(e.sync.planMirror(request)));
   },
@@ -65,7 +75,11 @@ const CALLS = {
   },
   "submit.group": (a) => {
     const r = a.request;
-    const paths = { inputs: r.paths.inputs ?? [], outputs: r.paths.outputs ?? [], references: r.paths.references ?? [] };
+    const paths = {
+      inputs: r.paths.inputs ?? [],
+      outputs: r.paths.outputs ?? [],
+      references: r.paths.references ?? [],
+    };
     const request = record({ ...r, paths: bulk(paths), locations: r.locations.map(record) });
     return call([], (e) => JSON.parse(e.submit.group(request)));
   },
@@ -82,18 +96,25 @@ const CALLS = {
       return { format: c.format, encoded: c.encoded, hash: c.hash };
     }),
   "snapshot.plan-listed": (a, tmp) =>
-    call([tmp], (e, [r0]) => JSON.parse(e.snapshot.planListed(r0, bulk(a.listing), record(a.options)))),
+    call([tmp], (e, [r0]) =>
+      JSON.parse(e.snapshot.planListed(r0, bulk(a.listing), record(a.options))),
+    ),
 };
 
 const cases = fs
   .readdirSync(CASES)
   .filter((f) => f.endsWith(".json"))
   .sort()
-  .flatMap((f) => JSON.parse(fs.readFileSync(path.join(CASES, f), "utf8")).map((c) => ({ file: f, ...c })));
+  .flatMap((f) =>
+    JSON.parse(fs.readFileSync(path.join(CASES, f), "utf8")).map((c) => ({ file: f, ...c })),
+  );
 
 test("every case names a function this runner knows", () => {
   const names = new Set(cases.map((c) => c.function));
-  assert.deepEqual([...names].filter((n) => !(n in CALLS)), []);
+  assert.deepEqual(
+    [...names].filter((n) => !(n in CALLS)),
+    [],
+  );
   assert.ok(names.size >= 10, `only ${names.size} functions`);
 });
 
@@ -140,7 +161,10 @@ for (const c of DOWNLOAD.plans) {
     if (c.hash.some((rows) => rows.length > 0)) {
       // digests decide somewhere: asked for first
       assert.equal(first.tag, "hash");
-      assert.deepEqual(first.val.map((rows) => JSON.parse(rows)), c.hash);
+      assert.deepEqual(
+        first.val.map((rows) => JSON.parse(rows)),
+        c.hash,
+      );
     } else if (!("error" in c)) {
       assert.deepEqual(first, plan(dests, c.policy)); // nothing to hash: planned at once
     }
@@ -154,7 +178,9 @@ for (const c of DOWNLOAD.plans) {
     const outcome = plan(dests, c.policy);
     assert.equal(outcome.tag, "planned");
     const { plan: want, ...counters } = c.expect;
-    const got = Object.fromEntries(Object.keys(counters).map((k) => [k, Number(outcome.val[camel(k.replaceAll("_", "-"))])]));
+    const got = Object.fromEntries(
+      Object.keys(counters).map((k) => [k, Number(outcome.val[camel(k.replaceAll("_", "-"))])]),
+    );
     assert.deepEqual(got, counters);
     assert.deepEqual(JSON.parse(outcome.val.plan), want);
   });
@@ -171,24 +197,35 @@ test("download.plan is refused when digests do not match what it hashes", () => 
 
 for (const c of DOWNLOAD.output_patterns) {
   test(`download.output-patterns: ${JSON.stringify(c.directories)} (${c.format})`, () => {
-    assert.deepEqual(some(call([], (e) => e.download.outputPatterns(c.directories, c.format))), c.expect);
+    assert.deepEqual(
+      some(call([], (e) => e.download.outputPatterns(c.directories, c.format))),
+      c.expect,
+    );
   });
 }
 
 test("download.output-patterns: a directory not named in UTF-8 gives patterns", () => {
   // a lone surrogate crosses a WIT string as U+FFFD, as the snapshot's patterns read it
-  assert.deepEqual(call([], (e) => e.download.outputPatterns(["out-\udcff"], "posix")), ["out-\ufffd/**"]);
+  assert.deepEqual(
+    call([], (e) => e.download.outputPatterns(["out-\udcff"], "posix")),
+    ["out-\ufffd/**"],
+  );
 });
 
 test("download.internal-kinds and internal-name: names are made and recognised by the component", () => {
   const names = DOWNLOAD.internal_names;
   const kinds = (ns) => call([], (e) => e.download.internalKinds(ns).map(some));
-  assert.deepEqual(kinds(names.map((n) => n.name)), names.map((n) => n.kind));
+  assert.deepEqual(
+    kinds(names.map((n) => n.name)),
+    names.map((n) => n.kind),
+  );
   const made = (kind) => call([], (e) => e.download.internalName(kind, randomBytes(8)));
   const [staging, temporary] = [made("staging"), made("temporary")];
   assert.deepEqual(kinds([staging, temporary]), ["staging", "temporary"]);
   assert.notEqual(staging, made("staging")); // random each time
-  const err = thrown(() => call([], (e) => e.download.internalName("staging", Buffer.from("short"))));
+  const err = thrown(() =>
+    call([], (e) => e.download.internalName("staging", Buffer.from("short"))),
+  );
   assert.ok(err instanceof EngineError, err);
   assert.match(err.message, /8 random bytes/);
 });

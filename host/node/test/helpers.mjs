@@ -13,8 +13,12 @@ export const CLI = path.join(PACKAGE, "bin", "jobattach-engine.mjs");
 
 /** The golden vectors of the official implementation, found as tests/conftest.py finds them:
  * in ../shared beside the repository unless JOBATTACH_SHARED_DIR says otherwise. */
-export const VECTORS = path.join(process.env.JOBATTACH_SHARED_DIR ?? path.join(REPO, "..", "shared"), "vectors");
-if (!fs.existsSync(VECTORS)) throw new Error(`the golden vectors are missing: ${VECTORS} (set JOBATTACH_SHARED_DIR)`);
+export const VECTORS = path.join(
+  process.env.JOBATTACH_SHARED_DIR ?? path.join(REPO, "..", "shared"),
+  "vectors",
+);
+if (!fs.existsSync(VECTORS))
+  throw new Error(`the golden vectors are missing: ${VECTORS} (set JOBATTACH_SHARED_DIR)`);
 
 /** The repository's Python environment (./just setup): python-xxhash is the independent
  * implementation of the digests the tests expect. */

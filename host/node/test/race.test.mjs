@@ -45,7 +45,10 @@ function layout(t, files = 0) {
   const [root, outside] = [path.join(base, "root"), path.join(base, "outside")];
   fs.mkdirSync(path.join(root, "d"), { recursive: true });
   fs.mkdirSync(outside);
-  for (const [dir, content] of [[path.join(root, "d"), INSIDE], [outside, OUTSIDE]]) {
+  for (const [dir, content] of [
+    [path.join(root, "d"), INSIDE],
+    [outside, OUTSIDE],
+  ]) {
     fs.writeFileSync(path.join(dir, "file"), content);
     fs.writeFileSync(bytesPath(dir, BAD), content);
   }
@@ -64,7 +67,9 @@ function layout(t, files = 0) {
 /** Runs `fn` while a writer swaps root/`name` (d/ unless named); the writer is stopped
  * before the tree is removed. */
 async function swapping(root, fn, name = "d") {
-  const writer = spawn(PYTHON, ["-c", WRITER, root, name], { stdio: ["ignore", "pipe", "inherit"] });
+  const writer = spawn(PYTHON, ["-c", WRITER, root, name], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const exited = new Promise((resolve) => writer.once("exit", resolve));
   try {
     await new Promise((resolve, reject) => {
@@ -95,7 +100,10 @@ function tally(outcomes) {
 function assertConfined(counts, total) {
   assert.equal(counts.outside, 0, `read outside the root: ${JSON.stringify(counts)}`);
   assert.equal(counts.other, 0, JSON.stringify(counts));
-  assert.ok(counts.inside >= total / 50, `too few reads inside for the race to count: ${JSON.stringify(counts)}`);
+  assert.ok(
+    counts.inside >= total / 50,
+    `too few reads inside for the race to count: ${JSON.stringify(counts)}`,
+  );
   // and the symlink was there often enough to be refused
   const refused = (counts.errors["permission-denied"] ?? 0) + (counts.errors.io ?? 0);
   assert.ok(refused >= total / 100, `the swap was seldom seen: ${JSON.stringify(counts)}`);
@@ -128,7 +136,12 @@ test("hash-file of a file swapped for a symlink to a file outside never reads ou
   const root = layout(t);
   const counts = await swapping(
     root,
-    () => call([root], (e, [r0]) => tally(outcomes(CALLS, () => JSON.parse(e.hashing.hashFiles(r0, `[["f",${INSIDE.length}]]`))[0]))),
+    () =>
+      call([root], (e, [r0]) =>
+        tally(
+          outcomes(CALLS, () => JSON.parse(e.hashing.hashFiles(r0, `[["f",${INSIDE.length}]]`))[0]),
+        ),
+      ),
     "f",
   );
   t.diagnostic(JSON.stringify(counts));
@@ -146,7 +159,12 @@ test("hash-files, with and without sizes, through read-raw and through a link, n
   ];
   const runs = await swapping(root, () =>
     call([root], (e, [r0]) =>
-      items.map((item, i) => outcomes(i === 0 ? CALLS : CALLS / 4, () => JSON.parse(e.hashing.hashFiles(r0, JSON.stringify(item)))[0])),
+      items.map((item, i) =>
+        outcomes(
+          i === 0 ? CALLS : CALLS / 4,
+          () => JSON.parse(e.hashing.hashFiles(r0, JSON.stringify(item)))[0],
+        ),
+      ),
     ),
   );
   const counts = runs.map(tally);
@@ -174,5 +192,8 @@ test("planning through the swapped directory (its listing, and links through it)
     }
   });
   t.diagnostic(JSON.stringify(tallied));
-  assert.ok(tallied.listed >= 10 * FILES && tallied.followed >= 10 * LINKS, `the race barely ran: ${JSON.stringify(tallied)}`);
+  assert.ok(
+    tallied.listed >= 10 * FILES && tallied.followed >= 10 * LINKS,
+    `the race barely ran: ${JSON.stringify(tallied)}`,
+  );
 });

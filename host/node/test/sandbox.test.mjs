@@ -31,7 +31,15 @@ function refusal(root, items) {
   return err;
 }
 
-for (const p of ["../outside/secret.txt", "sub/../../outside/secret.txt", "/etc/passwd", "a//b", "./ok.txt", "", "ok.txt\0"]) {
+for (const p of [
+  "../outside/secret.txt",
+  "sub/../../outside/secret.txt",
+  "/etc/passwd",
+  "a//b",
+  "./ok.txt",
+  "",
+  "ok.txt\0",
+]) {
   test(`a path that could leave the root is refused: ${JSON.stringify(p)}`, (t) => {
     const err = refusal(layout(t).root, [p]);
     assert.equal(err.kind, "invalid-input");
@@ -42,7 +50,10 @@ for (const p of ["../outside/secret.txt", "sub/../../outside/secret.txt", "/etc/
 test("a backslash or a colon is a character of a name", (t) => {
   const { root } = layout(t);
   for (const name of ["back\\slash.txt", "C:"]) fs.writeFileSync(path.join(root, name), name);
-  assert.deepEqual(hashFiles(root, ["back\\slash.txt", "C:"]), [xxh128Of("back\\slash.txt"), xxh128Of("C:")]);
+  assert.deepEqual(hashFiles(root, ["back\\slash.txt", "C:"]), [
+    xxh128Of("back\\slash.txt"),
+    xxh128Of("C:"),
+  ]);
   assert.equal(refusal(root, ["sub\\inner.txt"]).kind, "not-found"); // not the file sub/inner.txt
 });
 
@@ -50,7 +61,8 @@ test("a symlink to a file outside is refused", (t) => {
   const { root, outside } = layout(t);
   fs.symlinkSync(path.join(outside, "secret.txt"), path.join(root, "escape"));
   fs.symlinkSync("../outside/secret.txt", path.join(root, "escape-up"));
-  for (const p of ["escape", "escape-up"]) assert.equal(refusal(root, [p]).kind, "permission-denied");
+  for (const p of ["escape", "escape-up"])
+    assert.equal(refusal(root, [p]).kind, "permission-denied");
 });
 
 test("a symlinked directory leading outside is refused", (t) => {
@@ -72,7 +84,10 @@ test("a symlink that stays inside is followed, climbing with '..' or not", (t) =
   fs.symlinkSync("link", path.join(root, "chain"));
   fs.symlinkSync("sub", path.join(root, "dirlink"));
   const [inner, ok] = xxh128([path.join(root, "sub", "inner.txt"), path.join(root, "ok.txt")]);
-  assert.deepEqual(hashFiles(root, ["link", "sub/back", "chain", "dirlink/inner.txt", "dirlink/back"]), [inner, ok, inner, inner, ok]);
+  assert.deepEqual(
+    hashFiles(root, ["link", "sub/back", "chain", "dirlink/inner.txt", "dirlink/back"]),
+    [inner, ok, inner, inner, ok],
+  );
 });
 
 test("a loop of symlinks is refused, not followed forever", (t) => {
@@ -122,11 +137,16 @@ test("only the roots granted are visible", (t) => {
     assert.equal(err.kind, "not-found");
     assert.match(err.message, /not granted/);
   }
-  assert.equal(call([root], (e, [r0]) => e.hashing.hashFile(r0, "ok.txt")), xxh128Of("fine"));
+  assert.equal(
+    call([root], (e, [r0]) => e.hashing.hashFile(r0, "ok.txt")),
+    xxh128Of("fine"),
+  );
 });
 
 test("a malformed batch is invalid input", (t) => {
-  const err = thrown(() => call([layout(t).root], (e, [r0]) => e.hashing.hashFiles(r0, '{"not": "a list"}')));
+  const err = thrown(() =>
+    call([layout(t).root], (e, [r0]) => e.hashing.hashFiles(r0, '{"not": "a list"}')),
+  );
   assert.ok(err instanceof EngineError, err);
   assert.equal(err.kind, "invalid-input");
   assert.match(err.message, /JSON array/);
@@ -174,10 +194,18 @@ test("names that are not UTF-8, and control characters, are hashed as they are",
   assert.deepEqual(hashFiles(root, names), want);
   // with the sizes of a listing, and in chunks of 4 bytes (the newer format's chunkhashes)
   const sizes = HOSTILE.map((n) => fs.statSync(bytesPath(root, n)).size);
-  assert.deepEqual(hashFiles(root, names.map((n, i) => [n, sizes[i]])), want);
+  assert.deepEqual(
+    hashFiles(
+      root,
+      names.map((n, i) => [n, sizes[i]]),
+    ),
+    want,
+  );
   const i = names.indexOf("bad-\udcff.bin");
   const content = fs.readFileSync(bytesPath(root, HOSTILE[i]));
-  const chunks = [0, 4, 8, 12, 16].filter((o) => o < content.length).map((o) => xxh128Of(content.subarray(o, o + 4)));
+  const chunks = [0, 4, 8, 12, 16]
+    .filter((o) => o < content.length)
+    .map((o) => xxh128Of(content.subarray(o, o + 4)));
   assert.deepEqual(hashFiles(root, [[names[i], content.length, 4]]), [chunks]);
 });
 
@@ -196,7 +224,12 @@ test("a name that is not UTF-8 is confined as any other: read-raw follows no lin
   fs.symlinkSync(bytesPath(outside, bad), bytesPath(root, bad)); // a link named so, leading out
   fs.symlinkSync(outside, path.join(root, "out"));
   fs.symlinkSync("..", path.join(root, "up"));
-  const refused = ["bad-\udcff", "out/bad-\udcff", "up/outside/bad-\udcff", "sub/../bad-\udcff"].map((p) => {
+  const refused = [
+    "bad-\udcff",
+    "out/bad-\udcff",
+    "up/outside/bad-\udcff",
+    "sub/../bad-\udcff",
+  ].map((p) => {
     const err = refusal(root, [p]);
     return `${err.kind}: ${err.reason}`;
   });
@@ -208,7 +241,10 @@ test("a name that is not UTF-8 is confined as any other: read-raw follows no lin
   ]);
   fs.writeFileSync(bytesPath(path.join(root, "sub"), bad), "inside");
   fs.symlinkSync("sub", path.join(root, "in"));
-  assert.deepEqual(hashFiles(root, ["in/bad-\udcff", "sub/bad-\udcff"]), [xxh128Of("inside"), xxh128Of("inside")]);
+  assert.deepEqual(hashFiles(root, ["in/bad-\udcff", "sub/bad-\udcff"]), [
+    xxh128Of("inside"),
+    xxh128Of("inside"),
+  ]);
 });
 
 // --- what is not a regular file ---------------------------------------------------------
@@ -234,12 +270,22 @@ console.log(JSON.stringify(out));
 test("a FIFO where a file or a root is named fails at once, never waits", (t) => {
   const { root } = layout(t);
   fs.mkdirSync(bytesPath(root, Buffer.from("sub-\xff", "latin1")));
-  const fifos = ["fifo", "held", Buffer.from("fifo-\xff", "latin1")].map((n) => bytesPath(root, n).toString("hex"));
-  execFileSync(PYTHON, ["-c", "import os, sys\nfor p in sys.argv[1:]: os.mkfifo(bytes.fromhex(p))", ...fifos]);
-  const r = spawnSync(process.execPath, ["--input-type=module", "-e", FIFOS, root, path.join(root, "held")], {
-    cwd: PACKAGE,
-    timeout: 20_000,
-  });
+  const fifos = ["fifo", "held", Buffer.from("fifo-\xff", "latin1")].map((n) =>
+    bytesPath(root, n).toString("hex"),
+  );
+  execFileSync(PYTHON, [
+    "-c",
+    "import os, sys\nfor p in sys.argv[1:]: os.mkfifo(bytes.fromhex(p))",
+    ...fifos,
+  ]);
+  const r = spawnSync(
+    process.execPath,
+    ["--input-type=module", "-e", FIFOS, root, path.join(root, "held")],
+    {
+      cwd: PACKAGE,
+      timeout: 20_000,
+    },
+  );
   assert.equal(r.signal, null, "hashing a FIFO hung");
   assert.equal(r.status, 0, r.stderr.toString());
   const out = JSON.parse(r.stdout.toString());
@@ -252,7 +298,10 @@ test("a FIFO where a file or a root is named fails at once, never waits", (t) =>
   assert.equal(out['"sub"'], "wrong-type: is a directory, not a regular file");
   assert.match(out['"fifo-\\udcff"'], /^io: .*is not a regular file/); // read through read-raw
   assert.match(out['"sub-\\udcff"'], /^io: .*is a directory/);
-  assert.deepEqual(out.skipped, { "special-file": ["fifo", "fifo-\udcff", "held"], "empty-directory": ["sub-\udcff"] });
+  assert.deepEqual(out.skipped, {
+    "special-file": ["fifo", "fifo-\udcff", "held"],
+    "empty-directory": ["sub-\udcff"],
+  });
   assert.deepEqual(out.files, ["ok.txt", "sub/inner.txt"]);
 });
 
@@ -281,7 +330,8 @@ test("a tree deeper and wider than the descriptor limit is listed and hashed", (
   fs.mkdirSync(deep, { recursive: true });
   fs.writeFileSync(path.join(deep, "leaf.txt"), "leaf");
   // a file beside each directory of the chain: listed after it, it is listed back up there
-  for (let i = 0; i < depth; i++) fs.writeFileSync(path.join(root, ...Array(i).fill("d"), `f${i}`), `${i}`);
+  for (let i = 0; i < depth; i++)
+    fs.writeFileSync(path.join(root, ...Array(i).fill("d"), `f${i}`), `${i}`);
   fs.mkdirSync(path.join(root, ...Array(10).fill("d"), "target"));
   fs.writeFileSync(path.join(root, ...Array(10).fill("d"), "target", "t.txt"), "target");
   fs.symlinkSync(`${"../".repeat(depth - 10)}target/t.txt`, path.join(deep, "back"));
@@ -290,10 +340,21 @@ test("a tree deeper and wider than the descriptor limit is listed and hashed", (
     fs.writeFileSync(path.join(root, `w${i}`, "f"), `${i}`);
   }
   fs.mkdirSync(path.join(root, "empty", "inside"), { recursive: true });
-  const r = spawnSync("bash", ["-c", 'ulimit -n 64 && exec "$0" --input-type=module -e "$1" "$2" "$3"', process.execPath, DEEP, root, `${depth}`], {
-    cwd: PACKAGE,
-    timeout: 40_000,
-  });
+  const r = spawnSync(
+    "bash",
+    [
+      "-c",
+      'ulimit -n 64 && exec "$0" --input-type=module -e "$1" "$2" "$3"',
+      process.execPath,
+      DEEP,
+      root,
+      `${depth}`,
+    ],
+    {
+      cwd: PACKAGE,
+      timeout: 40_000,
+    },
+  );
   assert.equal(r.status, 0, r.stderr.toString());
   const out = JSON.parse(r.stdout.toString());
   const files = width + depth + 3; // and the leaf, the link to the target, and the target

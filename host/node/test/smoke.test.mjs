@@ -15,7 +15,8 @@ const python = fileURLToPath(new URL("../../../.venv/bin/python", import.meta.ur
 
 function xxhash(file) {
   assert.ok(fs.existsSync(python), `${python} is missing: run ./just setup`);
-  const code = "import sys, xxhash; print(xxhash.xxh3_128_hexdigest(open(sys.argv[1], 'rb').read()))";
+  const code =
+    "import sys, xxhash; print(xxhash.xxh3_128_hexdigest(open(sys.argv[1], 'rb').read()))";
   return execFileSync(python, ["-c", code, file], { encoding: "utf8" }).trim();
 }
 

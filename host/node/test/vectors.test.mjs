@@ -10,7 +10,10 @@ import { test } from "node:test";
 import { canonicalize, snapshot } from "../dist/index.js";
 import { bytesPath, cli, PYTHON, scratch, VECTORS } from "./helpers.mjs";
 
-const NAMES = fs.readdirSync(VECTORS).filter((n) => fs.existsSync(path.join(VECTORS, n, "manifest.json"))).sort();
+const NAMES = fs
+  .readdirSync(VECTORS)
+  .filter((n) => fs.existsSync(path.join(VECTORS, n, "manifest.json")))
+  .sort();
 
 test("every vector the Python tests run is here", () => {
   assert.deepEqual(NAMES, ["basic", "invalid-utf8", "unicode"]);
@@ -23,7 +26,11 @@ function vector(name) {
     digest: fs.readFileSync(path.join(d, "manifest.xxh128"), "latin1").trim(),
     expected: JSON.parse(fs.readFileSync(path.join(d, "expected.json"), "utf8")),
     // Times in ns as strings of digits: over 2^53, more than a JSON number holds exactly.
-    tree: JSON.parse(fs.readFileSync(path.join(d, "tree.json"), "utf8").replace(/("mtime_ns":\s*)(-?\d+)/g, '$1"$2"')),
+    tree: JSON.parse(
+      fs
+        .readFileSync(path.join(d, "tree.json"), "utf8")
+        .replace(/("mtime_ns":\s*)(-?\d+)/g, '$1"$2"'),
+    ),
   };
 }
 
@@ -55,13 +62,19 @@ for (const name of NAMES) {
     const doc = JSON.parse(c.encoded);
     assert.equal(doc.totalSize, expected.totalSize);
     assert.equal(doc.paths.length, expected.path_count);
-    if (expected.path_order) assert.deepEqual(doc.paths.map((p) => p.path), expected.path_order);
+    if (expected.path_order)
+      assert.deepEqual(
+        doc.paths.map((p) => p.path),
+        expected.path_order,
+      );
   });
 
   test(`${name}: the regenerated tree is the one tree.json describes`, (t) => {
     const { tree } = vector(name);
     const found = files(regenerate(t, name));
-    const want = new Map(tree.files.map((f) => [f.path_utf8_hex, { size: f.size, mtimeNs: BigInt(f.mtime_ns) }]));
+    const want = new Map(
+      tree.files.map((f) => [f.path_utf8_hex, { size: f.size, mtimeNs: BigInt(f.mtime_ns) }]),
+    );
     assert.deepEqual(found, want);
   });
 
