@@ -176,8 +176,18 @@ def _segments(path: bytes) -> list[bytes]:
 
 @contextmanager
 def _walked(root: _Dir, path: bytes) -> Iterator[tuple[_Dir, bytes]]:
+    """:func:`_walk`, closing the folder it gives at the end."""
+    here, leaf = _walk(root, path)
+    try:
+        yield here, leaf
+    finally:
+        _moved(here, root, root)
+
+
+def _walk(root: _Dir, path: bytes) -> tuple[_Dir, bytes]:
     """The open folder holding the last segment of ``path`` (relative, ``/``-separated)
-    below ``root``, and that segment (``.`` for the folder itself)."""
+    below ``root``, and that segment (``.`` for the folder itself); the caller closes it
+    unless it is ``root``."""
     here = root
     trail: list[bytes] = []  # the folders from the root to here, by name
     todo = _segments(path)[::-1]
@@ -197,8 +207,7 @@ def _walked(root: _Dir, path: bytes) -> Iterator[tuple[_Dir, bytes]]:
                 todo = todo or [b"."]
                 continue
             if not todo:
-                yield here, seg
-                return
+                return here, seg
             found = _enter(here, seg)
             if isinstance(found, _Dir):
                 here = _moved(here, root, found)
@@ -211,9 +220,10 @@ def _walked(root: _Dir, path: bytes) -> Iterator[tuple[_Dir, bytes]]:
             if found.startswith(b"/"):
                 raise PermissionError(errno.EPERM, "a symlink on the way leads out of the root")
             todo += _segments(found)[::-1] or [b""]  # an empty text names nothing
-        yield here, b"."
-    finally:
+        return here, b"."
+    except BaseException:
         _moved(here, root, root)
+        raise
 
 
 def _moved(here: _Dir, root: _Dir, to: _Dir) -> _Dir:
@@ -330,14 +340,25 @@ def list_paths(top: Path, paths: list[str]) -> str:
     """The same listing for chosen ``/``-separated paths below ``top`` (a job's inputs); one
     that cannot be found (deleted since it was named), or that leads out of ``top``, raises
     ``FileAccessError`` naming it."""
-    rows: list[list[object]] = []
+    named = [name_bytes(p) for p in paths]
+    rows: list[list[object]] = [[] for _ in paths]
     where = b""
     try:
         with _opened_root(top) as root:
-            for path in paths:
-                where = name_bytes(path)
-                with _walked(root, where) as (d, leaf):
-                    rows.append(_row(path, _lstat(d, leaf), d, leaf))
+            here, folder = root, None  # the folder walked last, and the path it was walked as
+            try:
+                # Folder by folder, each walked once; each row in its path's place.
+                for i in sorted(range(len(paths)), key=lambda i: named[i].rpartition(b"/")[0]):
+                    where = named[i]
+                    up, _, leaf = where.rpartition(b"/")
+                    named_in = leaf not in (b"", b".", b"..")  # else a folder of its own
+                    if up != folder or not named_in:
+                        here, folder = _moved(here, root, root), None
+                        here, leaf = _walk(root, where)
+                        folder = up if named_in else None
+                    rows[i] = _row(paths[i], _lstat(here, leaf), here, leaf)
+            finally:
+                _moved(here, root, root)
     except OSError as e:
         raise _listing_error(e, top, where) from e
     return _listing(rows)
