@@ -345,7 +345,7 @@ def list_paths(top: Path, paths: list[str]) -> str:
     where = b""
     try:
         with _opened_root(top) as root:
-            here, folder = root, None  # the folder walked last, and the path it was walked as
+            here, folder = root, None  # the folder walked last, and the path naming it
             try:
                 # Folder by folder, each walked once; each row in its path's place.
                 for i in sorted(range(len(paths)), key=lambda i: named[i].rpartition(b"/")[0]):
@@ -353,7 +353,7 @@ def list_paths(top: Path, paths: list[str]) -> str:
                     up, _, leaf = where.rpartition(b"/")
                     named_in = leaf not in (b"", b".", b"..")  # else a folder of its own
                     if up != folder or not named_in:
-                        here, folder = _moved(here, root, root), None
+                        here = _moved(here, root, root)
                         here, leaf = _walk(root, where)
                         folder = up if named_in else None
                     rows[i] = _row(paths[i], _lstat(here, leaf), here, leaf)
