@@ -49,7 +49,18 @@ async function snapshot(args) {
   });
   const bytes = Buffer.from(result.manifest.encoded, "latin1"); // ASCII: names are escaped
   if (values.output === undefined) process.stdout.write(bytes);
-  else fs.writeFileSync(values.output, bytes);
+  else write(values.output, bytes);
+}
+
+function write(file, bytes) {
+  try {
+    fs.writeFileSync(file, bytes);
+  } catch (e) {
+    fail(
+      `cannot write ${file}: ${e.code === undefined ? e.message : e.message.replace(/,.*/, "")}`,
+      1,
+    );
+  }
 }
 
 async function hash(args) {

@@ -74,6 +74,19 @@ test("snapshot of another format, and of a root that does not exist", (t) => {
   assert.match(absent.stderr, /the root does not exist/);
 });
 
+test("snapshot to a place it cannot write fails with one line naming it", (t) => {
+  const root = tree(t);
+  for (const [out, why] of [
+    [path.join(root, "absent", "m.json"), "ENOENT"],
+    [root, "EISDIR"],
+  ]) {
+    const r = cli(["snapshot", root, "-o", out]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr.split("\n").length, 2, r.stderr); // one line, no stack trace
+    assert.ok(r.stderr.startsWith(`jobattach-engine: cannot write ${out}: ${why}`), r.stderr);
+  }
+});
+
 test("--version names the package and the engine component", () => {
   const r = cli(["--version"]);
   assert.equal(r.status, 0, r.stderr);
