@@ -12,9 +12,6 @@ import math
 import random
 from typing import NamedTuple
 
-import urllib3.exceptions
-from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
-
 #: Statuses worth another attempt (botocore's standard mode): throttling and server errors.
 RETRY_STATUS = frozenset({500, 502, 503, 504, 429})
 
@@ -40,18 +37,20 @@ class Patience(NamedTuple):
         """How long the attempt that failed with ``error`` waited for nothing: its timeout when
         it timed out (a send that stalled included, which urllib3 reports as a connection
         aborted), else 0: the server answered, or refused at once."""
+        import urllib3.exceptions  # here: importing this module must not load botocore
+        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+        connect_timeouts = (ConnectTimeoutError, urllib3.exceptions.ConnectTimeoutError)
+        read_timeouts = (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError)
         causes = _causes(error)
         # urllib3's NewConnectionError (refused, unreachable) descends from its timeout.
         refused = urllib3.exceptions.NewConnectionError
-        if any(isinstance(e, _CONNECT_TIMEOUTS) and not isinstance(e, refused) for e in causes):
+        if any(isinstance(e, connect_timeouts) and not isinstance(e, refused) for e in causes):
             return self.connect_timeout
-        if any(isinstance(e, _READ_TIMEOUTS) for e in causes):
+        if any(isinstance(e, read_timeouts) for e in causes):
             return self.read_timeout
         return 0.0
 
-
-_CONNECT_TIMEOUTS = (ConnectTimeoutError, urllib3.exceptions.ConnectTimeoutError)
-_READ_TIMEOUTS = (ReadTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError)
 
 #: botocore's own timeouts, and no bound across attempts.
 NO_BOUND = Patience()

@@ -13,10 +13,13 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .component import cache_dir
 from .sqlite import Cache
-from .storage import Bucket
+
+if TYPE_CHECKING:
+    from .storage import Bucket
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS present (

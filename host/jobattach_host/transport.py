@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
-from botocore.exceptions import BotoCoreError
-
 from .errors import Cancelled, FileAccessError, StorageError
 from .pace import MinimumRate
 from .retry import Failed
@@ -204,6 +202,8 @@ class Router:
     def _one(self, operation: str, key: str, call: Callable[[Transport], T]) -> T:
         """``call`` on the direct path when there is one, else (or once it falls back) on
         boto3; what the retry policy gave up on, or signing failed on, is a ``StorageError``."""
+        from botocore.exceptions import BotoCoreError
+
         direct = self.direct
         try:
             if direct is not None:
@@ -333,6 +333,8 @@ class Router:
         started: Callable[[int], None],
     ) -> list[int]:
         """Sends ``requests`` on the event loop; returns those boto3 must do."""
+        from botocore.exceptions import BotoCoreError
+
         try:
             left = loop.run(
                 requests, done=finished, cancelled=pace.cancelled, started=started, moved=pace.moved

@@ -24,13 +24,15 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import AttachmentError, Cancelled, FileChangedError, StorageError
 from .hashing import hash_file
 from .s3_check_cache import S3CheckCache
-from .storage import Bucket, Transfer
 from .transport import Sent
+
+if TYPE_CHECKING:  # the storage modules load boto3, which local snapshots never need
+    from .storage import Bucket, Transfer
 
 
 @dataclass
@@ -140,6 +142,8 @@ def upload_contents(
             if made:  # else another writer's, found there: skipped
                 stats.uploaded_files += 1
                 stats.uploaded_bytes += todo[i].size
+
+    from .storage import Transfer
 
     transfers = [
         Transfer(keys[f.digest], f.path, f.size, digest=f.digest, create_only=True) for f in todo
