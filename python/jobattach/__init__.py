@@ -7,83 +7,190 @@ sandbox or by boto3 by path: their bytes never pass through Python.
 
 from __future__ import annotations
 
-from jobattach_host import (
-    AttachmentError,
-    Cancelled,
-    ErrorKind,
-    FileAccessError,
-    FileChangedError,
-    Grant,
-    StorageError,
-    ValidationError,
-    engine_version,
-    hash_file,
-    hash_files,
-    wasmtime_version,
-)
-from jobattach_host.choices import (
-    ConflictPolicy,
-    FileSystemMode,
-    LeftOutReason,
-    LocationType,
-    ManifestFormat,
-    PathFormat,
-    Phase,
-    SkipReason,
-)
-from jobattach_host.hash_cache import HashCache
-from jobattach_host.s3_check_cache import S3CheckCache
-from jobattach_host.s3config import ClientOptions, S3Config
-from jobattach_host.snapshot import Patterns
-from jobattach_host.sqlite import CacheError
-from jobattach_host.sync import PathMappingRule
+from typing import TYPE_CHECKING, Any
 
-from .manifest import (
-    V2023,
-    V2025_DIFF,
-    V2025_SNAPSHOT,
-    Manifest,
-    ManifestDiff,
-    ManifestDir,
-    ManifestEntry,
-    decode_manifest,
-    diff_directory,
-    diff_manifests,
-    merge_manifests,
-)
-from .mirror import (
-    LocalPath,
-    S3Path,
-    SyncOptions,
-    SyncPath,
-    SyncStats,
-    parse_path,
-    sync,
-    sync_with_options,
-)
-from .progress import ProgressCallback, ProgressReport
-from .snapshot import SnapshotResult, create_manifest
-from .submit import (
-    LEFT_OUT,
-    AssetReferences,
-    BundleSubmitOptions,
-    BundleSubmitResult,
-    FileSystemLocation,
-    ManifestLocation,
-    S3Location,
-    StorageProfile,
-    SummaryStatistics,
-    submit_bundle_attachments,
-    submit_bundle_attachments_async,
-)
-from .worker import (
-    DownloadResult,
-    SessionAction,
-    SyncOutputsResult,
-    download_job_outputs,
-    sync_inputs,
-    sync_outputs,
-)
+from jobattach_host import lazy_attribute
+
+if TYPE_CHECKING:
+    from jobattach_host import (
+        AttachmentError,
+        Cancelled,
+        ErrorKind,
+        FileAccessError,
+        FileChangedError,
+        Grant,
+        StorageError,
+        ValidationError,
+        hash_file,
+        hash_files,
+    )
+    from jobattach_host import (
+        engine_version as engine_version,
+    )
+    from jobattach_host import (
+        wasmtime_version as wasmtime_version,
+    )
+    from jobattach_host.choices import (
+        ConflictPolicy,
+        FileSystemMode,
+        LeftOutReason,
+        LocationType,
+        ManifestFormat,
+        PathFormat,
+        Phase,
+        SkipReason,
+    )
+    from jobattach_host.hash_cache import HashCache
+    from jobattach_host.s3_check_cache import S3CheckCache
+    from jobattach_host.s3config import ClientOptions, S3Config
+    from jobattach_host.snapshot import Patterns
+    from jobattach_host.sqlite import CacheError
+    from jobattach_host.sync import PathMappingRule
+
+    from .manifest import (
+        V2023,
+        V2025_DIFF,
+        V2025_SNAPSHOT,
+        Manifest,
+        ManifestDiff,
+        ManifestDir,
+        ManifestEntry,
+        decode_manifest,
+        diff_directory,
+        diff_manifests,
+        merge_manifests,
+    )
+    from .mirror import (
+        LocalPath,
+        S3Path,
+        SyncOptions,
+        SyncPath,
+        SyncStats,
+        parse_path,
+        sync,
+        sync_with_options,
+    )
+    from .progress import ProgressCallback, ProgressReport
+    from .snapshot import SnapshotResult, create_manifest
+    from .submit import (
+        LEFT_OUT,
+        AssetReferences,
+        BundleSubmitOptions,
+        BundleSubmitResult,
+        FileSystemLocation,
+        ManifestLocation,
+        S3Location,
+        StorageProfile,
+        SummaryStatistics,
+        submit_bundle_attachments,
+        submit_bundle_attachments_async,
+    )
+    from .worker import (
+        DownloadResult,
+        SessionAction,
+        SyncOutputsResult,
+        download_job_outputs,
+        sync_inputs,
+        sync_outputs,
+    )
+
+#: Each public name and the module that defines it.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "AttachmentError",
+            "Cancelled",
+            "ErrorKind",
+            "FileAccessError",
+            "FileChangedError",
+            "Grant",
+            "StorageError",
+            "ValidationError",
+            "engine_version",
+            "hash_file",
+            "hash_files",
+            "wasmtime_version",
+        ),
+        "jobattach_host",
+    ),
+    **dict.fromkeys(
+        (
+            "ConflictPolicy",
+            "FileSystemMode",
+            "LeftOutReason",
+            "LocationType",
+            "ManifestFormat",
+            "PathFormat",
+            "Phase",
+            "SkipReason",
+        ),
+        "jobattach_host.choices",
+    ),
+    **dict.fromkeys(("HashCache",), "jobattach_host.hash_cache"),
+    **dict.fromkeys(("S3CheckCache",), "jobattach_host.s3_check_cache"),
+    **dict.fromkeys(("ClientOptions", "S3Config"), "jobattach_host.s3config"),
+    **dict.fromkeys(("Patterns",), "jobattach_host.snapshot"),
+    **dict.fromkeys(("CacheError",), "jobattach_host.sqlite"),
+    **dict.fromkeys(("PathMappingRule",), "jobattach_host.sync"),
+    **dict.fromkeys(
+        (
+            "V2023",
+            "V2025_DIFF",
+            "V2025_SNAPSHOT",
+            "Manifest",
+            "ManifestDiff",
+            "ManifestDir",
+            "ManifestEntry",
+            "decode_manifest",
+            "diff_directory",
+            "diff_manifests",
+            "merge_manifests",
+        ),
+        ".manifest",
+    ),
+    **dict.fromkeys(
+        (
+            "LocalPath",
+            "S3Path",
+            "SyncOptions",
+            "SyncPath",
+            "SyncStats",
+            "parse_path",
+            "sync",
+            "sync_with_options",
+        ),
+        ".mirror",
+    ),
+    **dict.fromkeys(("ProgressCallback", "ProgressReport"), ".progress"),
+    **dict.fromkeys(("SnapshotResult", "create_manifest"), ".snapshot"),
+    **dict.fromkeys(
+        (
+            "LEFT_OUT",
+            "AssetReferences",
+            "BundleSubmitOptions",
+            "BundleSubmitResult",
+            "FileSystemLocation",
+            "ManifestLocation",
+            "S3Location",
+            "StorageProfile",
+            "SummaryStatistics",
+            "submit_bundle_attachments",
+            "submit_bundle_attachments_async",
+        ),
+        ".submit",
+    ),
+    **dict.fromkeys(
+        (
+            "DownloadResult",
+            "SessionAction",
+            "SyncOutputsResult",
+            "download_job_outputs",
+            "sync_inputs",
+            "sync_outputs",
+        ),
+        ".worker",
+    ),
+}
 
 __version__ = "0.1.0"
 
@@ -160,4 +267,14 @@ __all__ = [
 
 def versions() -> dict[str, str]:
     """The versions of this package, of the engine component it carries, and of wasmtime."""
+    from jobattach_host import engine_version, wasmtime_version
+
     return {"jobattach": __version__, "engine": engine_version(), "wasmtime": wasmtime_version()}
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute(__name__, _LAZY, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
