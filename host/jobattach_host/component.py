@@ -11,7 +11,6 @@ import hashlib
 import os
 import tempfile
 import threading
-from importlib import metadata
 from pathlib import Path
 
 import wasmtime
@@ -29,7 +28,17 @@ _SETTINGS = "signals_based_traps=0"
 
 
 def wasmtime_version() -> str:
+    # importlib.metadata costs a command about 40 ms to import: only asked for to show it.
+    from importlib import metadata
+
     return metadata.version("wasmtime")
+
+
+def _wasmtime_build() -> str:
+    """What identifies the installed wasmtime for the compile cache, at the cost of a stat: a
+    reinstall only recompiles once, and wasmtime refuses an artifact of another build anyway."""
+    st = os.stat(wasmtime.__file__)
+    return f"{wasmtime.__file__}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def cache_dir() -> Path:
@@ -67,7 +76,7 @@ class Engine:
 
     def _load(self, wasm: bytes, directory: Path) -> wc.Component:
         key = hashlib.sha256(
-            f"{self.wasm_sha256}|wasmtime-{wasmtime_version()}|{_SETTINGS}".encode()
+            f"{self.wasm_sha256}|wasmtime-{_wasmtime_build()}|{_SETTINGS}".encode()
         ).hexdigest()[:32]
         path = directory / f"engine-{key}.cwasm"
         self.cache_path = path
