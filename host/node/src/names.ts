@@ -25,9 +25,11 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** A name's bytes as the contract's text. */
 export function nameText(name: Uint8Array): string {
-  let ascii = true;
-  for (const c of name) if (c >= 0x80) ascii = false;
-  if (ascii) return String.fromCharCode(...name);
+  try {
+    return decoder.decode(name); // valid UTF-8, the common case: no escape to apply
+  } catch {
+    // Escapes below.
+  }
   let out = "";
   let start = 0;
   let i = 0;

@@ -22,7 +22,7 @@ const O_PATH = linux ? 0o10000000 : 0;
 const O_NOFOLLOW = C.O_NOFOLLOW ?? 0;
 const O_DIRECTORY = C.O_DIRECTORY ?? 0;
 const O_NONBLOCK = C.O_NONBLOCK ?? 0; // a FIFO swapped in must fail, not block the thread
-const O_CLOEXEC = (C as Record<string, number>)["O_CLOEXEC"] ?? 0o2000000 * Number(linux);
+// Every descriptor is close-on-exec already: libuv adds O_CLOEXEC to each open.
 const MAX_LINKS = 40; // as Linux's own lookups
 
 /** The WASI error codes the walk gives, as the component's imports name them. */
@@ -77,7 +77,7 @@ export class Root implements Base {
   constructor(path: string) {
     this.path = path;
     // The root itself may be reached through symlinks: the user named it.
-    this.fd = fs.openSync(path, C.O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    this.fd = fs.openSync(path, C.O_RDONLY | O_DIRECTORY);
     if (!fs.fstatSync(this.fd).isDirectory()) {
       fs.closeSync(this.fd);
       throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" });
@@ -184,7 +184,7 @@ function close(d: Dir): void {
 }
 
 // How a directory on the way is opened: to search it, never through a symlink.
-const SEARCH = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | (linux ? 0 : C.O_RDONLY);
+const SEARCH = O_PATH | O_DIRECTORY | O_NOFOLLOW | (linux ? 0 : C.O_RDONLY);
 // Handles a trail keeps open: a tree deeper than that costs reopenings, not descriptors.
 const HELD = 32;
 const SLASH = Buffer.from("/");
@@ -312,7 +312,7 @@ function finish(dir: Dir, seg: Buffer, want: Want): Found {
     case "read":
     case "directory": {
       const dirFlag = want === "directory" ? O_DIRECTORY : 0;
-      const fd = fs.openSync(where, C.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | dirFlag);
+      const fd = fs.openSync(where, C.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | dirFlag);
       return { kind: "fd", fd };
     }
   }
