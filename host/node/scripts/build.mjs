@@ -11,6 +11,33 @@ const bin = (name) => `${here}node_modules/.bin/${name}`;
 const run = (cmd, args) =>
   execFileSync(cmd, args, { cwd: here, stdio: ["ignore", "ignore", "inherit"] });
 
+// Two lines of jco 1.35's bindings are rewritten. The pinned jco writes each exactly once; a
+// jco that does not fails the build here rather than running wrong or slower unnoticed.
+const REWRITES = [
+  // Strings lifted from the component went through a TextDecoder that drops a leading
+  // U+FEFF as a byte-order mark: a file named "\ufeffx" was opened as "x".
+  [
+    "  const TEXT_DECODER_UTF8 = new TextDecoder();",
+    "  const TEXT_DECODER_UTF8 = new TextDecoder('utf-8', { ignoreBOM: true });",
+  ],
+  // process.env.JCO_DEBUG (a call into the C++ environment) was read several times on every
+  // import call, a tenth to a fifth of the time of hashing small files: now once, at load.
+  [
+    "  const _debugLog = (...args) => {\n    if (!globalThis?.process?.env?.JCO_DEBUG) { return; }\n    console.debug(...args);\n  };",
+    "  const _debugLog = globalThis?.process?.env?.JCO_DEBUG ? (...args) => console.debug(...args) : () => {};",
+  ],
+];
+
+function rewrite(file) {
+  let text = fs.readFileSync(file, "utf8");
+  for (const [from, to] of REWRITES) {
+    if (text.split(from).length !== 2)
+      throw new Error(`${file}: jco no longer writes ${JSON.stringify(from)}`);
+    text = text.replace(from, to);
+  }
+  fs.writeFileSync(file, text);
+}
+
 if (!fs.existsSync(wasm)) {
   console.error(`${wasm} is missing: build the component first (./just build)`);
   process.exit(1);
@@ -32,22 +59,7 @@ run(bin("jco"), [
   "--quiet",
   "--valid-lifting-optimization",
 ]);
-quietDebugLog(`${here}generated/jobattach.js`);
+rewrite(`${here}generated/jobattach.js`);
 run(bin("tsc"), ["-p", "."]);
 const { version } = await import(`${here}dist/engine.js`);
 fs.writeFileSync(`${here}dist/engine-version.json`, JSON.stringify({ engine: version() }) + "\n");
-
-// jco 1.35's bindings read process.env.JCO_DEBUG (a call into the C++ environment) several
-// times on every import call: a tenth to a fifth of the time of hashing small files. The
-// variable is read once, at load, instead. The pinned jco writes this exact text; a jco that
-// does not fails the build here rather than running slower unnoticed.
-function quietDebugLog(file) {
-  const slow =
-    "  const _debugLog = (...args) => {\n    if (!globalThis?.process?.env?.JCO_DEBUG) { return; }\n    console.debug(...args);\n  };";
-  const fast =
-    "  const _debugLog = globalThis?.process?.env?.JCO_DEBUG ? (...args) => console.debug(...args) : () => {};";
-  const text = fs.readFileSync(file, "utf8");
-  if (text.split(slow).length !== 2)
-    throw new Error(`${file}: jco's _debugLog is not the one this build rewrites`);
-  fs.writeFileSync(file, text.replace(slow, fast));
-}

@@ -21,7 +21,8 @@ function sequenceAt(b: Uint8Array, i: number): number {
   return 0;
 }
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading U+FEFF: in a name it is a character, not a byte-order mark.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A name's bytes as the contract's text. */
 export function nameText(name: Uint8Array): string {

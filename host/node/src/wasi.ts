@@ -83,7 +83,7 @@ function wasi<T>(fn: () => T): T {
   }
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }); // see names.ts
 
 interface PathFlags {
   symlinkFollow?: boolean;
