@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds component/ into one WebAssembly component and places it where the host loads it
-# (host/jobattach_host/jobattach.wasm). Uses Debian's rustc throughout: rustup's toolchain has
+# Builds component/ into one WebAssembly component and component/kernel/ into the hashing
+# kernel (a core module with no imports), and places them where the host loads them
+# (host/jobattach_host/jobattach.wasm and kernel.wasm). Uses Debian's rustc throughout: rustup's toolchain has
 # no wasm target here and cannot use Debian's std sources.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,14 @@ scripts/cargo.sh build --quiet --release --locked \
   --manifest-path component/Cargo.toml \
   --target wasm32-unknown-unknown -Z build-std=std,panic_abort
 
-out=component/target/wasm32-unknown-unknown/release/jobattach_engine.wasm
-dest=host/jobattach_host/jobattach.wasm
-cmp -s "$out" "$dest" 2>/dev/null || cp "$out" "$dest"
+place() { cmp -s "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
+place component/target/wasm32-unknown-unknown/release/jobattach_engine.wasm host/jobattach_host/jobattach.wasm
+
+# The kernel is linked by wasm-ld alone (a core module, not a component), in a target dir of
+# its own so the two builds' standard libraries do not rebuild each other.
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="/usr/bin/wasm-ld-$llvm_major" \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128 -C linker-flavor=wasm-ld" \
+  scripts/cargo.sh build --quiet --release --locked \
+  --manifest-path component/Cargo.toml --package jobattach-kernel --target-dir component/target/kernel \
+  --target wasm32-unknown-unknown -Z build-std=std,panic_abort
+place component/target/kernel/wasm32-unknown-unknown/release/jobattach_kernel.wasm host/jobattach_host/kernel.wasm

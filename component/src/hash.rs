@@ -2,7 +2,7 @@
 //!
 //! Built with `+simd128`, xxhash-rust uses `core::arch::wasm32` vectors for its accumulate loop.
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 /// Bytes asked of the filesystem per read: large enough that the per-call cost of WASI is
 /// negligible, small enough that memory stays constant whatever the file size.
@@ -21,15 +21,35 @@ impl Hasher {
         self.0.update(bytes);
     }
 
+    pub fn finish(&self) -> u128 {
+        self.0.digest128()
+    }
+
     /// The digest as 32 lowercase hex digits.
     pub fn finish_hex(&self) -> String {
-        hex(self.0.digest128())
+        hex(self.finish())
     }
+}
+
+/// The digest of bytes held whole (faster than streaming them for small inputs).
+pub fn digest(bytes: &[u8]) -> u128 {
+    xxh3_128(bytes)
 }
 
 /// Spells a 128-bit digest as 32 lowercase hex digits, the form used in manifests and keys.
 pub fn hex(digest: u128) -> String {
-    format!("{digest:032x}")
+    String::from_utf8(hex_digits(digest).to_vec()).expect("hex digits are ASCII")
+}
+
+/// [`hex`] as bytes, without allocating.
+pub fn hex_digits(digest: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 32];
+    for (i, byte) in digest.to_be_bytes().iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(byte >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(byte & 15)];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -52,7 +72,8 @@ mod tests {
             let mut h = Hasher::new();
             h.update(&data[..split]);
             h.update(&data[split..]);
-            assert_eq!(h.finish_hex(), hex(xxhash_rust::xxh3::xxh3_128(&data)), "split {split}");
+            assert_eq!(h.finish_hex(), hex(digest(&data)), "split {split}");
+            assert_eq!(h.finish_hex(), format!("{:032x}", digest(&data)));
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod formats;
 pub mod glob;
 pub mod grouping;
 pub mod hash;
+pub mod hash_items;
 pub mod internal_names;
 pub mod job_outputs;
 pub mod json;
@@ -20,10 +21,11 @@ pub mod output_dirs;
 pub mod pathmap;
 pub mod portable;
 pub mod relpath;
+#[cfg(feature = "component")]
 pub mod roots;
 pub mod snapshot;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod bindings {
     wit_bindgen::generate!({
         world: "engine",
@@ -58,6 +60,10 @@ mod bindings {
 
         fn hash_files(root: String, paths: String) -> Result<String, types::Error> {
             Ok(fit(crate::roots::hash_files(&root, &paths, &raw_reader(&root))?)?)
+        }
+
+        fn check_items(items: String) -> Result<u32, types::Error> {
+            Ok(crate::hash_items::parse(&items)?.len() as u32)
         }
     }
 

@@ -14,7 +14,8 @@ use wasip2::filesystem::types::{
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hash::{Hasher, CHUNK};
-use crate::json::{self, Value};
+use crate::hash_items::{self, Item};
+use crate::json;
 use crate::relpath;
 use crate::snapshot::{Links, Target};
 
@@ -37,40 +38,18 @@ pub fn hash_file(root: &str, path: &str) -> Result<String> {
     hash_path(&open_root(root)?, &units, &|_, _, _| Ok(Vec::new()))
 }
 
-/// Hashes many files below `root`. `files_json` is a JSON array whose items are a path, or
-/// `[path, size]` when the caller already knows the size from a listing (then no `stat` is
-/// needed, exactly `size` bytes are hashed, and a file found shorter is an error), or
-/// `[path, size, chunk]` for the digests of each `chunk` bytes (the newer format's
-/// `chunkhashes`). A path that is not valid Unicode (a lone surrogate stands for a name byte
-/// that is not UTF-8) is read through `raw`, since WASI names files by Unicode strings only.
-/// Returns a JSON array, in order, of digests (or lists of chunk digests).
+/// Hashes many files below `root`, given as `hash_items` describes; a path that is not valid
+/// Unicode (a lone surrogate stands for a name byte that is not UTF-8) is read through `raw`,
+/// since WASI names files by Unicode strings only. Returns a JSON array, in order, of digests
+/// (or lists of chunk digests).
 pub fn hash_files(root: &str, files_json: &str, raw: RawRead) -> Result<String> {
-    let bad = || {
-        Error::invalid("paths must be a JSON array of paths, [path, size] or [path, size, chunk]")
-    };
-    let Value::Array(items) = json::parse(files_json).map_err(|_| bad())? else {
-        return Err(bad());
-    };
+    let items = hash_items::parse(files_json)?;
     let dir = open_root(root)?;
-    let number = |v: &Value| match v {
-        Value::Number(n) => n.parse::<u64>().map_err(|_| bad()),
-        _ => Err(bad()),
-    };
     let mut out = String::with_capacity(2 + items.len() * 35);
     out.push('[');
-    for (i, item) in items.into_iter().enumerate() {
-        let (units, size, chunk) = match item {
-            Value::String(units) => (units, None, 0),
-            Value::Array(mut parts) if (2..=3).contains(&parts.len()) => {
-                let chunk = if parts.len() == 3 { number(&parts[2])? } else { 0 };
-                let size = number(&parts[1])?;
-                let Value::String(units) = parts.swap_remove(0) else { return Err(bad()) };
-                (units, Some(size), chunk)
-            }
-            _ => return Err(bad()),
-        };
-        let shown = String::from_utf16_lossy(&units);
-        let src = Source::open(&dir, &units, raw)?;
+    for (i, Item { path, size, chunk }) in items.into_iter().enumerate() {
+        let shown = String::from_utf16_lossy(&path);
+        let src = Source::open(&dir, &path, raw)?;
         out.push_str(if i > 0 { "," } else { "" });
         match (size, chunk) {
             (Some(size), chunk) if chunk > 0 => {

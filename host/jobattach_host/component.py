@@ -2,6 +2,7 @@
 
 Compiling takes seconds, so the compiled artifact is kept on disk keyed by the ``.wasm``'s hash,
 the wasmtime version and the engine settings; a stale or damaged cache entry is recompiled.
+The hashing kernel (``kernel.py``) is compiled by the same engine and cached the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import wasmtime
 from wasmtime import component as wc
@@ -69,25 +71,48 @@ class Engine:
         self.wasm_engine = wasmtime.Engine(config)
         self.wasm_sha256 = hashlib.sha256(wasm).hexdigest()
         self.cache_path: Path | None = None
-        self.component = self._load(wasm, cache if cache is not None else cache_dir())
+        self.cache = cache if cache is not None else cache_dir()
+        self.cache_path = self.cache / f"engine-{self._key(wasm)}.cwasm"
+        self.component = compiled(
+            self.cache_path,
+            lambda path: wc.Component.deserialize_file(self.wasm_engine, path),
+            lambda: wc.Component(self.wasm_engine, wasm),
+        )
         self.linker = wc.Linker(self.wasm_engine)
         self.linker.add_wasip2()
         host_files.define(self.linker)
 
-    def _load(self, wasm: bytes, directory: Path) -> wc.Component:
-        key = hashlib.sha256(
-            f"{self.wasm_sha256}|wasmtime-{_wasmtime_build()}|{_SETTINGS}".encode()
-        ).hexdigest()[:32]
-        path = directory / f"engine-{key}.cwasm"
-        self.cache_path = path
-        if path.is_file():
-            try:
-                return wc.Component.deserialize_file(self.wasm_engine, str(path))
-            except wasmtime.WasmtimeError:
-                pass  # damaged or from an incompatible build: compile afresh below
-        compiled = wc.Component(self.wasm_engine, wasm)
-        _write_atomically(path, bytes(compiled.serialize()))
-        return compiled
+    def _key(self, wasm: bytes) -> str:
+        """What a compiled artifact of ``wasm`` for this engine is cached under."""
+        digest = hashlib.sha256(wasm).hexdigest()
+        text = f"{digest}|wasmtime-{_wasmtime_build()}|{_SETTINGS}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def compiled_module(self, wasm: bytes, name: str) -> wasmtime.Module:
+        """The core module ``wasm`` compiled for this engine, through the same cache."""
+        return compiled(
+            self.cache / f"{name}-{self._key(wasm)}.cwasm",
+            lambda path: wasmtime.Module.deserialize_file(self.wasm_engine, path),
+            lambda: wasmtime.Module(self.wasm_engine, wasm),
+        )
+
+
+Compiled = TypeVar("Compiled", wc.Component, wasmtime.Module)
+
+
+def compiled(
+    path: Path, load: Callable[[str], Compiled], compile: Callable[[], Compiled]
+) -> Compiled:
+    """What ``load`` reads from the cache file ``path``, else what ``compile`` makes (then
+    written there for the next process)."""
+    if path.is_file():
+        try:
+            return load(str(path))
+        except wasmtime.WasmtimeError:
+            pass  # damaged or from an incompatible build: compile afresh below
+    made = compile()
+    _write_atomically(path, bytes(made.serialize()))
+    return made
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

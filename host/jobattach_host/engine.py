@@ -55,9 +55,9 @@ Digest = Union[str, list[str]]
 Item = Union[str, tuple[str, int], tuple[str, int, int]]
 
 
-def hash_file(s: Instance, name: str) -> str:
-    """xxh3-128 of ``name`` below the first root ``s`` grants, 32 lowercase hex digits."""
-    return str(s.call("hashing", "hash-file", s.roots[0], name))
+def check_items(s: Instance, items: Sequence[Item]) -> None:
+    """Checks ``items`` by the rules :func:`hash_items` applies, reading nothing."""
+    s.call("hashing", "check-items", bulk(items))
 
 
 def hash_items(s: Instance, items: Sequence[Item]) -> list[Digest]:

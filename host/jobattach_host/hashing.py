@@ -1,7 +1,18 @@
-"""Hashing files through the component: the bytes are read inside the sandbox, never here."""
+"""Hashing files: the component checks what is asked, the host reads, the kernel hashes.
+
+The files are read below their root by :class:`host_files.Opener` (never outside it, never
+through a symlink that leads out) straight into a kernel's memory (``kernel.py``): small
+files side by side, many digests per call; a large one in pieces of the kernel's buffer. No
+file byte becomes a Python object, and both the reads and the kernel's calls release the GIL,
+so a few threads hash on every core at once.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -9,21 +20,25 @@ from pathlib import Path
 from . import engine
 from .engine import Digest as Digest
 from .engine import Item as Item
-from .errors import AttachmentError, Cancelled
-from .parallel import default_workers, map_batches
-from .sandbox import Grant, Instance, StrPath, instance_for
+from .errors import AttachmentError, Cancelled, ErrorKind, FileAccessError
+from .host_files import Opener
+from .kernel import BUFFER, SPANS, Kernel
+from .parallel import hashing_workers, map_batches
+from .sandbox import Grant, StrPath, checked_root, instance_for
 
 
 def hash_file(path: StrPath, *, memory_limit: int | None = None) -> str:
     """xxh3-128 of a file's contents as 32 lowercase hex digits.
 
-    Only the file's directory is granted to the component, read-only. ``memory_limit`` bounds
-    the component's memory, in bytes (default: no bound but WebAssembly's own).
+    Only the file's directory is read from. ``memory_limit`` bounds the kernel's memory, in
+    bytes (it needs about ``kernel.BUFFER`` and one more MiB, whatever the file's size).
     """
     p = Path(path).absolute()
-    s = instance_for(p.parent, memory_limit=memory_limit)
     try:
-        return engine.hash_file(s, p.name)
+        if memory_limit is None:
+            return str(digests(p.parent, [p.name])[0])
+        with _Worker(checked_root(p.parent), Kernel.new(memory_limit)) as w:
+            return str(w.hash(p.name, None, 0))
     except AttachmentError as e:
         raise e.below(str(p.parent)) from None
 
@@ -34,10 +49,10 @@ def hash_files(
     """Digests of many files below ``root``, in the order of ``paths`` (relative, ``/``-separated).
 
     An item may be ``(path, size)`` when the size is known from a listing: exactly that many
-    bytes are hashed, without a ``stat``, and a file found shorter raises ``FileAccessError``.
-    Only ``root`` is granted, read-only: a path that would leave it raises ``ValidationError``
-    (or ``FileAccessError`` when the sandbox refuses it, as for a symlink leading out). The
-    files are hashed in batches by ``workers`` Stores in parallel (default: a few per core).
+    bytes are hashed, and a file found shorter raises ``FileAccessError``. Nothing outside
+    ``root`` is read: a path that would leave it raises ``ValidationError`` (or
+    ``FileAccessError``, kind ``permission-denied``, for a symlink leading out). The files are
+    hashed in batches on ``workers`` threads (default: one per core).
     """
     return [str(d) for d in digests(root, paths, workers=workers)]
 
@@ -54,11 +69,179 @@ def digests(
     digests of each ``chunk`` bytes (the newer format's ``chunkhashes``). ``done(start,
     digests)`` hears of each batch hashed (see :func:`map_batches`); once ``cancelled`` is
     set, no batch starts and ``Cancelled`` is raised."""
+    top = root.path if isinstance(root, Grant) else Path(os.path.realpath(root))
+    checked_root(top)
+    if not items:
+        return []
+    engine.check_items(instance_for(), items)  # the component's rules, before any read
 
-    def call(s: Instance, batch: list[Item]) -> list[Digest]:
+    def call(w: _Worker, batch: list[Item]) -> list[Digest]:
         if cancelled is not None and cancelled.is_set():
             raise Cancelled("cancelled while hashing")
-        return engine.hash_items(s, batch)
+        return w.hash_batch(batch)
 
-    n = default_workers() if workers is None else workers
-    return map_batches(lambda: instance_for(root), call, items, n, done)
+    n = hashing_workers() if workers is None else workers
+    return map_batches(lambda: _Worker(top, Kernel.take()), call, items, n, done, _Worker.close)
+
+
+class _Worker:
+    """What one thread hashes with: an opener of the root's files and a kernel."""
+
+    def __init__(self, top: Path, k: Kernel) -> None:
+        self.opener = Opener(top)
+        self.kernel = k
+        self._spans: list[tuple[int, int]] = []  # files laid out in the buffer, not yet hashed
+        self._waiting: list[int] = []  # their places in the batch
+        self._used = 0  # bytes of the buffer they fill
+        self._out: list[Digest] = []  # the batch's digests
+
+    def __enter__(self) -> _Worker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.opener.close()
+        self.kernel.give_back()
+
+    def hash_batch(self, batch: list[Item]) -> list[Digest]:
+        self._out = [""] * len(batch)
+        for i, item in enumerate(batch):
+            path, size, chunk = _parts(item)
+            digest = self.hash(path, size, chunk, place=i)
+            if digest is not None:
+                self._out[i] = digest
+        self._flush()
+        return self._out
+
+    def hash(self, path: str, size: int | None, chunk: int, place: int = -1) -> Digest | None:
+        """The digest of ``path``: exactly ``size`` bytes, or to its end when None. With a
+        ``place`` in the batch, a small file is laid out in the buffer beside others, hashed
+        with them by :meth:`_flush` into that place, and None returned."""
+        try:
+            fd = self.opener.open(path)
+        except OSError as e:
+            raise _failure("cannot open", e, path) from None
+        try:
+            found = _regular_size(fd, path)
+            n = found if size is None else size
+            # Read whole with one byte more when the size is not pinned: that byte shows a
+            # file that grew since its stat (then it is read again, in pieces, to its end).
+            whole = n + (size is None)
+            if place >= 0 and chunk == 0 and whole <= BUFFER:
+                if whole > BUFFER - self._used or len(self._spans) == SPANS:
+                    self._flush()
+                got = _read_into(fd, self.kernel.buffer[self._used : self._used + whole], path)
+                if got < n:
+                    raise _shorter(path, got, n)
+                if got == n:
+                    self._spans.append((self._used, n))
+                    self._waiting.append(place)
+                    self._used += n
+                    return None
+                os.lseek(fd, 0, os.SEEK_SET)
+            return self._stream(fd, path, size, chunk)
+        finally:
+            os.close(fd)
+
+    def _stream(self, fd: int, path: str, size: int | None, chunk: int) -> Digest:
+        """Hashes from ``fd`` in pieces: ``size`` bytes (or to the end), in ``chunk``-byte
+        digests when ``chunk`` is above 0."""
+        k, pieces = self.kernel, []
+        offset = in_chunk = 0
+        try:
+            while size is None or offset < size:
+                want = BUFFER if size is None else min(BUFFER, size - offset)
+                if chunk:
+                    want = min(want, chunk - in_chunk)
+                got = _read_into(fd, k.buffer[:want], path)
+                if got == 0:
+                    if size is None:
+                        break
+                    raise _shorter(path, offset, size)
+                k.update(got)
+                offset, in_chunk = offset + got, in_chunk + got
+                if chunk and in_chunk == chunk:
+                    pieces.append(k.finish())
+                    in_chunk = 0
+            if not chunk:
+                return k.finish()
+            return [*pieces, k.finish()] if in_chunk else pieces
+        except BaseException:
+            k.finish()  # the next file starts a digest of its own
+            raise
+
+    def _flush(self) -> None:
+        """Hashes the files laid out in the buffer, into their places, and empties it."""
+        if self._spans:
+            for i, digest in zip(self._waiting, self.kernel.digests(self._spans)):
+                self._out[i] = digest
+        self._spans, self._waiting, self._used = [], [], 0
+
+
+def _parts(item: Item) -> tuple[str, int | None, int]:
+    if isinstance(item, str):
+        return item, None, 0
+    if len(item) == 2:
+        return item[0], item[1], 0
+    return item[0], item[1], item[2]
+
+
+def _regular_size(fd: int, path: str) -> int:
+    mode = (st := os.fstat(fd)).st_mode
+    if stat.S_ISDIR(mode):
+        raise FileAccessError("is a directory, not a regular file", kind="wrong-type", path=path)
+    if not stat.S_ISREG(mode):
+        raise FileAccessError("is not a regular file", kind="wrong-type", path=path)
+    return st.st_size
+
+
+if hasattr(os, "readv"):
+
+    def _read_once(fd: int, view: memoryview) -> int:
+        return os.readv(fd, [view])
+
+else:  # Windows
+
+    def _read_once(fd: int, view: memoryview) -> int:
+        with io.FileIO(fd, closefd=False) as f:
+            return f.readinto(view) or 0
+
+
+def _read_into(fd: int, view: memoryview, path: str) -> int:
+    """Fills ``view`` from ``fd`` as far as the file goes; how many bytes that was."""
+    total = 0
+    try:
+        while total < len(view):
+            n = _read_once(fd, view[total:])
+            if n == 0:
+                break
+            total += n
+    except OSError as e:
+        raise _failure("cannot read", e, path) from None
+    return total
+
+
+def _shorter(path: str, got: int, size: int) -> FileAccessError:
+    why = f"is shorter than listed ({got} of {size} bytes): it changed"
+    return FileAccessError(why, kind="io", path=path)
+
+
+#: What a failed open or read means, in the component's categories and words.
+_ERRNO: dict[int, tuple[ErrorKind, str]] = {
+    errno.ENOENT: ("not-found", "no such file or directory"),
+    errno.EPERM: ("permission-denied", "not permitted (outside the granted root?)"),
+    errno.EACCES: ("permission-denied", "permission denied"),
+    errno.ELOOP: ("permission-denied", "too many levels of symbolic links"),
+    errno.EISDIR: ("wrong-type", "is a directory"),
+    errno.ENOTDIR: ("wrong-type", "a parent is not a directory"),
+}
+
+
+def _failure(doing: str, e: OSError, path: str) -> FileAccessError:
+    kind, why = _ERRNO.get(e.errno or 0, ("io", e.strerror or str(e)))
+    detail = e.strerror if e.strerror and e.strerror.lower() != why else None
+    return FileAccessError(
+        f"{doing}: {why}" + (f": {detail}" if detail else ""), kind=kind, path=path
+    )

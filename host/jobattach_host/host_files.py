@@ -125,11 +125,16 @@ class _Dir:
             self.fd = -1
 
 
-@contextmanager
-def _opened_root(top: Path, flags: int = _SEARCH & ~_NOFOLLOW) -> Iterator[_Dir]:
+def _root(top: Path, flags: int = _SEARCH & ~_NOFOLLOW) -> _Dir:
     """The root ``top``, open (a place the user named: its own symlinks are followed)."""
     path = name_bytes(os.fspath(top))
-    root = _Dir(os.open(path, flags) if _AT else -1, path)
+    return _Dir(os.open(path, flags) if _AT else -1, path)
+
+
+@contextmanager
+def _opened_root(top: Path, flags: int = _SEARCH & ~_NOFOLLOW) -> Iterator[_Dir]:
+    """:func:`_root`, closed at the end."""
+    root = _root(top, flags)
     try:
         yield root
     finally:
@@ -411,3 +416,47 @@ def read_raw(top: Path, path: str, offset: int, length: int) -> bytes:
         return os.pread(fd, length, offset)
     finally:
         os.close(fd)
+
+
+class Opener:
+    """Opens files below a root to read, never outside it: each path is walked by the rules
+    above, and a symlink in its last segment is read and its text walked in its place, as
+    for the folders on the way. The folder walked last stays open, so the files of a folder,
+    taken in a listing's order, cost one open each."""
+
+    def __init__(self, top: Path) -> None:
+        self._root = _root(top)
+        self._here = self._root
+        self._folder: bytes | None = b""  # the path naming ``_here``, when it is reusable
+
+    def open(self, path: str) -> int:
+        """A read-only descriptor of the file ``path`` (relative, ``/``-separated) leads to,
+        opened non-blocking (a FIFO is not awaited); the caller closes it. Raises OSError:
+        ``EPERM`` for a symlink out of the root, ``ELOOP`` for too many in a row."""
+        raw = name_bytes(path)
+        for _ in range(_MAX_LINKS + 1):
+            up, _, leaf = raw.rpartition(b"/")
+            if up != self._folder or leaf in (b"", b".", b".."):
+                self._here = _moved(self._here, self._root, self._root)
+                self._folder = None
+                self._here, leaf = _walk(self._root, raw)
+                self._folder = up if leaf == raw.rpartition(b"/")[2] else None
+            at, dir_fd = _at(self._here, leaf)
+            try:
+                return os.open(at, _READ, dir_fd=dir_fd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.EMLINK):  # EMLINK: the BSDs' answer
+                    raise
+                try:
+                    text = _readlink(self._here, leaf)
+                except OSError:
+                    raise e from None
+            if text.startswith(b"/"):
+                raise PermissionError(errno.EPERM, "a symlink leads out of the root")
+            raw = up + b"/" + text if up else text
+        raise OSError(errno.ELOOP, "too many symlinks in a row")
+
+    def close(self) -> None:
+        _moved(self._here, self._root, self._root)
+        self._here = self._root
+        self._root.close()

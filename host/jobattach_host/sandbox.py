@@ -101,8 +101,8 @@ class Instance:
         return func
 
 
-def _preopen(wasi: wasmtime.WasiConfig, grant: Grant, guest: str) -> None:
-    path = grant.path
+def checked_root(path: Path) -> Path:
+    """``path``, once it is known to be a directory that can be reached."""
     try:
         if not path.is_dir():
             what = "does not exist" if not path.exists() else "is not a directory"
@@ -110,6 +110,11 @@ def _preopen(wasi: wasmtime.WasiConfig, grant: Grant, guest: str) -> None:
     except OSError as e:  # a folder above it that may not be searched
         why = f"root {path} cannot be reached: {e.strerror}"
         raise FileAccessError(why, kind="permission-denied", path=str(path)) from e
+    return path
+
+
+def _preopen(wasi: wasmtime.WasiConfig, grant: Grant, guest: str) -> None:
+    path = checked_root(grant.path)
     try:
         wasi.preopen_dir(os.fspath(path), guest, fs_mutable=grant.writable)
     except UnicodeEncodeError:
