@@ -64,16 +64,19 @@ def digests(
     workers: int | None = None,
     done: Callable[[int, list[Digest]], None] | None = None,
     cancelled: threading.Event | None = None,
+    planned: bool = False,
 ) -> list[Digest]:
     """:func:`hash_files` for any :data:`Item`; ``(path, size, chunk)`` gives the list of
     digests of each ``chunk`` bytes (the newer format's ``chunkhashes``). ``done(start,
     digests)`` hears of each batch hashed (see :func:`map_batches`); once ``cancelled`` is
-    set, no batch starts and ``Cancelled`` is raised."""
+    set, no batch starts and ``Cancelled`` is raised. ``planned`` items come from the
+    component's own plan, so they are not checked again."""
     top = root.path if isinstance(root, Grant) else Path(os.path.realpath(root))
     checked_root(top)
     if not items:
         return []
-    engine.check_items(instance_for(), items)  # the component's rules, before any read
+    if not planned:
+        _check(items)
 
     def call(w: _Worker, batch: list[Item]) -> list[Digest]:
         if cancelled is not None and cancelled.is_set():
@@ -81,7 +84,30 @@ def digests(
         return w.hash_batch(batch)
 
     n = hashing_workers() if workers is None else workers
-    return map_batches(lambda: _Worker(top, Kernel.take()), call, items, n, done, _Worker.close)
+    new = lambda: _Worker(top, Kernel.take())  # noqa: E731
+    return map_batches(new, call, items, n, done, _Worker.close, short=_small)
+
+
+#: Files below this size are hashed on one thread (see :func:`map_batches`), larger ones on
+#: the others meanwhile.
+SMALL = 1 << 20
+
+
+def _small(item: Item) -> bool:
+    """A file of a known small size (or of an unknown one: usually a few named files)."""
+    return isinstance(item, str) or (item[1] < SMALL and (len(item) == 2 or not item[2]))
+
+
+_checkers = threading.local()
+
+
+def _check(items: Sequence[Item]) -> None:
+    """The component's rules for ``items``, before any read; the instance asked (granted
+    nothing) stays with the thread, since making one costs more than hashing a small file."""
+    s = getattr(_checkers, "instance", None)
+    if s is None:
+        s = _checkers.instance = instance_for()
+    engine.check_items(s, items)
 
 
 class _Worker:
@@ -124,8 +150,9 @@ class _Worker:
         except OSError as e:
             raise _failure("cannot open", e, path) from None
         try:
-            found = _regular_size(fd, path)
-            n = found if size is None else size
+            # A size from a listing spares the stat; a file that is not regular any more then
+            # fails its read (a directory) or reads short (a FIFO).
+            n = _regular_size(fd, path) if size is None else size
             # Read whole with one byte more when the size is not pinned: that byte shows a
             # file that grew since its stat (then it is read again, in pieces, to its end).
             whole = n + (size is None)

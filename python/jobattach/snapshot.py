@@ -114,7 +114,7 @@ def snapshot_of_plan(
 
         try:
             cancelled = tally.cancelled if tally else None
-            digests(top, items, workers=workers, done=keep, cancelled=cancelled)
+            digests(top, items, workers=workers, done=keep, cancelled=cancelled, planned=True)
         except FileAccessError as e:
             if e.kind != "permission-denied":
                 raise
