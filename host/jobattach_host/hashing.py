@@ -168,6 +168,7 @@ class _Worker:
                     self._used += n
                     return None
                 os.lseek(fd, 0, os.SEEK_SET)
+            self._flush()  # pieces are read where the files laid out wait
             return self._stream(fd, path, size, chunk)
         finally:
             os.close(fd)

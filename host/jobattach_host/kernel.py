@@ -77,7 +77,10 @@ class Kernel:
         reserve = _func(exports, "reserve")
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
-        self._base = int(reserve(self.store, BUFFER + SPANS * (8 + _DIGITS)))
+        try:
+            self._base = int(reserve(self.store, BUFFER + SPANS * (8 + _DIGITS)))
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:  # memory over its limit
+            raise AttachmentError(f"the hashing kernel could not start: {e}") from e
         self._spans = self._base + BUFFER
         self._out = self._spans + SPANS * 8
         # The whole memory as a buffer Python can read files into (it no longer grows).
@@ -110,7 +113,7 @@ class Kernel:
     def _call(self, func: wasmtime.Func, *args: int) -> None:
         try:
             func(self.store, *args)
-        except wasmtime.WasmtimeError as trap:
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as trap:
             raise AttachmentError(f"the hashing kernel failed: {trap}") from trap
 
 

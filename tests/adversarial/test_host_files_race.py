@@ -6,6 +6,7 @@ the real component."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import xxhash
 
 from jobattach_host import engine
+from jobattach_host.engine import Item
 from jobattach_host.errors import AttachmentError
+from jobattach_host.hashing import hash_files
 from jobattach_host.host_files import list_tree
 from jobattach_host.sandbox import instance_for
 from jobattach_host.snapshot import plan
@@ -33,18 +37,21 @@ BAD_TEXT = "d/bad-\udcff"
 FILES = 20  # more files in d/ (and outside), each listed by every listing
 PADDING = 200  # files beside d/: time between a listing finding d/ a folder and listing it
 
-#: Swaps root/d between the folder it is and the prepared symlink d.link leading outside, by
-#: renames, as fast as it can, until its parent (the test) is gone or it is killed.
+#: Swaps root/NAME (argv[2], default d) between what it is and the prepared symlink NAME.link
+#: leading outside, by renames, as fast as it can, until its parent (the test) is gone or it
+#: is killed.
 WRITER = """
 import os, sys
 parent = os.getppid()
 os.chdir(sys.argv[1])
+name = sys.argv[2]
+real, link = name + ".real", name + ".link"
 print("ready", flush=True)
 while os.getppid() == parent:
     for _ in range(1000):
         try:
-            os.rename("d", "d.real"); os.rename("d.link", "d")
-            os.rename("d", "d.link"); os.rename("d.real", "d")
+            os.rename(name, real); os.rename(link, name)
+            os.rename(name, link); os.rename(real, name)
         except FileNotFoundError:
             pass
 """
@@ -70,9 +77,9 @@ def _layout(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def _swapping(root: Path) -> Iterator[None]:
-    """While the body runs, a writer swaps root/d for a symlink out and back."""
-    cmd = [sys.executable, "-c", WRITER, str(root)]
+def _swapping(root: Path, name: str = "d") -> Iterator[None]:
+    """While the body runs, a writer swaps root/``name`` for a symlink out and back."""
+    cmd = [sys.executable, "-c", WRITER, str(root), name]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as writer:
         assert writer.stdout is not None
         try:
@@ -117,6 +124,30 @@ def test_a_name_read_through_read_raw_never_reads_outside_a_swapped_folder(
     assert counts["outside"] == 0, f"read outside the root: {counts}"
     assert counts["mixed"] == 0, f"read partly outside the root: {counts}"
     # The race ran: many reads found the folder, and many found the symlink (refused).
+    assert counts["inside"] >= calls // 50, counts
+    assert counts["refused"] >= calls // 100, counts
+
+
+@pytest.mark.parametrize("swapped", ["d", "d/file"])
+def test_hashing_never_reads_outside_a_swapped_folder_or_file(tmp_path: Path, swapped: str) -> None:
+    """The host reads for the hashing kernel: a folder on the way, or the file itself,
+    swapped for a symlink leading out (absolute, or climbing out: both refused)."""
+    root, _outside = _layout(tmp_path)
+    if swapped == "d/file":
+        (root / "d" / "file.link").symlink_to("../../outside/file")
+    digests = {xxhash.xxh3_128_hexdigest(INSIDE): "inside"}
+    digests[xxhash.xxh3_128_hexdigest(OUTSIDE)] = "outside"
+    digests[xxhash.xxh3_128_hexdigest(OUTSIDE[: len(INSIDE)])] = "outside"
+    items: list[list[Item]] = [["d/file"], [("d/file", len(INSIDE))], [BAD_TEXT]]
+    turns = itertools.cycle(items)
+    calls = 3000
+    with _swapping(root, swapped):
+        results = _outcomes(calls, lambda: hash_files(root, next(turns)))
+    counts = Counter(
+        "refused" if isinstance(r, AttachmentError) else digests.get(r[0], "mixed") for r in results
+    )
+    assert counts["outside"] == 0, f"read outside the root: {counts}"
+    assert counts["mixed"] == 0, f"read partly outside the root: {counts}"
     assert counts["inside"] >= calls // 50, counts
     assert counts["refused"] >= calls // 100, counts
 
