@@ -21,7 +21,6 @@ import pytest
 import xxhash
 
 from jobattach_host import engine
-from jobattach_host.engine import Item
 from jobattach_host.errors import AttachmentError
 from jobattach_host.hashing import hash_files
 from jobattach_host.host_files import list_tree
@@ -138,7 +137,7 @@ def test_hashing_never_reads_outside_a_swapped_folder_or_file(tmp_path: Path, sw
     digests = {xxhash.xxh3_128_hexdigest(INSIDE): "inside"}
     digests[xxhash.xxh3_128_hexdigest(OUTSIDE)] = "outside"
     digests[xxhash.xxh3_128_hexdigest(OUTSIDE[: len(INSIDE)])] = "outside"
-    items: list[list[Item]] = [["d/file"], [("d/file", len(INSIDE))], [BAD_TEXT]]
+    items: list[list[str | tuple[str, int]]] = [["d/file"], [("d/file", len(INSIDE))], [BAD_TEXT]]
     turns = itertools.cycle(items)
     calls = 3000
     with _swapping(root, swapped):
