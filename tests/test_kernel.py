@@ -15,7 +15,7 @@ import xxhash
 import jobattach
 from jobattach import FileAccessError
 from jobattach_host import default_engine
-from jobattach_host.hashing import SMALL, digests
+from jobattach_host.hashing import PIECE, SMALL, digests
 from jobattach_host.kernel import BUFFER, KERNEL_PATH, SPANS
 
 MIB = 1 << 20
@@ -26,7 +26,7 @@ CHUNK_V2025 = 256 * MIB
 BOUNDARIES = sorted(
     {
         n + d
-        for n in (0, 16, 128, 240, 64 * 16, 1024, SMALL, BUFFER, 2 * BUFFER, 3 * BUFFER)
+        for n in (0, 16, 128, 240, 64 * 16, 1024, SMALL, PIECE, BUFFER, 2 * BUFFER, 3 * PIECE)
         for d in (-1, 0, 1)
         if n + d >= 0
     }
@@ -106,7 +106,7 @@ def test_large_and_empty_files_whole_and_in_chunks(tmp_path: Path, size: int) ->
     assert digests(tmp_path, [("big", size, CHUNK_V2025)]) == [chunked]
 
 
-@pytest.mark.parametrize("chunk", [1000, BUFFER - 1, BUFFER, BUFFER + 1])
+@pytest.mark.parametrize("chunk", [1000, PIECE - 1, PIECE, PIECE + 1, BUFFER + 1])
 def test_chunked_digests_at_chunk_and_piece_boundaries(tmp_path: Path, chunk: int) -> None:
     items, expected = [], []
     for size in sorted({chunk - 1, chunk, chunk + 1, 2 * chunk, 2 * chunk + 1, BUFFER + 1}):

@@ -9,12 +9,15 @@ so a few threads hash on every core at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
+import itertools
 import os
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from . import engine
@@ -25,6 +28,9 @@ from .host_files import Opener
 from .kernel import BUFFER, SPANS, Kernel
 from .parallel import hashing_workers, map_batches
 from .sandbox import Grant, StrPath, checked_root, instance_for
+
+#: A piece of a large file: half the buffer (the other half is being read meanwhile).
+PIECE = BUFFER // 2
 
 
 def hash_file(path: StrPath, *, memory_limit: int | None = None) -> str:
@@ -84,8 +90,13 @@ def digests(
         return w.hash_batch(batch)
 
     n = hashing_workers() if workers is None else workers
-    new = lambda: _Worker(top, Kernel.take())  # noqa: E731
-    return map_batches(new, call, items, n, done, _Worker.close, short=_small)
+    # Reads overlap hashing where threads hashing large files leave cores free.
+    overlap = min(n, sum(not _small(item) for item in items)) < (os.cpu_count() or 1)
+    new = lambda: _Worker(top, Kernel.take(), overlap)  # noqa: E731
+    # A few files spread over the threads whatever their sizes (the GIL's hand-offs of so
+    # few cost nothing); many small ones share one thread.
+    short = _small if len(items) > 4 * n else None
+    return map_batches(new, call, items, n, done, _Worker.close, short=short)
 
 
 #: Files below this size are hashed on one thread (see :func:`map_batches`), larger ones on
@@ -94,7 +105,8 @@ SMALL = 1 << 20
 
 
 def _small(item: Item) -> bool:
-    """A file of a known small size (or of an unknown one: usually a few named files)."""
+    """A file of a known small size, or of an unknown one (many named files are mostly
+    small; a large one among them is still read and hashed at once, see ``_stream``)."""
     return isinstance(item, str) or (item[1] < SMALL and (len(item) == 2 or not item[2]))
 
 
@@ -113,13 +125,16 @@ def _check(items: Sequence[Item]) -> None:
 class _Worker:
     """What one thread hashes with: an opener of the root's files and a kernel."""
 
-    def __init__(self, top: Path, k: Kernel) -> None:
+    def __init__(self, top: Path, k: Kernel, overlap: bool = True) -> None:
         self.opener = Opener(top)
         self.kernel = k
+        #: Read a large file's next piece while hashing the last (see :meth:`_read`).
+        self.overlap = overlap
         self._spans: list[tuple[int, int]] = []  # files laid out in the buffer, not yet hashed
         self._waiting: list[int] = []  # their places in the batch
         self._used = 0  # bytes of the buffer they fill
         self._out: list[Digest] = []  # the batch's digests
+        self._reads: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> _Worker:
         return self
@@ -128,6 +143,8 @@ class _Worker:
         self.close()
 
     def close(self) -> None:
+        if self._reads is not None:
+            self._reads.shutdown()
         self.opener.close()
         self.kernel.give_back()
 
@@ -175,30 +192,53 @@ class _Worker:
 
     def _stream(self, fd: int, path: str, size: int | None, chunk: int) -> Digest:
         """Hashes from ``fd`` in pieces: ``size`` bytes (or to the end), in ``chunk``-byte
-        digests when ``chunk`` is above 0."""
-        k, pieces = self.kernel, []
-        offset = in_chunk = 0
+        digests when ``chunk`` is above 0. Each piece is read into one half of the buffer
+        while the kernel hashes the other (both release the GIL), so reading and hashing
+        run at once."""
+        k, digests = self.kernel, []
+        lengths = _pieces(size, chunk)
+        half = 0  # where the piece being hashed lies: 0 or PIECE
+        want, ends_chunk = next(lengths, (0, False))
+        reading = self._read(fd, k.buffer[:want], path) if want else None
+        offset = 0
         try:
-            while size is None or offset < size:
-                want = BUFFER if size is None else min(BUFFER, size - offset)
-                if chunk:
-                    want = min(want, chunk - in_chunk)
-                got = _read_into(fd, k.buffer[:want], path)
-                if got == 0:
-                    if size is None:
-                        break
-                    raise _shorter(path, offset, size)
-                k.update(got)
-                offset, in_chunk = offset + got, in_chunk + got
-                if chunk and in_chunk == chunk:
-                    pieces.append(k.finish())
-                    in_chunk = 0
+            while reading is not None:
+                got = reading.result()
+                reading = None
+                if got < want and size is not None:
+                    raise _shorter(path, offset + got, size)
+                following = next(lengths, None) if got == want else None  # else: the end
+                if following:
+                    at = PIECE - half
+                    view = k.buffer[at : at + following[0]]
+                    reading = self._read(fd, view, path)
+                k.update(half, got)
+                offset += got
+                if chunk and ends_chunk:
+                    digests.append(k.finish())
+                if following:
+                    (want, ends_chunk), half = following, PIECE - half
             if not chunk:
                 return k.finish()
-            return [*pieces, k.finish()] if in_chunk else pieces
+            return digests
         except BaseException:
+            if reading is not None:
+                with contextlib.suppress(BaseException):
+                    reading.result()  # the descriptor is closed after this returns
             k.finish()  # the next file starts a digest of its own
             raise
+
+    def _read(self, fd: int, view: memoryview, path: str) -> Future[int]:
+        """Reads a piece: on a thread of its own (made on first use) while the last one is
+        hashed when :attr:`overlap`, else at once (with other threads hashing other large
+        files, the cores are busy already, and the hand-offs would only cost)."""
+        if not self.overlap:
+            done: Future[int] = Future()
+            done.set_result(_read_into(fd, view, path))
+            return done
+        if self._reads is None:
+            self._reads = ThreadPoolExecutor(1, thread_name_prefix="jobattach-read")
+        return self._reads.submit(_read_into, fd, view, path)
 
     def _flush(self) -> None:
         """Hashes the files laid out in the buffer, into their places, and empties it."""
@@ -206,6 +246,18 @@ class _Worker:
             for i, digest in zip(self._waiting, self.kernel.digests(self._spans)):
                 self._out[i] = digest
         self._spans, self._waiting, self._used = [], [], 0
+
+
+def _pieces(size: int | None, chunk: int) -> Iterator[tuple[int, bool]]:
+    """The pieces a file is read in: their lengths, and whether each ends a chunk. Without a
+    size, pieces go on until one comes back short (the end of the file)."""
+    if size is None:
+        yield from itertools.repeat((PIECE, False))
+        return
+    for start in range(0, size, chunk or size):
+        end = min(size, start + chunk) if chunk else size
+        for at in range(start, end, PIECE):
+            yield min(PIECE, end - at), at + PIECE >= end
 
 
 def _parts(item: Item) -> tuple[str, int | None, int]:

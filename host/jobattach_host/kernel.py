@@ -25,10 +25,10 @@ from .errors import AttachmentError
 #: The kernel shipped inside this package (built by ``just build``).
 KERNEL_PATH = Path(__file__).with_name("kernel.wasm")
 
-#: Bytes of file content a kernel holds at once: the largest piece read per call. Large
-#: enough that calls cost nothing beside the hashing, small enough that a few threads' worth
-#: is little memory.
-BUFFER = 4 << 20
+#: Bytes of file content a kernel holds at once: small files laid out side by side, or two
+#: pieces of a large one (one hashed while the next is read). Large enough that calls cost
+#: nothing beside the hashing, small enough that a few threads' worth is little memory.
+BUFFER = 16 << 20
 #: Files whose digests one call computes at most (those laid out in the buffer together).
 SPANS = 1024
 _DIGITS = 32  # hex digits per digest
@@ -57,7 +57,7 @@ class Kernel:
         """Keeps this kernel for the next :meth:`take` (as many as there are cores, so idle
         memory stays a few buffers); its user must not touch it again."""
         with _lock:
-            if len(_idle) < (os.cpu_count() or 1):
+            if len(_idle) < min(4, os.cpu_count() or 1):
                 _idle.append(self)
 
     def __init__(
@@ -101,9 +101,9 @@ class Kernel:
         text = self._memory[self._out : self._out + _DIGITS * len(spans)].tobytes().decode()
         return [text[i : i + _DIGITS] for i in range(0, len(text), _DIGITS)]
 
-    def update(self, length: int) -> None:
-        """Feeds the first ``length`` bytes of :attr:`buffer` to the running digest."""
-        self._call(self._update, self._base, length)
+    def update(self, start: int, length: int) -> None:
+        """Feeds ``length`` bytes of :attr:`buffer` from ``start`` to the running digest."""
+        self._call(self._update, self._base + start, length)
 
     def finish(self) -> str:
         """The running digest; the next :meth:`update` starts another."""
