@@ -1,13 +1,16 @@
 """Snapshots: a manifest of a directory, byte for byte what the official encoder writes.
 
-The component decides what goes in (``jobattach_host.snapshot.plan``) and hashes; digests of
-unchanged files come from the persistent hash cache.
+The component decides what goes in (``jobattach_host.snapshot.plan``), the hashing kernel
+hashes it (``jobattach_host.hashing``); digests of unchanged files come from the persistent
+hash cache.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -57,7 +60,7 @@ def create_manifest(
     runnable, files over 256 MiB hashed in chunks). ``include`` and ``exclude`` are glob
     patterns, one or several (``*``, ``?``, ``**``, ``[...]``; without a ``/`` they match file
     names anywhere). ``cache`` is a :class:`HashCache`, True for the default one, or False to hash
-    everything. ``workers`` is how many threads hash (default: four per core, at most eight).
+    everything. ``workers`` is how many threads hash (default: one per core, at most eight).
     ``progress_callback`` gets a report at most ten times a second ("scanning",
     then "hashing"); returning False cancels with ``Cancelled`` (digests already computed are
     kept in the cache).
@@ -95,6 +98,8 @@ def snapshot_of_plan(
     t0 = time.perf_counter() if started is None else started
     keys = [(f.path, f.size, f.mtime_ns, f.ctime_ns, f.chunk) for f in p.files]
     store = HashCache(lenient=True) if cache is True else (cache or None)
+    writing: Future[None] | None = None
+    built = False
     try:
         found: list[Digest | None] = store.lookup(top, keys) if store else [None] * len(keys)
         missing = [i for i, d in enumerate(found) if d is None]
@@ -123,19 +128,25 @@ def snapshot_of_plan(
             raise _unreadable(top, sources, e) from None
         finally:
             # Kept even when a file failed the snapshot: a rerun hashes only what is left.
+            # Written on a thread of its own while the manifest is built.
             if store:
-                store.store(top, [(keys[missing[j]], d) for j, d in sorted(hashed.items())])
+                rows = [(keys[missing[j]], d) for j, d in sorted(hashed.items())]
+                writing = _in_background(store.store, top, rows)
         for j, digest in hashed.items():
             found[missing[j]] = digest
+        if tally and tally.cancelled.is_set():  # after the last batch began: nothing returned
+            raise Cancelled("cancelled while hashing")
+        # Views straight from the plan: a ManifestEntry per file would cost 6 µs each.
+        views = [_view(f, d) for f, d in zip(p.files, found) if d is not None]
+        views += [{"path": path, "symlink": target} for path, target in p.symlinks]
+        manifest = Manifest._build(format, views, [ManifestDir(d) for d in p.dirs])
+        built = True
     finally:
+        failed = writing.exception() if writing is not None else None
         if cache is True and store:
             store.close()
-    if tally and tally.cancelled.is_set():  # after the last batch began: nothing is returned
-        raise Cancelled("cancelled while hashing")
-    # Views straight from the plan: a ManifestEntry per file would cost 6 µs each.
-    views = [_view(f, d) for f, d in zip(p.files, found) if d is not None]
-    views += [{"path": path, "symlink": target} for path, target in p.symlinks]
-    manifest = Manifest._build(format, views, [ManifestDir(d) for d in p.dirs])
+        if failed is not None and built:  # else the error already on its way is the news
+            raise failed
     return SnapshotResult(
         manifest=manifest,
         skipped=cast("dict[SkipReason, list[str]]", p.skipped),  # the component's reasons
@@ -144,6 +155,15 @@ def snapshot_of_plan(
         cached_files=len(keys) - len(missing),
         total_time=time.perf_counter() - t0,
     )
+
+
+def _in_background(fn: Callable[..., None], *args: object) -> Future[None]:
+    """``fn(*args)`` on a thread of its own, which ends with it."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="jobattach-cache")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _unreadable(top: Path, paths: list[str], first: FileAccessError) -> FileAccessError:
