@@ -192,3 +192,12 @@ def test_large_and_small_files_mixed_keep_their_order(tmp_path: Path) -> None:
     expected = [_reference(tmp_path / p) for p, _ in items]
     for workers in (1, 2, 4):
         assert jobattach.hash_files(tmp_path, items, workers=workers) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+def test_a_file_longer_than_its_stat_says_is_read_to_its_end() -> None:
+    # /proc/self/cmdline stats as 0 bytes and holds this process's command line.
+    with open("/proc/self/cmdline", "rb") as f:
+        expected = xxhash.xxh3_128_hexdigest(f.read())
+    assert jobattach.hash_files("/proc/self", ["cmdline"]) == [expected]
+    assert jobattach.hash_file("/proc/self/cmdline") == expected

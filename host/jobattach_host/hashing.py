@@ -43,6 +43,7 @@ def hash_file(path: StrPath, *, memory_limit: int | None = None) -> str:
     try:
         if memory_limit is None:
             return str(digests(p.parent, [p.name])[0])
+        _check([p.name])
         with _Worker(checked_root(p.parent), Kernel.new(memory_limit)) as w:
             return str(w.hash(p.name, None, 0))
     except AttachmentError as e:
@@ -177,12 +178,12 @@ class _Worker:
                 if whole > BUFFER - self._used or len(self._spans) == SPANS:
                     self._flush()
                 got = _read_into(fd, self.kernel.buffer[self._used : self._used + whole], path)
-                if got < n:
+                if got < n and size is not None:
                     raise _shorter(path, got, n)
-                if got == n:
-                    self._spans.append((self._used, n))
+                if got < whole or size is not None:  # the whole file (it may have shrunk)
+                    self._spans.append((self._used, got))
                     self._waiting.append(place)
-                    self._used += n
+                    self._used += got
                     return None
                 os.lseek(fd, 0, os.SEEK_SET)
             self._flush()  # pieces are read where the files laid out wait
