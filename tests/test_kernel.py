@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,23 @@ def test_a_file_longer_than_its_stat_says_is_read_to_its_end() -> None:
         expected = xxhash.xxh3_128_hexdigest(f.read())
     assert jobattach.hash_files("/proc/self", ["cmdline"]) == [expected]
     assert jobattach.hash_file("/proc/self/cmdline") == expected
+
+
+def test_a_large_file_tells_its_progress_piece_by_piece_and_stops_when_cancelled(
+    tmp_path: Path,
+) -> None:
+    path = _sparse(tmp_path / "big", 3 * PIECE + 1)
+    (tmp_path / "small").write_bytes(b"x" * 100)
+    told: list[int] = []
+    digests(tmp_path, [("big", 3 * PIECE + 1), ("small", 100)], hashed=told.append, workers=1)
+    assert sorted(told) == sorted([PIECE, PIECE, PIECE, 1, 100])
+    stop = threading.Event()
+    told.clear()
+
+    def cancel_after_one(n: int) -> None:
+        told.append(n)
+        stop.set()
+
+    with pytest.raises(jobattach.Cancelled):
+        digests(tmp_path, [("big", path.stat().st_size)], hashed=cancel_after_one, cancelled=stop)
+    assert told == [PIECE]  # the file's other pieces were never hashed

@@ -72,12 +72,15 @@ def digests(
     done: Callable[[int, list[Digest]], None] | None = None,
     cancelled: threading.Event | None = None,
     planned: bool = False,
+    hashed: Callable[[int], None] | None = None,
 ) -> list[Digest]:
     """:func:`hash_files` for any :data:`Item`; ``(path, size, chunk)`` gives the list of
     digests of each ``chunk`` bytes (the newer format's ``chunkhashes``). ``done(start,
     digests)`` hears of each batch hashed (see :func:`map_batches`); once ``cancelled`` is
-    set, no batch starts and ``Cancelled`` is raised. ``planned`` items come from the
-    component's own plan, so they are not checked again."""
+    set, no batch or piece of a large file starts and ``Cancelled`` is raised. ``hashed(n)``
+    hears of every ``n`` bytes hashed, as they are (a large file piece by piece), on the
+    thread that hashed them. ``planned`` items come from the component's own plan, so they
+    are not checked again."""
     top = root.path if isinstance(root, Grant) else Path(os.path.realpath(root))
     checked_root(top)
     if not items:
@@ -93,7 +96,7 @@ def digests(
     n = hashing_workers() if workers is None else workers
     # Reads overlap hashing where threads hashing large files leave cores free.
     overlap = min(n, sum(not _small(item) for item in items)) < (os.cpu_count() or 1)
-    new = lambda: _Worker(top, Kernel.take(), overlap)  # noqa: E731
+    new = lambda: _Worker(top, Kernel.take(), overlap, hashed, cancelled)  # noqa: E731
     # A few files spread over the threads whatever their sizes (the GIL's hand-offs of so
     # few cost nothing); many small ones share one thread.
     short = _small if len(items) > 4 * n else None
@@ -126,11 +129,20 @@ def _check(items: Sequence[Item]) -> None:
 class _Worker:
     """What one thread hashes with: an opener of the root's files and a kernel."""
 
-    def __init__(self, top: Path, k: Kernel, overlap: bool = True) -> None:
+    def __init__(
+        self,
+        top: Path,
+        k: Kernel,
+        overlap: bool = True,
+        hashed: Callable[[int], None] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> None:
         self.opener = Opener(top)
         self.kernel = k
         #: Read a large file's next piece while hashing the last (see :meth:`_read`).
         self.overlap = overlap
+        self._hashed = hashed
+        self._cancelled = cancelled
         self._spans: list[tuple[int, int]] = []  # files laid out in the buffer, not yet hashed
         self._waiting: list[int] = []  # their places in the batch
         self._used = 0  # bytes of the buffer they fill
@@ -214,6 +226,7 @@ class _Worker:
                     view = k.buffer[at : at + following[0]]
                     reading = self._read(fd, view, path)
                 k.update(half, got)
+                self._count(got)
                 offset += got
                 if chunk and ends_chunk:
                     digests.append(k.finish())
@@ -228,6 +241,13 @@ class _Worker:
                     reading.result()  # the descriptor is closed after this returns
             k.finish()  # the next file starts a digest of its own
             raise
+
+    def _count(self, n: int) -> None:
+        """Tells of ``n`` bytes hashed; raises ``Cancelled`` once the caller asked to stop."""
+        if self._hashed is not None:
+            self._hashed(n)
+        if self._cancelled is not None and self._cancelled.is_set():
+            raise Cancelled("cancelled while hashing")
 
     def _read(self, fd: int, view: memoryview, path: str) -> Future[int]:
         """Reads a piece: on a thread of its own (made on first use) while the last one is
@@ -246,6 +266,7 @@ class _Worker:
         if self._spans:
             for i, digest in zip(self._waiting, self.kernel.digests(self._spans)):
                 self._out[i] = digest
+            self._count(self._used)
         self._spans, self._waiting, self._used = [], [], 0
 
 

@@ -115,11 +115,20 @@ def snapshot_of_plan(
         def keep(start: int, batch: list[Digest]) -> None:
             hashed.update(zip(range(start, start + len(batch)), batch))
             if tally:
-                tally.add(sum(f.size for f in todo[start : start + len(batch)]), files=len(batch))
+                tally.add(0, files=len(batch))  # their bytes were counted as they were hashed
 
         try:
             cancelled = tally.cancelled if tally else None
-            digests(top, items, workers=workers, done=keep, cancelled=cancelled, planned=True)
+            count = (lambda n: tally.add(n, files=0)) if tally else None
+            digests(
+                top,
+                items,
+                workers=workers,
+                done=keep,
+                cancelled=cancelled,
+                planned=True,
+                hashed=count,
+            )
         except FileAccessError as e:
             if e.kind != "permission-denied":
                 raise
