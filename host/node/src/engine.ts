@@ -139,8 +139,12 @@ export function hashFiles(
     if (!planned) e.hashing.checkItems(JSON.stringify(items));
     const out = new Array<Digest>(items.length);
     const batch = new Batch(grantedRoot(r0!)!);
-    items.forEach((item, i) => batch.hash(item, out, i));
-    batch.flush();
+    try {
+      items.forEach((item, i) => batch.hash(item, out, i));
+      batch.flush();
+    } finally {
+      batch.close();
+    }
     return out;
   });
 }
@@ -163,15 +167,19 @@ export function hashEach(root: string, paths: readonly string[]): (string | Engi
       checked = false;
     }
     const batch = new Batch(grantedRoot(r0!)!);
-    paths.forEach((p, i) => {
-      try {
-        if (!checked) e.hashing.checkItems(JSON.stringify([p]));
-        batch.hash(p, out as Digest[], i);
-      } catch (err) {
-        failed(i, err);
-      }
-    });
-    batch.flush();
+    try {
+      paths.forEach((p, i) => {
+        try {
+          if (!checked) e.hashing.checkItems(JSON.stringify([p]));
+          batch.hash(p, out as Digest[], i);
+        } catch (err) {
+          failed(i, err);
+        }
+      });
+      batch.flush();
+    } finally {
+      batch.close();
+    }
     return out;
   });
 }

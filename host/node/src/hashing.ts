@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 
 import type * as Types from "../generated/interfaces/jobattach-engine-types.js";
 import { BUFFER, type Kernel, kernel, SPANS } from "./kernel.js";
-import { type Base, type FsError, fsError, walk } from "./sandbox.js";
+import { type Base, fsError, type FsError, Opener } from "./sandbox.js";
 
 /** What to hash: a path below the root; `[path, size]` with the size from a listing (exactly
  * that many bytes are hashed); or `[path, size, chunk]` for the digest of each `chunk` bytes. */
@@ -56,7 +56,7 @@ function shorter(path: string, got: number, end: number): Failure {
  * (`flush`); a larger one is hashed piece by piece at once.
  */
 export class Batch {
-  readonly #root: Base;
+  readonly #opener: Opener;
   readonly #k: Kernel = kernel();
   #spans: number[] = []; // offset, length of each file laid out in the buffer
   #into: Digest[][] = []; // where each one's digest goes
@@ -64,7 +64,12 @@ export class Batch {
   #used = 0;
 
   constructor(root: Base) {
-    this.#root = root;
+    this.#opener = new Opener(root);
+  }
+
+  /** Closes what the batch keeps open; digests not yet flushed are dropped. */
+  close(): void {
+    this.#opener.close();
   }
 
   /** Hashes `item` into `out[at]`, now or at the next `flush`. Throws a `Failure`. */
@@ -75,9 +80,7 @@ export class Batch {
     const raw = !path.isWellFormed();
     let fd: number;
     try {
-      const found = walk(this.#root, path, "read", !raw);
-      if (found.kind !== "fd") throw "io" satisfies FsError;
-      fd = found.fd;
+      fd = this.#opener.open(path, !raw);
     } catch (e) {
       throw failure(e, raw ? "cannot read" : "cannot open", path, raw);
     }
