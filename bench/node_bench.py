@@ -112,7 +112,8 @@ def main() -> None:
         )
     print(
         "node/python and node/xxhash = throughput ratios, wall clock (goal: node/python >= 1);"
-        " the Node host hashes on its one thread, the Python host on a few Stores on threads"
+        " both read files straight into the hashing kernel's memory; the Node host hashes on"
+        " its one thread, the Python host on threads"
     )
     cli = median_ms([node, str(NODE_HOST / "bin" / "jobattach-engine.mjs"), "--version"], args.runs)
     bare = median_ms([node, "-e", "0"], args.runs)
