@@ -1,12 +1,14 @@
 // Builds the package: the component transpiled by the pinned jco into generated/ (not checked
-// in), then the TypeScript sources into dist/, then the engine's version recorded for a
-// `--version` that does not load the component.
+// in) and the hashing kernel copied beside it, then the TypeScript sources into dist/, then
+// the engine's version recorded for a `--version` that does not load the component.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const here = fileURLToPath(new URL("..", import.meta.url));
 const wasm = fileURLToPath(new URL("../../jobattach_host/jobattach.wasm", import.meta.url));
+// The hashing kernel, a core module with no imports: copied beside the transpiled component.
+const kernel = fileURLToPath(new URL("../../jobattach_host/kernel.wasm", import.meta.url));
 const bin = (name) => `${here}node_modules/.bin/${name}`;
 const run = (cmd, args) =>
   execFileSync(cmd, args, { cwd: here, stdio: ["ignore", "ignore", "inherit"] });
@@ -38,9 +40,11 @@ function rewrite(file) {
   fs.writeFileSync(file, text);
 }
 
-if (!fs.existsSync(wasm)) {
-  console.error(`${wasm} is missing: build the component first (./just build)`);
-  process.exit(1);
+for (const file of [wasm, kernel]) {
+  if (!fs.existsSync(file)) {
+    console.error(`${file} is missing: build the component first (./just build)`);
+    process.exit(1);
+  }
 }
 fs.rmSync(`${here}generated`, { recursive: true, force: true });
 fs.rmSync(`${here}dist`, { recursive: true, force: true });
@@ -60,6 +64,7 @@ run(bin("jco"), [
   "--valid-lifting-optimization",
 ]);
 rewrite(`${here}generated/jobattach.js`);
+fs.copyFileSync(kernel, `${here}generated/kernel.wasm`);
 run(bin("tsc"), ["-p", "."]);
 const { version } = await import(`${here}dist/engine.js`);
 fs.writeFileSync(`${here}dist/engine-version.json`, JSON.stringify({ engine: version() }) + "\n");

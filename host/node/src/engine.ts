@@ -11,9 +11,10 @@ import type * as Snapshot from "../generated/interfaces/jobattach-engine-snapsho
 import type * as Submit from "../generated/interfaces/jobattach-engine-submit.js";
 import type * as Sync from "../generated/interfaces/jobattach-engine-sync.js";
 import type * as Types from "../generated/interfaces/jobattach-engine-types.js";
+import { Batch, type Digest, type HashItem } from "./hashing.js";
 import { hostFiles } from "./host-files.js";
 import { Root } from "./sandbox.js";
-import { preopens, serving, types } from "./wasi.js";
+import { grantedRoot, preopens, serving, types } from "./wasi.js";
 
 export type ErrorKind = Types.ErrorKind;
 export type ManifestFormat = Types.ManifestFormat;
@@ -111,18 +112,14 @@ export function version(): string {
 
 // --- hashing ----------------------------------------------------------------------------
 
-/** What to hash: a path below the root; `[path, size]` with the size from a listing (exactly
- * that many bytes are hashed); or `[path, size, chunk]` for the digest of each `chunk` bytes. */
-export type HashItem = string | [string, number] | [string, number, number];
-/** One digest, or the digests of each chunk of a file. */
-export type Digest = string | string[];
+export type { Digest, HashItem } from "./hashing.js";
 
 /** xxh3-128 of the file at `file` (its directory is granted), 32 lowercase hex digits. */
 export function hashFile(file: string): string {
   const full = path.resolve(file);
   const name = path.basename(full);
   try {
-    return call([path.dirname(full)], (e, [r0]) => e.hashing.hashFile(r0!, name));
+    return hashFiles(path.dirname(full), [name])[0] as string;
   } catch (err) {
     // Named by the path the caller gave, not by its name in the directory granted for it.
     if (!(err instanceof EngineError) || err.path !== name) throw err;
@@ -130,28 +127,61 @@ export function hashFile(file: string): string {
   }
 }
 
-/** Digests of `items` below `root`, in their order. */
-export function hashFiles(root: string, items: readonly HashItem[]): Digest[] {
-  return call(
-    [root],
-    (e, [r0]) => JSON.parse(e.hashing.hashFiles(r0!, JSON.stringify(items))) as Digest[],
-  );
+/** Digests of `items` below `root`, in their order; the first that cannot be hashed stops
+ * them. The component checks the items first (paths by the relative-path rules), unless
+ * `planned`: the items come from its own snapshot plan. */
+export function hashFiles(
+  root: string,
+  items: readonly HashItem[],
+  { planned = false }: { planned?: boolean } = {},
+): Digest[] {
+  return call([root], (e, [r0]) => {
+    if (!planned) e.hashing.checkItems(JSON.stringify(items));
+    const out = new Array<Digest>(items.length);
+    const batch = new Batch(grantedRoot(r0!)!);
+    try {
+      items.forEach((item, i) => batch.hash(item, out, i));
+      batch.flush();
+    } finally {
+      batch.close();
+    }
+    return out;
+  });
 }
 
 /** The digest of each of `paths` below `root`, or the error that stopped it: one failure
  * does not stop the others. */
 export function hashEach(root: string, paths: readonly string[]): (string | EngineError)[] {
-  return call([root], (e, [r0]) =>
-    paths.map((p) => {
-      try {
-        return e.hashing.hashFile(r0!, p);
-      } catch (err) {
-        const payload = (err as { payload?: Types.Error }).payload;
-        if (payload === undefined) throw err;
-        return new EngineError(payload);
-      }
-    }),
-  );
+  return call([root], (e, [r0]) => {
+    const out = new Array<string | EngineError>(paths.length);
+    const failed = (i: number, err: unknown): void => {
+      const payload = (err as { payload?: Types.Error }).payload;
+      if (payload === undefined) throw err;
+      out[i] = new EngineError(payload);
+    };
+    // All checked at once, and one by one only when one of them is refused.
+    let checked = true;
+    try {
+      e.hashing.checkItems(JSON.stringify(paths));
+    } catch {
+      checked = false;
+    }
+    const batch = new Batch(grantedRoot(r0!)!);
+    try {
+      paths.forEach((p, i) => {
+        try {
+          if (!checked) e.hashing.checkItems(JSON.stringify([p]));
+          batch.hash(p, out as Digest[], i);
+        } catch (err) {
+          failed(i, err);
+        }
+      });
+      batch.flush();
+    } finally {
+      batch.close();
+    }
+    return out;
+  });
 }
 
 // --- manifest ---------------------------------------------------------------------------

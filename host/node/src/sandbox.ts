@@ -117,8 +117,8 @@ const DOT = 0x2e;
 const isDot = (s: Buffer): boolean => s.length === 1 && s[0] === DOT;
 const isDotDot = (s: Buffer): boolean => s.length === 2 && s[0] === DOT && s[1] === DOT;
 
-/** What the final segment is opened as. */
-export type Want = "read" | "directory" | "stat" | "lstat" | "readlink";
+/** What the final segment is opened as ("search": a directory to walk on, not to list). */
+export type Want = "read" | "directory" | "search" | "stat" | "lstat" | "readlink";
 
 export type Found =
   | { kind: "fd"; fd: number }
@@ -309,14 +309,72 @@ function finish(dir: Dir, seg: Buffer, want: Want): Found {
       return { kind: "stat", stat: fs.lstatSync(where, { bigint: true }) };
     case "readlink":
       return { kind: "link", text: fs.readlinkSync(where, { encoding: "buffer" }) };
+    case "search":
+      return { kind: "fd", fd: fs.openSync(where, SEARCH) };
     case "read":
     case "directory": {
       const dirFlag = want === "directory" ? O_DIRECTORY : 0;
-      const fd = fs.openSync(where, C.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | dirFlag);
+      const fd = fs.openSync(where, READ | dirFlag);
       return { kind: "fd", fd };
     }
   }
 }
+
+/**
+ * Opens files below a root to read them, as `walk` does, keeping the folder walked last open:
+ * the files of one folder, taken in a listing's order, cost one open each. Only a file opened
+ * at once through that folder takes this way; a symlink there, or any failure, is walked again
+ * from the root by `walk`, whose outcome stands.
+ */
+export class Opener {
+  readonly #root: Base;
+  #folder: Buffer | undefined; // the path naming #dir, below the root
+  #dir: Dir | undefined;
+
+  constructor(root: Base) {
+    this.#root = root;
+  }
+
+  /** A descriptor of the file `path` names, read-only and non-blocking; the caller closes
+   * it. `follow` as for `walk`. Throws an `FsError`. */
+  open(path: string, follow: boolean): number {
+    const raw = nameBytes(path);
+    const cut = raw.lastIndexOf(0x2f);
+    const [up, leaf] = [raw.subarray(0, Math.max(cut, 0)), raw.subarray(cut + 1)];
+    if (leaf.length > 0 && !isDot(leaf) && !isDotDot(leaf) && !raw.includes(0) && raw[0] !== 0x2f) {
+      try {
+        return fs.openSync(child(this.#at(up), leaf), READ);
+      } catch {
+        // Walked from the root below: a symlink is followed there, an error given as walk's.
+      }
+    }
+    const found = walk(this.#root, raw, "read", follow);
+    if (found.kind !== "fd") throw "io" satisfies FsError;
+    return found.fd;
+  }
+
+  /** Closes the folder kept open. */
+  close(): void {
+    if (this.#dir !== undefined) close(this.#dir);
+    this.#dir = this.#folder = undefined;
+  }
+
+  /** The folder `up` names below the root, open. */
+  #at(up: Buffer): Dir {
+    if (up.length === 0) return dirOf(this.#root);
+    if (this.#dir !== undefined && this.#folder!.equals(up)) return this.#dir;
+    this.close();
+    const found = walk(this.#root, up, "search", true);
+    if (found.kind !== "fd") throw "io" satisfies FsError;
+    const base = dirOf(this.#root).path;
+    this.#folder = Buffer.from(up);
+    this.#dir = { fd: found.fd, path: Buffer.concat([base, up, SLASH]), owned: true };
+    return this.#dir;
+  }
+}
+
+// How a file is opened to read: never through a symlink, and a FIFO fails rather than waits.
+const READ = C.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 
 /** The names in the open directory `dir`, as bytes. */
 export function names(dir: Dir): Buffer[] {

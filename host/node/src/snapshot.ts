@@ -1,5 +1,6 @@
 // Snapshots: a manifest of a directory, byte for byte what the official encoder writes. The
-// component plans what goes in and hashes; this module only batches and assembles.
+// component plans what goes in, the kernel hashes it (hashing.ts); this module only batches
+// and assembles.
 
 import {
   type Canonical,
@@ -30,7 +31,7 @@ export interface SnapshotResult {
   excluded: number;
 }
 
-// Files per hashing call: calls are cheap, and a batch keeps progress flowing.
+// Files per hashing call: a batch keeps progress flowing.
 const BATCH = 2048;
 
 /** A manifest of every regular file below `root`, dotfiles included. */
@@ -71,6 +72,7 @@ function hashPlan(
       ...hashFiles(
         root,
         batch.map(([path, size, , , , , chunk, source]) => [source ?? path, size, chunk]),
+        { planned: true },
       ),
     );
     bytes += batch.reduce((n, f) => n + f[1], 0);

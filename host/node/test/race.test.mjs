@@ -1,7 +1,8 @@
 // The race the stock shim loses: a writer inside the granted root swaps a directory for a
 // symlink leading to an outside directory that holds files of the same names, as fast as it
-// can, while the engine hashes, lists and plans through that directory. Not one read may
-// return what is outside; and enough reads return what is inside for the race to have run.
+// can, while the engine hashes (the host reading for the kernel, and the component through its
+// WASI imports), lists and plans through that directory. Not one read may return what is
+// outside; and enough reads return what is inside for the race to have run.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -9,7 +10,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 
 import { call, EngineError } from "../dist/engine.js";
-import { hashEach, planSnapshot } from "../dist/index.js";
+import { hashEach, hashFiles, planSnapshot } from "../dist/index.js";
 import { bytesPath, PYTHON, scratch, xxh128Of } from "./helpers.mjs";
 
 const CALLS = 10_000;
@@ -125,50 +126,71 @@ function outcomes(total, fn) {
   return out;
 }
 
-test("hash-file through a directory swapped for a symlink out never reads outside", async (t) => {
+test("hashEach through a directory swapped for a symlink out never reads outside", async (t) => {
   const root = layout(t);
-  const counts = await swapping(root, () => tally(hashEach(root, Array(CALLS).fill("d/file"))));
+  const counts = await swapping(root, () =>
+    tally(outcomes(CALLS, () => hashEach(root, ["d/file"])[0])),
+  );
   t.diagnostic(JSON.stringify(counts));
   assertConfined(counts, CALLS);
 });
 
-test("hash-file of a file swapped for a symlink to a file outside never reads outside", async (t) => {
+test("one hashEach walking the swapped directory again for each of its paths never reads outside", async (t) => {
+  const root = layout(t);
+  fs.mkdirSync(path.join(root, "e"));
+  fs.writeFileSync(path.join(root, "e", "file"), INSIDE);
+  // Files of one folder in a row share its handle: alternating folders walks d/ each time.
+  const paths = Array.from({ length: CALLS }, (_, i) => (i % 2 ? "e/file" : "d/file"));
+  const got = await swapping(root, () => hashEach(root, paths));
+  const counts = tally(got.filter((_, i) => i % 2 === 0));
+  t.diagnostic(JSON.stringify(counts));
+  assertConfined(counts, CALLS / 2);
+  assert.deepEqual(tally(got.filter((_, i) => i % 2 === 1)).inside, CALLS / 2);
+});
+
+test("hashFiles of a file swapped for a symlink to a file outside never reads outside", async (t) => {
   const root = layout(t);
   const counts = await swapping(
     root,
-    () =>
-      call([root], (e, [r0]) =>
-        tally(
-          outcomes(CALLS, () => JSON.parse(e.hashing.hashFiles(r0, `[["f",${INSIDE.length}]]`))[0]),
-        ),
-      ),
+    () => tally(outcomes(CALLS, () => hashFiles(root, [["f", INSIDE.length]])[0])),
     "f",
   );
   t.diagnostic(JSON.stringify(counts));
   assertConfined(counts, CALLS);
 });
 
-test("hash-files, with and without sizes, through read-raw and through a link, never read outside", async (t) => {
+/** What is hashed through the swapped directory: with and without sizes, chunked, through
+ * read-raw's rules (a name that is not UTF-8) and through a link inside the root. */
+const ITEMS = [
+  "d/file",
+  ["d/file", INSIDE.length],
+  ["d/file", INSIDE.length, 0],
+  "d/bad-\udcff",
+  ["d/bad-\udcff", INSIDE.length],
+  "via", // a symlink inside the root whose text goes through d
+];
+
+test("hashFiles, with and without sizes, of names not UTF-8 and through a link, never reads outside", async (t) => {
   const root = layout(t);
-  const items = [
-    ["d/file"],
-    [["d/file", INSIDE.length]],
-    ["d/bad-\udcff"],
-    [["d/bad-\udcff", INSIDE.length]],
-    ["via"], // a symlink inside the root whose text goes through d
-  ];
+  const runs = await swapping(root, () =>
+    ITEMS.map((item, i) => outcomes(i === 0 ? CALLS : CALLS / 4, () => hashFiles(root, [item])[0])),
+  );
+  const counts = runs.map(tally);
+  counts.forEach((c, i) => t.diagnostic(`${JSON.stringify(ITEMS[i])}: ${JSON.stringify(c)}`));
+  counts.forEach((c, i) => assertConfined(c, runs[i].length));
+});
+
+test("the component's own reads (hash-files through its WASI imports) never read outside", async (t) => {
+  const root = layout(t);
   const runs = await swapping(root, () =>
     call([root], (e, [r0]) =>
-      items.map((item, i) =>
-        outcomes(
-          i === 0 ? CALLS : CALLS / 4,
-          () => JSON.parse(e.hashing.hashFiles(r0, JSON.stringify(item)))[0],
-        ),
+      ITEMS.map((item) =>
+        outcomes(CALLS / 4, () => JSON.parse(e.hashing.hashFiles(r0, JSON.stringify([item])))[0]),
       ),
     ),
   );
   const counts = runs.map(tally);
-  counts.forEach((c, i) => t.diagnostic(`${JSON.stringify(items[i])}: ${JSON.stringify(c)}`));
+  counts.forEach((c, i) => t.diagnostic(`${JSON.stringify(ITEMS[i])}: ${JSON.stringify(c)}`));
   counts.forEach((c, i) => assertConfined(c, runs[i].length));
 });
 

@@ -1,6 +1,7 @@
-// The component reads nothing outside the roots it is granted, and fails cleanly: the Python
-// host's sandbox tests (tests/test_sandbox.py, tests/adversarial/test_names.py) against the
-// Node host's own wasi:filesystem and host-files.
+// Nothing outside the roots granted is read, and failures are clean: the Python host's
+// sandbox tests (tests/test_sandbox.py, tests/adversarial/test_names.py) against the Node
+// host's own reads, for the hashing kernel (hashFiles) and for the component (its
+// wasi:filesystem and host-files imports).
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
