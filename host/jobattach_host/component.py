@@ -20,20 +20,12 @@ from wasmtime import component as wc
 
 from . import host_files
 from .errors import AttachmentError
-
-#: The component shipped inside this package (built by ``just build``).
-WASM_PATH = Path(__file__).with_name("jobattach.wasm")
+from .installed import WASM_PATH as WASM_PATH
+from .installed import cache_dir as cache_dir
 
 # Inside a DCC application the host process owns the signal handlers; explicit bounds checks
 # cost little for this workload and keep wasmtime from installing its own.
 _SETTINGS = "signals_based_traps=0"
-
-
-def wasmtime_version() -> str:
-    # importlib.metadata costs a command about 40 ms to import: only asked for to show it.
-    from importlib import metadata
-
-    return metadata.version("wasmtime")
 
 
 def _wasmtime_build() -> str:
@@ -41,15 +33,6 @@ def _wasmtime_build() -> str:
     reinstall only recompiles once, and wasmtime refuses an artifact of another build anyway."""
     st = os.stat(wasmtime.__file__)
     return f"{wasmtime.__file__}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def cache_dir() -> Path:
-    """Where compiled components are kept: ``$JOBATTACH_CACHE_DIR``, else the user cache dir."""
-    env = os.environ.get("JOBATTACH_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jobattach"
 
 
 class Engine:

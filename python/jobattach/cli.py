@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -12,10 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from jobattach_host.choices import ConflictPolicy, FileSystemMode
+from jobattach_host.choices import V2023, V2025_SNAPSHOT, ConflictPolicy, FileSystemMode
 from jobattach_host.errors import AttachmentError, FileAccessError, ValidationError
-
-from .manifest import V2023, V2025_SNAPSHOT
 
 # Each command imports what it runs inside its handler: the S3 commands' modules load boto3,
 # which costs every other command a fifth of a second.
@@ -539,6 +536,8 @@ def _download_outputs(args: argparse.Namespace) -> int:
 
 
 def _report_download(result: DownloadResult, *, as_json: bool) -> int:
+    import dataclasses
+
     if as_json:
         # Everything but the merged manifests, which are for sync_outputs, not for reading.
         fields = (f.name for f in dataclasses.fields(result) if f.name != "manifests")
@@ -564,6 +563,8 @@ _ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _sync(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from .mirror import sync
 
     with _progress_line(args.json) as progress:

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 from jobattach_host import ValidationError, engine, instance_for
+from jobattach_host.choices import V2023 as V2023  # the format names, defined with the options
+from jobattach_host.choices import V2025_DIFF as V2025_DIFF
+from jobattach_host.choices import V2025_SNAPSHOT as V2025_SNAPSHOT
 from jobattach_host.choices import ManifestFormat, check_choice
 from jobattach_host.snapshot import Patterns, plan_options
 
-#: The formats: Deadline Cloud's, and the newer one's snapshot and diff manifests.
-V2023: Final = "v2023-03-03"
-V2025_SNAPSHOT: Final = "v2025-12-snapshot"
-V2025_DIFF: Final = "v2025-12-diff"
 HASH_ALG: Final = "xxh128"
 #: Marks a Manifest made from what the component returned.
 _COMPONENT = object()
