@@ -53,7 +53,6 @@ class Engine:
         config.signals_based_traps = False
         self.wasm_engine = wasmtime.Engine(config)
         self.wasm_sha256 = hashlib.sha256(wasm).hexdigest()
-        self.cache_path: Path | None = None
         self.cache = cache if cache is not None else cache_dir()
         self.cache_path = self.cache / f"engine-{self._key(wasm)}.cwasm"
         self.component = compiled(
@@ -67,8 +66,7 @@ class Engine:
 
     def _key(self, wasm: bytes) -> str:
         """What a compiled artifact of ``wasm`` for this engine is cached under."""
-        digest = hashlib.sha256(wasm).hexdigest()
-        text = f"{digest}|wasmtime-{_wasmtime_build()}|{_SETTINGS}"
+        text = f"{hashlib.sha256(wasm).hexdigest()}|wasmtime-{_wasmtime_build()}|{_SETTINGS}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def compiled_module(self, wasm: bytes, name: str) -> wasmtime.Module:
