@@ -205,9 +205,8 @@ class _Worker:
 
     def _stream(self, fd: int, path: str, size: int | None, chunk: int) -> Digest:
         """Hashes from ``fd`` in pieces: ``size`` bytes (or to the end), in ``chunk``-byte
-        digests when ``chunk`` is above 0. Each piece is read into one half of the buffer
-        while the kernel hashes the other (both release the GIL), so reading and hashing
-        run at once."""
+        digests when ``chunk`` is above 0. With :attr:`overlap`, each piece is read into one
+        half of the buffer while the kernel hashes the other (both release the GIL)."""
         k, digests = self.kernel, []
         lengths = _pieces(size, chunk)
         half = 0  # where the piece being hashed lies: 0 or PIECE
@@ -221,9 +220,8 @@ class _Worker:
                 if got < want and size is not None:
                     raise _shorter(path, offset + got, size)
                 following = next(lengths, None) if got == want else None  # else: the end
-                if following:
-                    at = PIECE - half
-                    view = k.buffer[at : at + following[0]]
+                if following and self.overlap:  # into the other half, while this is hashed
+                    view = k.buffer[PIECE - half : PIECE - half + following[0]]
                     reading = self._read(fd, view, path)
                 k.update(half, got)
                 self._count(got)
@@ -231,7 +229,11 @@ class _Worker:
                 if chunk and ends_chunk:
                     digests.append(k.finish())
                 if following:
-                    (want, ends_chunk), half = following, PIECE - half
+                    want, ends_chunk = following
+                    if self.overlap:
+                        half = PIECE - half
+                    else:  # once this piece is hashed, into the same place (fewer cache misses)
+                        reading = self._read(fd, k.buffer[:want], path)
             if not chunk:
                 return k.finish()
             return digests
@@ -250,9 +252,9 @@ class _Worker:
             raise Cancelled("cancelled while hashing")
 
     def _read(self, fd: int, view: memoryview, path: str) -> Future[int]:
-        """Reads a piece: on a thread of its own (made on first use) while the last one is
-        hashed when :attr:`overlap`, else at once (with other threads hashing other large
-        files, the cores are busy already, and the hand-offs would only cost)."""
+        """Reads a piece: on a thread of its own (made on first use) when :attr:`overlap`,
+        else at once (with other threads hashing other large files, the cores are busy
+        already, and the hand-offs would only cost)."""
         if not self.overlap:
             done: Future[int] = Future()
             done.set_result(_read_into(fd, view, path))
