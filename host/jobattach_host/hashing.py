@@ -94,8 +94,10 @@ def digests(
         return w.hash_batch(batch)
 
     n = hashing_workers() if workers is None else workers
-    # Reads overlap hashing where threads hashing large files leave cores free.
-    overlap = min(n, sum(not _small(item) for item in items)) < (os.cpu_count() or 1)
+    # Reads overlap hashing where threads hashing large files (or maybe large: of no known
+    # size) leave cores free.
+    large = sum(isinstance(item, str) or not _small(item) for item in items)
+    overlap = min(n, large) < (os.cpu_count() or 1)
     new = lambda: _Worker(top, Kernel.take(), overlap, hashed, cancelled)  # noqa: E731
     # A few files spread over the threads whatever their sizes (the GIL's hand-offs of so
     # few cost nothing); many small ones share one thread.
