@@ -14,7 +14,6 @@ import errno
 import io
 import itertools
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,7 @@ from . import engine
 from .engine import Digest as Digest
 from .engine import Item as Item
 from .errors import AttachmentError, Cancelled, ErrorKind, FileAccessError
-from .host_files import Opener
+from .host_files import Opener, regular_size
 from .kernel import BUFFER, SPANS, Kernel
 from .parallel import hashing_workers, map_batches
 from .sandbox import Grant, StrPath, checked_root, instance_for
@@ -295,12 +294,10 @@ def _parts(item: Item) -> tuple[str, int | None, int]:
 
 
 def _regular_size(fd: int, path: str) -> int:
-    mode = (st := os.fstat(fd)).st_mode
-    if stat.S_ISDIR(mode):
-        raise FileAccessError("is a directory, not a regular file", kind="wrong-type", path=path)
-    if not stat.S_ISREG(mode):
-        raise FileAccessError("is not a regular file", kind="wrong-type", path=path)
-    return st.st_size
+    try:
+        return regular_size(fd)
+    except OSError as e:
+        raise FileAccessError(e.strerror or str(e), kind="wrong-type", path=path) from None
 
 
 if hasattr(os, "readv"):

@@ -408,14 +408,20 @@ def read_raw(top: Path, path: str, offset: int, length: int) -> bytes:
         at, dir_fd = _at(d, leaf)
         fd = os.open(at, _READ, dir_fd=dir_fd)
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory, not a regular file")
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, "is not a regular file")
+        regular_size(fd)
         return os.pread(fd, length, offset)
     finally:
         os.close(fd)
+
+
+def regular_size(fd: int) -> int:
+    """The size of the open file ``fd``; OSError unless it is a regular file."""
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "is not a regular file")
+    return st.st_size
 
 
 class Opener:

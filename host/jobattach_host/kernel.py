@@ -54,8 +54,8 @@ class Kernel:
         return Kernel(_compiled(), default_engine().wasm_engine, memory_limit)
 
     def give_back(self) -> None:
-        """Keeps this kernel for the next :meth:`take` (as many as there are cores, so idle
-        memory stays a few buffers); its user must not touch it again."""
+        """Keeps this kernel for the next :meth:`take` (at most four, and no more than there
+        are cores, so idle memory stays a few buffers); its user must not touch it again."""
         with _lock:
             if len(_idle) < min(4, os.cpu_count() or 1):
                 _idle.append(self)

@@ -17,14 +17,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 S = TypeVar("S")
 
-#: Items per call into the component: large enough that the call overhead vanishes, small
-#: enough that the work spreads evenly over the workers.
+#: Items per ``call``: large enough that the per-call overhead vanishes, small enough that
+#: the work spreads evenly over the workers.
 MAX_BATCH = 256
-
-
-def default_workers() -> int:
-    """Threads for work that mostly waits (WASI's hand-offs, the network)."""
-    return min(8, 4 * (os.cpu_count() or 1))
 
 
 def hashing_workers() -> int:
@@ -54,9 +49,9 @@ def map_batches(
     failing batch that comes first in ``items`` stops the whole operation with its exception,
     once the others have run.
     """
-    brief = [i for i in range(len(items)) if short is not None and short(items[i])]
-    taken = set(brief)
-    spread = [i for i in range(len(items)) if i not in taken] if taken else list(range(len(items)))
+    is_short = [short is not None and short(item) for item in items]
+    brief = [i for i, s in enumerate(is_short) if s]
+    spread = [i for i, s in enumerate(is_short) if not s]
     per_batch = max(1, min(MAX_BATCH, -(-len(spread) // (4 * max(workers, 1)))))
     lanes = [[brief[i : i + MAX_BATCH] for i in range(0, len(brief), MAX_BATCH)]] if brief else []
     lanes += [[spread[i : i + per_batch]] for i in range(0, len(spread), per_batch)]
