@@ -22,9 +22,8 @@ from pathlib import Path
 
 import xxhash
 
-from hash_bench import best, jobattach, peer_xxhash
+from hash_bench import best, jobattach, peer_xxhash, warm_up
 from jobattach.sample import SampleTree
-from jobattach_host import default_engine
 from trees import TREES, read_untimed, tree
 
 NODE_HOST = Path(__file__).resolve().parents[1] / "host" / "node"
@@ -85,7 +84,7 @@ def main() -> None:
     if not (NODE_HOST / "dist" / "index.js").is_file():
         raise SystemExit(f"{NODE_HOST / 'dist'} is missing: build the package with ./just node")
     args.dir.mkdir(parents=True, exist_ok=True)
-    default_engine()  # compile (or load) the component outside the timings
+    warm_up()
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
     print(
         f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, node "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import ssl
 import subprocess
@@ -209,6 +210,19 @@ class Recorder:
         with self.lock:
             self.seen.append((request.command, request.path, headers, body))
         return self.then(request, body) if self.then else False
+
+
+def python_json(script: str, *args: str, timeout: float = 120) -> Any:
+    """What a Python snippet run in a fresh interpreter printed last, as JSON (it must exit 0)."""
+    run = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.splitlines()[-1])
 
 
 def without_read_override(script: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import WASM
+from conftest import WASM, python_json
 from jobattach import S3Config
 from jobattach_host import Instance
 from jobattach_host.storage import Bucket
@@ -63,15 +61,7 @@ print(json.dumps({"statuses": statuses, "made": made}))
 
 
 def _run(*commands: list[str], script: str = _SCRIPT) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(commands)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    result: dict[str, Any] = python_json(script, json.dumps(commands))
     return result
 
 

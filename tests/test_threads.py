@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from conftest import python_json
 from jobattach import S3Config, create_manifest
 from jobattach_host.storage import Bucket
 
@@ -71,15 +70,7 @@ print(json.dumps({"left": left, "python": [python, after]}))
 
 
 def _run(root: Path, *ops: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(root), json.dumps(ops)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    result: dict[str, Any] = python_json(_SCRIPT, str(root), json.dumps(ops), timeout=300)
     return result
 
 
