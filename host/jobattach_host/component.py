@@ -54,7 +54,7 @@ class Engine:
         self.wasm_engine = wasmtime.Engine(config)
         self.wasm_sha256 = hashlib.sha256(wasm).hexdigest()
         self.cache = cache if cache is not None else cache_dir()
-        self.cache_path = self.cache / f"engine-{self._key(wasm)}.cwasm"
+        self.cache_path = self.cache / f"engine-{self._key(self.wasm_sha256)}.cwasm"
         self.component = compiled(
             self.cache_path,
             lambda path: wc.Component.deserialize_file(self.wasm_engine, path),
@@ -64,15 +64,16 @@ class Engine:
         self.linker.add_wasip2()
         host_files.define(self.linker)
 
-    def _key(self, wasm: bytes) -> str:
-        """What a compiled artifact of ``wasm`` for this engine is cached under."""
-        text = f"{hashlib.sha256(wasm).hexdigest()}|wasmtime-{_wasmtime_build()}|{_SETTINGS}"
+    def _key(self, sha256: str) -> str:
+        """What a compiled artifact, for this engine, of the ``.wasm`` whose SHA-256 is
+        ``sha256`` is cached under."""
+        text = f"{sha256}|wasmtime-{_wasmtime_build()}|{_SETTINGS}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def compiled_module(self, wasm: bytes, name: str) -> wasmtime.Module:
         """The core module ``wasm`` compiled for this engine, through the same cache."""
         return compiled(
-            self.cache / f"{name}-{self._key(wasm)}.cwasm",
+            self.cache / f"{name}-{self._key(hashlib.sha256(wasm).hexdigest())}.cwasm",
             lambda path: wasmtime.Module.deserialize_file(self.wasm_engine, path),
             lambda: wasmtime.Module(self.wasm_engine, wasm),
         )
