@@ -204,6 +204,17 @@ def test_a_file_longer_than_its_stat_says_is_read_to_its_end() -> None:
     assert jobattach.hash_file("/proc/self/cmdline") == expected
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /sys")
+def test_a_file_shorter_than_its_stat_says_is_hashed_as_it_reads() -> None:
+    # sysfs stats its files as a page (4096 bytes) and holds a few bytes: named without a
+    # size, a file is hashed to its end, however short that comes.
+    folder, name = "/sys/devices/system/cpu", "online"
+    with open(f"{folder}/{name}", "rb") as f:
+        content = f.read()
+    assert len(content) < os.stat(f"{folder}/{name}").st_size
+    assert jobattach.hash_files(folder, [name]) == [xxhash.xxh3_128_hexdigest(content)]
+
+
 def test_a_large_file_tells_its_progress_piece_by_piece_and_stops_when_cancelled(
     tmp_path: Path,
 ) -> None:
