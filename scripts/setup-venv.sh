@@ -3,6 +3,11 @@
 # Idempotent and quick: reinstalls only when pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# VIRTUAL mounts: libfuse3 and fusermount3 (which unmounts a mount whose server died).
+if [ "$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null; then
+  . scripts/debian.sh
+  install_missing fuse3 libfuse3-3
+fi
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 stamp=.venv/.jobattach-setup
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)

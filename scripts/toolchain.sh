@@ -5,17 +5,7 @@
 # matches rustc's LLVM, and clippy. Idempotent: does nothing when all of it is installed.
 set -euo pipefail
 
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-install_missing() {
-  local missing=()
-  for p in "$@"; do installed "$p" || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "toolchain: installing ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+. "$(dirname "$0")/debian.sh"
 
 install_missing rustc-web cargo-web rust-web-src rust-web-clippy
 llvm_major=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
