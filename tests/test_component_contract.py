@@ -59,6 +59,7 @@ def test_exports_are_exactly_the_worlds(tmp_path: Path) -> None:
         "jobattach:engine/submit@0.1.0",
         "jobattach:engine/sync@0.1.0",
         "jobattach:engine/download@0.1.0",
+        "jobattach:engine/mount@0.1.0",
     }
     # Every exported type and function, with its signature, is the one wit/ declares.
     package = "jobattach:engine@0.1.0"

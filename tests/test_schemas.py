@@ -174,3 +174,19 @@ def test_names_that_are_not_utf8_cross_by_the_one_escape(tree: Path) -> None:
     # The component reads it through read-raw, by its escaped name: the digest of its bytes.
     digest = engine.hash_items(instance_for(tree), [os.fsdecode(RAW)])
     assert digest == [xxhash.xxh3_128_hexdigest(b"raw")]
+
+
+def test_mount_listings_and_layers_match() -> None:
+    from jobattach import Manifest, ManifestEntry
+    from jobattach_host.mount_tree import MountTree
+
+    entries = [
+        ManifestEntry("a/b.txt", "0" * 32, 3, 5),
+        ManifestEntry("raw-\udcff", "1" * 32, 1, 6),
+    ]
+    tree = MountTree(Manifest.from_entries(entries).encode().decode(), 7)
+    tree.create("new", directory=False, now_us=8)
+    tree.copy_up("a/b.txt")
+    for path in ("", "a"):
+        check("mount-listing", tree._method("entries", path))
+    check("mount-layer", tree._call(tree._funcs["layer"], tree._tree))

@@ -1,7 +1,8 @@
 //! The names a download gives its own files in a destination, and how to tell them from a
 //! user's. Each is a fixed prefix and 16 lowercase hex digits of 8 random bytes the host
 //! draws: `.jobattach-staging-…` for a download's private staging folder in the root,
-//! `.jobattach-…` for a file copied onto another file system before it is renamed into place.
+//! `.jobattach-…` for a file copied onto another file system before it is renamed into place,
+//! `.jobattach-mounts-…` for a session's folder of VIRTUAL mounts (cache and layers).
 //! A manifest may hold such a name too, so a name's shape alone never makes it ours: the host
 //! checks the folder's mode and owner as well.
 
@@ -9,11 +10,13 @@ use crate::error::{Error, Result};
 
 const STAGING: &str = ".jobattach-staging-";
 const TEMPORARY: &str = ".jobattach-";
+const MOUNTS: &str = ".jobattach-mounts-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Staging,
     Temporary,
+    Mounts,
 }
 
 /// The name of `kind` made of `random` (8 bytes).
@@ -27,6 +30,7 @@ pub fn name(kind: Kind, random: &[u8]) -> Result<String> {
     let prefix = match kind {
         Kind::Staging => STAGING,
         Kind::Temporary => TEMPORARY,
+        Kind::Mounts => MOUNTS,
     };
     Ok(random.iter().fold(prefix.to_string(), |mut s, b| {
         s.push_str(&format!("{b:02x}"));
@@ -41,6 +45,8 @@ pub fn kind_of(name: &str) -> Option<Kind> {
     };
     if name.strip_prefix(STAGING).is_some_and(random) {
         Some(Kind::Staging)
+    } else if name.strip_prefix(MOUNTS).is_some_and(random) {
+        Some(Kind::Mounts)
     } else if name.strip_prefix(TEMPORARY).is_some_and(random) {
         Some(Kind::Temporary)
     } else {
@@ -64,6 +70,7 @@ mod tests {
     fn only_the_exact_shape_is_internal() {
         assert_eq!(kind_of(".jobattach-staging-0123456789abcdef"), Some(Kind::Staging));
         assert_eq!(kind_of(".jobattach-0123456789abcdef"), Some(Kind::Temporary));
+        assert_eq!(kind_of(".jobattach-mounts-0123456789abcdef"), Some(Kind::Mounts));
         for other in [
             ".jobattach-staging",
             ".jobattach-staging-0123",

@@ -17,6 +17,7 @@ pub mod json;
 pub mod manifest;
 pub mod manifest_v2025;
 pub mod mirror;
+pub mod mount;
 pub mod output_dirs;
 pub mod pathmap;
 pub mod portable;
@@ -434,6 +435,7 @@ mod bindings {
         match kind {
             crate::internal_names::Kind::Staging => download::InternalKind::Staging,
             crate::internal_names::Kind::Temporary => download::InternalKind::Temporary,
+            crate::internal_names::Kind::Mounts => download::InternalKind::Mounts,
         }
     }
 
@@ -483,12 +485,86 @@ mod bindings {
             let kind = match kind {
                 download::InternalKind::Staging => crate::internal_names::Kind::Staging,
                 download::InternalKind::Temporary => crate::internal_names::Kind::Temporary,
+                download::InternalKind::Mounts => crate::internal_names::Kind::Mounts,
             };
             Ok(crate::internal_names::name(kind, &random)?)
         }
 
         fn internal_kinds(names: Vec<String>) -> Vec<Option<download::InternalKind>> {
             names.iter().map(|n| crate::internal_names::kind_of(n).map(internal_kind)).collect()
+        }
+    }
+
+    use exports::jobattach::engine::mount;
+    use std::cell::RefCell;
+
+    /// A root's tree, behind a RefCell: a resource's methods take `&self`.
+    struct MountTree(RefCell<crate::mount::Tree>);
+
+    impl mount::Guest for Engine {
+        type Tree = MountTree;
+    }
+
+    fn fs_error(e: crate::mount::FsError) -> mount::FsError {
+        use crate::mount::FsError as E;
+        match e {
+            E::NotFound => mount::FsError::NotFound,
+            E::Exists => mount::FsError::Exists,
+            E::NotDirectory => mount::FsError::NotDirectory,
+            E::IsDirectory => mount::FsError::IsDirectory,
+            E::NotEmpty => mount::FsError::NotEmpty,
+            E::Invalid => mount::FsError::Invalid,
+        }
+    }
+
+    fn mount_node(n: crate::mount::Node) -> mount::Entry {
+        use crate::mount::Content as C;
+        let content = match n.content {
+            C::Directory => mount::Content::Directory,
+            C::Object(d) => mount::Content::Object(d),
+            C::Layer(l) => mount::Content::Layer(l),
+            C::Symlink(t) => mount::Content::Symlink(String::from_utf16_lossy(&t)),
+        };
+        mount::Entry { id: n.id, content, size: n.size, mtime_us: n.mtime_us, executable: n.executable }
+    }
+
+    impl mount::GuestTree for MountTree {
+        fn open(manifest: String, now_us: i64) -> Result<mount::Tree, types::Error> {
+            let tree = crate::mount::Tree::open(&manifest, now_us)?;
+            Ok(mount::Tree::new(MountTree(RefCell::new(tree))))
+        }
+
+        fn lookup(&self, path: String) -> Result<mount::Entry, mount::FsError> {
+            self.0.borrow().lookup(&path).map(mount_node).map_err(fs_error)
+        }
+
+        fn entries(&self, path: String) -> Result<String, mount::FsError> {
+            self.0.borrow().entries(&path).map_err(fs_error)
+        }
+
+        fn create(
+            &self,
+            path: String,
+            directory: bool,
+            now_us: i64,
+        ) -> Result<mount::Entry, mount::FsError> {
+            self.0.borrow_mut().create(&path, directory, now_us).map(mount_node).map_err(fs_error)
+        }
+
+        fn copy_up(&self, path: String) -> Result<mount::Entry, mount::FsError> {
+            self.0.borrow_mut().copy_up(&path).map(mount_node).map_err(fs_error)
+        }
+
+        fn remove(&self, path: String, directory: bool) -> Result<Option<u64>, mount::FsError> {
+            self.0.borrow_mut().remove(&path, directory).map_err(fs_error)
+        }
+
+        fn rename(&self, source: String, target: String) -> Result<Option<u64>, mount::FsError> {
+            self.0.borrow_mut().rename(&source, &target).map_err(fs_error)
+        }
+
+        fn layer(&self) -> String {
+            self.0.borrow().layer()
         }
     }
 

@@ -480,7 +480,7 @@ def map_path(rules: Sequence[PathMappingRule], path: str, separator: str) -> str
 # --- Downloads: the plan, output patterns and internal names (wit/download.wit) -------------
 
 #: The kinds of names a download gives its own files (``internal-kind``).
-InternalKind = Literal["staging", "temporary"]
+InternalKind = Literal["staging", "temporary", "mounts"]
 
 
 #: What stands at a manifest path: path, kind (``"f"`` a regular file), size, mtime in µs.
