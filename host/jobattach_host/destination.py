@@ -453,7 +453,7 @@ def _copy_file(src: Directory, name: str, dst: Directory, twin: str) -> None:
     try:
         fout = _open_at(dst, twin, _NEW_FILE, 0o666)
         try:
-            _copy_fds(fin, fout, os.fstat(fin).st_size)
+            copy_fds(fin, fout, os.fstat(fin).st_size)
         except BaseException:
             os.close(fout)
             with contextlib.suppress(OSError):
@@ -464,7 +464,8 @@ def _copy_file(src: Directory, name: str, dst: Directory, twin: str) -> None:
         os.close(fin)
 
 
-def _copy_fds(fin: int, fout: int, size: int) -> None:
+def copy_fds(fin: int, fout: int, size: int) -> None:
+    """Copies `size` bytes from the start of `fin` into `fout`, in the kernel where it can."""
     copy_range = getattr(os, "copy_file_range", None)
     done = 0
     if copy_range is not None:
