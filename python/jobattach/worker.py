@@ -16,13 +16,14 @@ import dataclasses
 import os
 import stat
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
 from jobattach_host import engine, hash_files
-from jobattach_host.choices import ConflictPolicy, check_choice
+from jobattach_host.choices import ConflictPolicy, FileSystemMode, check_choice
 from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
 from jobattach_host.engine import (
     DestinationPlan,
@@ -50,10 +51,12 @@ from jobattach_host.sync import (
 )
 from jobattach_host.upload import Content, Tally, upload_contents
 
+from . import virtual
 from .manifest import Manifest, manifest_outputs, merge_manifests
 from .progress import ProgressCallback, Reporter
 from .snapshot import create_manifest
 from .submit import S3Location
+from .virtual import MountError
 
 #: What to do with a file that exists and differs from the manifest.
 CONFLICT_POLICIES: tuple[ConflictPolicy, ...] = get_args(ConflictPolicy)
@@ -81,6 +84,9 @@ class DownloadResult:
     total_time: float = 0.0
     #: Each job root's merged manifest: for inputs, what sync_outputs compares outputs against.
     manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
+    #: ``COPIED``, or ``VIRTUAL`` when the roots are mounted instead (nothing is downloaded
+    #: then: a file is fetched on its first read); :func:`unmount` takes the mounts away.
+    file_system: FileSystemMode = "COPIED"
 
 
 def _manifests_of(attachments: object) -> list[dict[str, Any]]:
@@ -108,6 +114,9 @@ def sync_inputs(
     on_conflict: ConflictPolicy = "overwrite",
     s3: S3Config | None = None,
     progress_callback: ProgressCallback | None = None,
+    file_system: FileSystemMode | None = None,
+    fallback: bool = True,
+    cache_limit: int = virtual.DEFAULT_CACHE_LIMIT,
 ) -> DownloadResult:
     """Downloads a job's inputs (see the module's doc) and says what it did.
 
@@ -120,8 +129,23 @@ def sync_inputs(
     chain). ``progress_callback`` gets a report of the download at most ten times a second;
     returning False cancels it (:class:`Cancelled`), with nothing of the root being downloaded
     placed.
+
+    ``file_system`` (default: the attachments' ``fileSystem``) ``VIRTUAL`` mounts each root
+    where it would have been copied instead (Linux, FUSE; see :mod:`jobattach.virtual`): its
+    files listed at once and each fetched on its first read, through a cache of at most
+    ``cache_limit`` bytes in ``session_dir``; what the task writes there stays local until
+    :func:`sync_outputs` sends it. Where FUSE is not available it copies, with a warning, or
+    with ``fallback=False`` raises :class:`MountError`. The mounts stay until
+    :func:`unmount` (or the serving processes' end) takes them away.
     """
     check_choice("on_conflict", on_conflict, ConflictPolicy)
+    wanted = file_system or attachments.get("fileSystem") or "COPIED"
+    check_choice("file_system", wanted, FileSystemMode)
+    if wanted == "VIRTUAL" and (why := virtual.fuse_missing()) is not None:
+        if not fallback:
+            raise MountError(f"cannot mount the job's inputs: {why}")
+        warnings.warn(f"copying the job's inputs instead of mounting them: {why}", stacklevel=2)
+        wanted = "COPIED"
     policy = on_conflict
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
@@ -134,6 +158,10 @@ def sync_inputs(
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
             # decoding validates every path
             by_root.setdefault(props["rootPath"], []).append(Manifest.decode(data))
+    if wanted == "VIRTUAL":
+        return _mount_roots(
+            s3_location, bucket.config, roots, by_root, session_dir, cache_limit, t0
+        )
     return _download_roots(bucket, where, roots, by_root, policy, progress_callback, t0)
 
 
@@ -207,11 +235,7 @@ def _download_roots(
     """Downloads each root's merged manifest to its local directory; nothing is written before
     every root's plan stands. The component plans (what stands against the manifests, the
     conflicts, what to download once and where to put it); this reads and writes."""
-    per_root = {root: merge_manifests(ms) for root, ms in by_root.items()}
-    by_dest: dict[_Place, list[Manifest]] = {}
-    for root, m in per_root.items():  # roots mapped to one place merge there, later winning
-        by_dest.setdefault(roots[root], []).append(m)
-    merged = {dest: ms[0] if len(ms) == 1 else merge_manifests(ms) for dest, ms in by_dest.items()}
+    per_root, merged = _merged(roots, by_root)
     # Names, paths and times this system cannot hold are refused, every one named, before any
     # is read.
     check_holdable({dest.path: m.encode() for dest, m in merged.items()})
@@ -243,6 +267,63 @@ def _download_roots(
         conflicts=plan.conflicts,
         total_time=time.perf_counter() - t0,
         manifests=per_root,
+    )
+
+
+def _merged(
+    roots: dict[str, _Place], by_root: dict[str, list[Manifest]]
+) -> tuple[dict[str, Manifest], dict[_Place, Manifest]]:
+    """Each root's merged manifest, and what lands in each place: the roots mapped to one
+    place merge there, later ones winning."""
+    # One manifest stands as it is: a newer-format one (a mount serves its executables and
+    # symlinks) is merged with nothing.
+    per_root = {
+        root: ms[0] if len(ms) == 1 else merge_manifests(ms) for root, ms in by_root.items()
+    }
+    by_dest: dict[_Place, list[Manifest]] = {}
+    for root, m in per_root.items():
+        by_dest.setdefault(roots[root], []).append(m)
+    merged = {dest: ms[0] if len(ms) == 1 else merge_manifests(ms) for dest, ms in by_dest.items()}
+    return per_root, merged
+
+
+def _mount_roots(
+    s3_location: S3Location,
+    s3: S3Config,
+    roots: dict[str, _Place],
+    by_root: dict[str, list[Manifest]],
+    session_dir: str | os.PathLike[str],
+    cache_limit: int,
+    t0: float,
+) -> DownloadResult:
+    """Mounts each place's merged manifest at the folder it would have been copied to, which
+    must be empty (a mount would hide what is there)."""
+    per_root, merged = _merged(roots, by_root)
+    for dest in merged:
+        with dest.open() as folder:
+            if os.listdir(folder.fd):
+                why = "the folder holds files already: a mount would hide them"
+                raise MountError(f"cannot mount the job's inputs: {why}", path=str(dest.path))
+    virtual.mount_roots(
+        s3_location.bucket,
+        s3_location.root_prefix,
+        s3,
+        [virtual.Root(dest.path, m.encode().decode("ascii")) for dest, m in merged.items()],
+        session_dir,
+        cache_limit=cache_limit,
+    )
+    files = sum(len(m) for m in merged.values())
+    size = sum(m.total_size for m in merged.values())
+    return DownloadResult(
+        roots={root: str(dest.path) for root, dest in roots.items()},
+        total_files=files,
+        total_bytes=size,
+        processed_files=0,
+        processed_bytes=0,
+        skipped_files=0,
+        total_time=time.perf_counter() - t0,
+        manifests=per_root,
+        file_system="VIRTUAL",
     )
 
 

@@ -1,0 +1,124 @@
+"""VIRTUAL against COPIED inputs: a job of 2,000 files and about 2 GB whose task reads 1% of
+them, in the same run against the same local server (rclone serve s3).
+
+Printed for each: the seconds until the task can read its first file (the sync, then that
+read), the bytes fetched from S3 by the time the task has read its files, and the read
+throughput of the job's one large file (256 MiB): the copied file, and through the mount
+cold (fetched, verified and served), with its object cached (the kernel's pages dropped),
+and again (from the kernel's cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from jobattach import (
+    AssetReferences,
+    ManifestLocation,
+    S3Location,
+    submit_bundle_attachments,
+    sync_inputs,
+    unmount,
+)
+from jobattach_host.hash_cache import HashCache
+from jobattach_host.s3_check_cache import S3CheckCache
+from jobattach_host.storage import Bucket
+from servers import config_for, fast_dir, rclone
+
+FILES = 2000
+LARGE = 256 * 1024 * 1024
+#: The small files' size: 2,000 files of about 2 GB in all.
+SMALL = (2 * 1000**3 - LARGE) // (FILES - 1)
+
+
+def make_tree(root: Path) -> list[Path]:
+    """The job's files: random bytes, one large file among them."""
+    if not (root / "done").exists():
+        for i in range(FILES - 1):
+            path = root / f"shot{i % 20:02d}" / f"plate.{i:04d}.exr"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(SMALL))
+        (root / "cache").mkdir(exist_ok=True)
+        (root / "cache" / "sim.vdb").write_bytes(os.urandom(LARGE))
+        (root / "done").touch()
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != "done")
+
+
+def read_rate(path: Path, *, drop: bool = False) -> float:
+    """GB/s reading ``path`` whole, after asking the kernel to drop its cached pages."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if drop:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        t0 = time.perf_counter()
+        n = 0
+        while chunk := os.read(fd, 1 << 20):
+            n += len(chunk)
+        return n / (time.perf_counter() - t0) / 1e9
+    finally:
+        os.close(fd)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dir", type=Path, default=Path(".bench"))
+    args = ap.parse_args()
+    root = (args.dir / "virtual-tree").resolve()
+    files = make_tree(root)
+    rel = [p.relative_to(root) for p in files]
+    read = random.Random(15).sample([r for r in rel if r.name != "sim.vdb"], FILES // 100)
+    with fast_dir() as tmp, rclone(Path(tmp)) as url:
+        config = config_for(url)
+        Bucket("bench", config).create()
+        scratch = Path(tmp)
+        attachments = submit_bundle_attachments(
+            "us-east-1",
+            S3Location("bench", "JA"),
+            ManifestLocation("farm-bench", "queue-bench"),
+            AssetReferences([str(p) for p in files]),
+            s3=config,
+            hash_cache=HashCache(scratch / "digests.sqlite3"),
+            check_cache=S3CheckCache(scratch / "s3.sqlite3"),
+        ).attachments
+        where = S3Location("bench", "JA")
+        rows = []
+        with tempfile.TemporaryDirectory(dir=args.dir) as sessions:  # on the disk, as workers
+            for mode in ("COPIED", "VIRTUAL"):
+                session = Path(sessions) / mode
+                t0 = time.perf_counter()
+                result = sync_inputs(where, attachments, session, s3=config, file_system=mode)
+                local = Path(result.roots[str(root)])
+                (local / read[0]).read_bytes()
+                first = time.perf_counter() - t0
+                for r in read[1:]:
+                    (local / r).read_bytes()
+                if mode == "COPIED":
+                    fetched = result.processed_bytes
+                    rates = [read_rate(local / "cache" / "sim.vdb")]
+                else:
+                    (state,) = session.glob(".jobattach-mounts-*")
+                    fetched = sum(p.stat().st_size for p in (state / "objects").iterdir())
+                    big = local / "cache" / "sim.vdb"
+                    rates = [read_rate(big), read_rate(big, drop=True), read_rate(big)]
+                    unmount(session)
+                rows.append((mode, first, fetched, rates))
+    (_, c_first, c_bytes, c_rates), (_, v_first, v_bytes, v_rates) = rows
+    total = sum(p.stat().st_size for p in files)
+    print(f"{FILES} files, {total / 1e9:.2f} GB; the task reads {len(read)}")
+    print(f"{'':<30} {'COPIED':>8} {'VIRTUAL':>8} {'ratio':>8}")
+    row = "{:<30} {:8.2f} {:8.2f} {:7.2f}x"
+    print(row.format("first read after (s)", c_first, v_first, c_first / v_first))
+    print(row.format("bytes fetched (MB)", c_bytes / 1e6, v_bytes / 1e6, c_bytes / v_bytes))
+    labels = ("cold (fetched)", "object cached", "kernel cached")
+    for label, rate in zip(labels, v_rates):
+        print(row.format(f"large file GB/s, {label}", c_rates[0], rate, rate / c_rates[0]))
+    print("ratio: COPIED / VIRTUAL for seconds and bytes, VIRTUAL / COPIED for GB/s")
+
+
+if __name__ == "__main__":
+    main()
