@@ -16,10 +16,13 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from jobattach import (
     AssetReferences,
+    FileSystemMode,
     ManifestLocation,
+    S3Config,
     S3Location,
     submit_bundle_attachments,
     sync_inputs,
@@ -64,6 +67,31 @@ def read_rate(path: Path, *, drop: bool = False) -> float:
         os.close(fd)
 
 
+def run(
+    where: S3Location,
+    attachments: dict[str, Any],
+    session: Path,
+    config: S3Config,
+    mode: FileSystemMode,
+    root: Path,
+    read: list[Path],
+) -> tuple[float, int, list[float]]:
+    """One side: seconds to the task's first read, bytes fetched, large-file GB/s."""
+    t0 = time.perf_counter()
+    result = sync_inputs(where, attachments, session, s3=config, file_system=mode)
+    local = Path(result.roots[str(root)])
+    (local / read[0]).read_bytes()
+    first = time.perf_counter() - t0
+    for r in read[1:]:
+        (local / r).read_bytes()
+    big = local / "cache" / "sim.vdb"
+    if mode == "COPIED":
+        return first, result.processed_bytes, [read_rate(big)]
+    (state,) = session.glob(".jobattach-mounts-*")
+    fetched = sum(p.stat().st_size for p in (state / "objects").iterdir())
+    return first, fetched, [read_rate(big), read_rate(big, drop=True), read_rate(big)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dir", type=Path, default=Path(".bench"))
@@ -71,7 +99,7 @@ def main() -> None:
     root = (args.dir / "virtual-tree").resolve()
     files = make_tree(root)
     rel = [p.relative_to(root) for p in files]
-    read = random.Random(15).sample([r for r in rel if r.name != "sim.vdb"], FILES // 100)
+    read = random.Random(15).sample([r for r in rel if r.name != "sim.vdb"], max(1, FILES // 100))
     with fast_dir() as tmp, rclone(Path(tmp)) as url:
         config = config_for(url)
         Bucket("bench", config).create()
@@ -90,24 +118,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.dir) as sessions:  # on the disk, as workers
             for mode in ("COPIED", "VIRTUAL"):
                 session = Path(sessions) / mode
-                t0 = time.perf_counter()
-                result = sync_inputs(where, attachments, session, s3=config, file_system=mode)
-                local = Path(result.roots[str(root)])
-                (local / read[0]).read_bytes()
-                first = time.perf_counter() - t0
-                for r in read[1:]:
-                    (local / r).read_bytes()
-                if mode == "COPIED":
-                    fetched = result.processed_bytes
-                    rates = [read_rate(local / "cache" / "sim.vdb")]
-                else:
-                    (state,) = session.glob(".jobattach-mounts-*")
-                    fetched = sum(p.stat().st_size for p in (state / "objects").iterdir())
-                    big = local / "cache" / "sim.vdb"
-                    rates = [read_rate(big), read_rate(big, drop=True), read_rate(big)]
+                try:
+                    rows.append(run(where, attachments, session, config, mode, root, read))
+                finally:
                     unmount(session)
-                rows.append((mode, first, fetched, rates))
-    (_, c_first, c_bytes, c_rates), (_, v_first, v_bytes, v_rates) = rows
+    (c_first, c_bytes, c_rates), (v_first, v_bytes, v_rates) = rows
     total = sum(p.stat().st_size for p in files)
     print(f"{FILES} files, {total / 1e9:.2f} GB; the task reads {len(read)}")
     print(f"{'':<30} {'COPIED':>8} {'VIRTUAL':>8} {'ratio':>8}")

@@ -471,3 +471,84 @@ def test_a_newer_format_manifest_serves_executables_and_symlinks(
     assert os.readlink(local / "render") == "bin/render.sh"
     assert (local / "render").read_bytes() == b"#!/bin/sh\necho hi\n"
     assert subprocess.run([str(local / "bin" / "render.sh")], capture_output=True).stdout == b"hi\n"
+
+
+def test_names_that_are_not_utf8_are_served_as_their_bytes(
+    aws_env: S3Config, tmp_path: Path, session: Path
+) -> None:
+    vector = VECTORS / "invalid-utf8"
+    root = tmp_path / "raw"
+    subprocess.run([sys.executable, str(vector / "gen_tree.py"), str(root)], check=True)
+    manifest = Manifest.decode((vector / "manifest.json").read_bytes())
+    bucket = Bucket(f"virtual-{abs(hash('raw')) % 10**8}", aws_env)
+    bucket.create()
+    for e in manifest.entries:
+        assert e.hash is not None
+        bucket.put_bytes(DATA.data_key(e.hash), (root / e.path).read_bytes())
+    bucket.put_bytes("JA/Manifests/raw_input", manifest.encode())
+    attachments = {
+        "manifests": [
+            {
+                "rootPath": str(root),
+                "rootPathFormat": "posix",
+                "inputManifestPath": "raw_input",
+                "inputManifestHash": manifest.hash(),
+            }
+        ],
+        "fileSystem": "VIRTUAL",
+    }
+    result = sync_inputs(S3Location(bucket.name, "JA"), attachments, session, s3=aws_env)
+    local = os.fsencode(result.roots[str(root)])
+    for e in manifest.entries:
+        raw = os.fsencode(e.path)  # a lone surrogate \udcXX is the byte XX
+        with open(os.path.join(local, raw), "rb") as f:
+            assert f.read() == (root / e.path).read_bytes()
+    names = {os.fsencode(e.path).split(b"/")[0] for e in manifest.entries}
+    assert names <= set(os.listdir(local))
+
+
+def test_the_roots_of_a_session_share_one_cache(
+    aws_env: S3Config, tmp_path: Path, session: Path, s3_proxy: Any
+) -> None:
+    bucket = Bucket(f"virtual-{abs(hash('two-roots')) % 10**8}", aws_env)
+    bucket.create()
+    same = os.urandom(100_000)
+    manifests = []
+    for name in ("shots", "assets"):  # two uploads: two roots of one job
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "plate.exr").write_bytes(same)
+        inputs = [str(tmp_path / name / "plate.exr")]
+        up = official_upload(bucket.name, "JA", inputs, tmp_path / name, "farm-1", "queue-1")
+        manifests += up.to_dict()["manifests"]
+    doc = {"manifests": manifests, "fileSystem": "VIRTUAL"}
+    assert len(doc["manifests"]) == 2
+    rec = Recorder()
+    result = sync_inputs(S3Location(bucket.name, "JA"), doc, session, s3=_through(s3_proxy(rec)))
+    assert len(mounts_below(session)) == 2
+    read = [
+        threading.Thread(target=lambda p=Path(p): (p / "plate.exr").read_bytes())
+        for p in result.roots.values()
+    ]
+    for t in read:
+        t.start()
+    for t in read:
+        t.join()
+    for local in result.roots.values():
+        assert (Path(local) / "plate.exr").read_bytes() == same
+    assert len(_data_gets(rec)) == 1  # two mounts, one object, fetched once
+
+
+def test_a_name_planted_in_the_layer_is_never_written_through(
+    aws_env: S3Config, tmp_path: Path, session: Path
+) -> None:
+    job = _job(aws_env, tmp_path, "planted", {"a.txt": b"a"})
+    local = _mounted(job, session, aws_env)
+    (state,) = session.glob(".jobattach-mounts-*")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    os.symlink(victim, state / "layer-0" / "1")  # the number the first new file takes
+    with pytest.raises(FileExistsError):
+        (local / "new.txt").write_bytes(b"overwritten?")
+    assert victim.read_bytes() == b"keep me"
+    (local / "other.txt").write_bytes(b"next number")  # the mount goes on working
+    assert (local / "other.txt").read_bytes() == b"next number"

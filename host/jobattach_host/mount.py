@@ -197,6 +197,7 @@ class RootFS:
         try:
             return self.cache.open(str(node.ref), node.size)
         except AttachmentError as e:  # missing, or not the manifest's content: never served
+            print(f"jobattach mount: {e}", file=sys.stderr, flush=True)  # the mount's log
             raise OSError(errno.EIO, str(e)) from e
 
     def _open_layer(self, node: Node, flags: int) -> int:
@@ -425,6 +426,10 @@ def serve(spec: Serving) -> None:
         "default_permissions": True,  # the kernel checks the modes the tree reports
         "auto_unmount": True,  # fusermount3 unmounts if this process dies
         "use_ino": True,
+        # Every change comes through this mount, which the kernel sees: its cached names and
+        # attributes stay right, and asking again each second costs a call into Python each.
+        "entry_timeout": 60.0,
+        "attr_timeout": 60.0,
     }
     if spec.allow_other:
         options["allow_other"] = True  # the job's user reads what the worker mounted

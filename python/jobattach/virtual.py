@@ -74,7 +74,8 @@ def mount_roots(
     """Mounts every root, each served by a background process, and returns once all are
     mounted; the folder of their cache and layers is returned. On any failure the roots
     already mounted are unmounted and ``MountError`` says what failed."""
-    state = _state_folder(Path(session_dir))
+    # Absolute: libfuse takes the serving process to / as it mounts.
+    state = _state_folder(Path(os.path.abspath(session_dir)))
     (state / "objects").mkdir(mode=0o700)
     started: list[tuple[Root, subprocess.Popen[bytes], Path]] = []
     try:
@@ -82,7 +83,7 @@ def mount_roots(
             layer = state / f"layer-{i}"
             layer.mkdir(mode=0o700)
             spec = Serving(
-                mountpoint=str(root.mountpoint),
+                mountpoint=os.path.abspath(root.mountpoint),
                 manifest=root.manifest,
                 cache=str(state / "objects"),
                 cache_limit=cache_limit,
