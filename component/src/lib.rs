@@ -525,7 +525,13 @@ mod bindings {
             C::Layer(l) => mount::Content::Layer(l),
             C::Symlink(t) => mount::Content::Symlink(String::from_utf16_lossy(&t)),
         };
-        mount::Entry { id: n.id, content, size: n.size, mtime_us: n.mtime_us, executable: n.executable }
+        mount::Entry {
+            id: n.id,
+            content,
+            size: n.size,
+            mtime_us: n.mtime_us,
+            executable: n.executable,
+        }
     }
 
     impl mount::GuestTree for MountTree {

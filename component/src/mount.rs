@@ -101,10 +101,13 @@ impl Tree {
             let (size, mtime) = (f.size.unwrap_or(0), f.mtime.unwrap_or(now_us));
             let content = match &f.content {
                 v2025::Content::Hash(h) => Content::Object(h.clone()),
-                v2025::Content::Symlink(target) => Content::Symlink(relative_target(&f.path, target)),
+                v2025::Content::Symlink(target) => {
+                    Content::Symlink(relative_target(&f.path, target))
+                }
                 v2025::Content::Chunks(_) => {
                     let path = String::from_utf16_lossy(&f.path);
-                    let why = "a file split into chunks cannot be mounted yet; copy the job instead";
+                    let why =
+                        "a file split into chunks cannot be mounted yet; copy the job instead";
                     return Err(Error::invalid(why).at(&path));
                 }
                 v2025::Content::Deleted => continue,
@@ -118,7 +121,8 @@ impl Tree {
     fn insert(&mut self, path: &[u16], slot: Slot, now_us: i64) -> Result<()> {
         let mut at = ROOT;
         let segments: Vec<&[u16]> = path.split(|&u| u == SLASH).collect();
-        let clash = || Error::invalid("is a file and also a folder").at(&String::from_utf16_lossy(path));
+        let clash =
+            || Error::invalid("is a file and also a folder").at(&String::from_utf16_lossy(path));
         for name in &segments[..segments.len() - 1] {
             at = match self.slot(at).children.get(*name) {
                 Some(&id) if self.slot(id).content == Content::Directory => id,
@@ -202,7 +206,7 @@ impl Tree {
             return Err(FsError::NotDirectory);
         }
         let mut names: Vec<(&Vec<u16>, u64)> = dir.children.iter().map(|(n, &i)| (n, i)).collect();
-        names.sort_by(|a, b| code_points(a.0).cmp(&code_points(b.0)));
+        names.sort_by_cached_key(|(name, _)| code_points(name));
         let mut out = String::from("[");
         for (i, (name, id)) in names.into_iter().enumerate() {
             if i > 0 {
@@ -457,7 +461,10 @@ mod tests {
             .unwrap();
         let listing = t.entries(&q("")).unwrap();
         let at = |s: &str| listing.find(s).unwrap();
-        assert!(at("b\\udcff") < at("\\uff5e") && at("\\uff5e") < at("\\ud83d\\ude00"), "{listing}");
+        assert!(
+            at("b\\udcff") < at("\\uff5e") && at("\\uff5e") < at("\\ud83d\\ude00"),
+            "{listing}"
+        );
         assert!(t.lookup(r#""b\udcff""#).is_ok());
     }
 
