@@ -139,6 +139,7 @@ def sync_inputs(
     :func:`unmount` (or the serving processes' end) takes them away.
     """
     check_choice("on_conflict", on_conflict, ConflictPolicy)
+    manifests = _manifests_of(attachments)  # the attachments' shape checked first
     wanted = file_system or attachments.get("fileSystem") or "COPIED"
     check_choice("file_system", wanted, FileSystemMode)
     if wanted == "VIRTUAL" and (why := virtual.fuse_missing()) is not None:
@@ -152,7 +153,7 @@ def sync_inputs(
     where = layout(s3_location.root_prefix)
     roots: dict[str, _Place] = {}
     by_root: dict[str, list[Manifest]] = {}
-    for props in _manifests_of(attachments):
+    for props in manifests:
         roots[props["rootPath"]] = _destination(props, session_dir, path_mapping_rules)
         if props.get("inputManifestPath"):
             data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
