@@ -179,6 +179,19 @@ def s3_proxy(s3_endpoint: str) -> Iterator[Callable[..., S3Proxy]]:
         p.server.server_close()
 
 
+def through(proxy: S3Proxy, **settings: Any) -> S3Config:
+    """The local server's S3 configuration, by way of ``proxy``."""
+    from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
+
+    return S3Config(
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        region=REGION,
+        endpoint_url=proxy.url,
+        **settings,
+    )
+
+
 class OnlyBoto3:
     """Refuses the direct path's requests (403), as a server would what it cannot authorize,
     and counts them."""

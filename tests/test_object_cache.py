@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import xxhash
 
-from conftest import REGION, Recorder, python_json
+from conftest import Recorder, python_json, through
 from jobattach import S3Config, StorageError
 from jobattach_host.engine import layout
 from jobattach_host.object_cache import ObjectCache
@@ -80,14 +80,7 @@ def test_threads_asking_for_one_object_share_one_fetch(
     data = os.urandom(200_000)
     digest = _put(bucket, data)
     rec = Recorder()
-    from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-
-    proxied = S3Config(
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        region=REGION,
-        endpoint_url=s3_proxy(rec).url,
-    )
+    proxied = through(s3_proxy(rec))
     cache = _cache(Bucket(bucket.name, proxied), tmp_path / "objects")
     got: list[bytes] = []
     threads = [
@@ -179,16 +172,9 @@ def test_a_large_object_is_fetched_by_ranges_and_verified(
     data = os.urandom(24 * 1024 * 1024)
     digest = _put(bucket, data)
     rec = Recorder()
-    from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-
-    proxied = S3Config(
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        region=REGION,
-        endpoint_url=s3_proxy(rec).url,
-        options=ClientOptions(
-            multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024
-        ),
+    mib8 = 8 * 1024 * 1024
+    proxied = through(
+        s3_proxy(rec), options=ClientOptions(multipart_threshold=mib8, multipart_chunksize=mib8)
     )
     cache = _cache(Bucket(bucket.name, proxied), tmp_path / "objects")
     assert _read(cache.open(digest, len(data))) == data

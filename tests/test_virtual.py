@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import REGION, VECTORS, Recorder, S3Proxy, official_upload
+from conftest import REGION, VECTORS, Recorder, official_upload, through
 from jobattach import (
     Manifest,
     MountError,
@@ -64,6 +64,24 @@ def _job(aws: S3Config, tmp_path: Path, name: str, files: dict[str, bytes]) -> d
     return {"bucket": bucket, "root": root, "attachments": doc, "files": files}
 
 
+def _as_job(aws: S3Config, root: Path, manifest: Manifest, name: str) -> dict[str, Any]:
+    """``root``'s files and ``manifest`` put in a bucket as a VIRTUAL job's input: for
+    manifests the official tools do not write (the newer format, names not UTF-8)."""
+    bucket = Bucket(f"virtual-{abs(hash(name)) % 10**8}", aws)
+    bucket.create()
+    for e in manifest.entries:
+        if e.hash:
+            bucket.put_bytes(DATA.data_key(e.hash), (root / e.path).read_bytes())
+    bucket.put_bytes(f"JA/Manifests/{name}_input", manifest.encode())
+    entry = {
+        "rootPath": str(root),
+        "rootPathFormat": "posix",
+        "inputManifestPath": f"{name}_input",
+        "inputManifestHash": manifest.hash(),
+    }
+    return {"bucket": bucket, "attachments": {"manifests": [entry], "fileSystem": "VIRTUAL"}}
+
+
 def _many(n: int, size: int = 3000) -> dict[str, bytes]:
     return {f"dir{i % 7}/file{i:03d}.bin": os.urandom(size) + bytes([i % 256]) for i in range(n)}
 
@@ -84,17 +102,6 @@ def _data_gets(rec: Recorder) -> list[str]:
         for m, p, _, _ in rec.seen
         if m == "GET" and "/Data/" in p
     ]
-
-
-def _through(proxy: S3Proxy) -> S3Config:
-    from jobattach.local_s3 import ACCESS_KEY, SECRET_KEY
-
-    return S3Config(
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        region=REGION,
-        endpoint_url=proxy.url,
-    )
 
 
 def test_a_mounted_root_lists_and_reads_as_the_manifest_says(
@@ -134,7 +141,7 @@ def test_only_the_files_read_are_fetched(
     files = _many(200)
     job = _job(aws_env, tmp_path, "only-read", files)
     rec = Recorder()
-    local = _mounted(job, session, _through(s3_proxy(rec)))
+    local = _mounted(job, session, through(s3_proxy(rec)))
     listed = [p for p in local.rglob("*") if p.is_file()]
     assert len(listed) == 200
     assert all(p.stat().st_size == 3001 for p in listed)
@@ -447,24 +454,9 @@ def test_a_newer_format_manifest_serves_executables_and_symlinks(
     (root / "notes.txt").write_bytes(b"notes")
     os.symlink("bin/render.sh", root / "render")
     manifest = create_manifest(root, format=V2025_SNAPSHOT, cache=False).manifest
-    bucket = Bucket(f"virtual-{abs(hash('newer')) % 10**8}", aws_env)
-    bucket.create()
-    for e in manifest.entries:
-        if e.hash:
-            bucket.put_bytes(DATA.data_key(e.hash), (root / e.path).read_bytes())
-    bucket.put_bytes("JA/Manifests/tools_input", manifest.encode())
-    attachments = {
-        "manifests": [
-            {
-                "rootPath": str(root),
-                "rootPathFormat": "posix",
-                "inputManifestPath": "tools_input",
-                "inputManifestHash": manifest.hash(),
-            }
-        ],
-        "fileSystem": "VIRTUAL",
-    }
-    result = sync_inputs(S3Location(bucket.name, "JA"), attachments, session, s3=aws_env)
+    job = _as_job(aws_env, root, manifest, "newer")
+    where = S3Location(job["bucket"].name, "JA")
+    result = sync_inputs(where, job["attachments"], session, s3=aws_env)
     local = Path(result.roots[str(root)])
     assert (local / "bin" / "render.sh").stat().st_mode & 0o777 == 0o755
     assert (local / "notes.txt").stat().st_mode & 0o777 == 0o644
@@ -480,24 +472,9 @@ def test_names_that_are_not_utf8_are_served_as_their_bytes(
     root = tmp_path / "raw"
     subprocess.run([sys.executable, str(vector / "gen_tree.py"), str(root)], check=True)
     manifest = Manifest.decode((vector / "manifest.json").read_bytes())
-    bucket = Bucket(f"virtual-{abs(hash('raw')) % 10**8}", aws_env)
-    bucket.create()
-    for e in manifest.entries:
-        assert e.hash is not None
-        bucket.put_bytes(DATA.data_key(e.hash), (root / e.path).read_bytes())
-    bucket.put_bytes("JA/Manifests/raw_input", manifest.encode())
-    attachments = {
-        "manifests": [
-            {
-                "rootPath": str(root),
-                "rootPathFormat": "posix",
-                "inputManifestPath": "raw_input",
-                "inputManifestHash": manifest.hash(),
-            }
-        ],
-        "fileSystem": "VIRTUAL",
-    }
-    result = sync_inputs(S3Location(bucket.name, "JA"), attachments, session, s3=aws_env)
+    job = _as_job(aws_env, root, manifest, "raw")
+    where = S3Location(job["bucket"].name, "JA")
+    result = sync_inputs(where, job["attachments"], session, s3=aws_env)
     local = os.fsencode(result.roots[str(root)])
     for e in manifest.entries:
         raw = os.fsencode(e.path)  # a lone surrogate \udcXX is the byte XX
@@ -523,7 +500,7 @@ def test_the_roots_of_a_session_share_one_cache(
     doc = {"manifests": manifests, "fileSystem": "VIRTUAL"}
     assert len(doc["manifests"]) == 2
     rec = Recorder()
-    result = sync_inputs(S3Location(bucket.name, "JA"), doc, session, s3=_through(s3_proxy(rec)))
+    result = sync_inputs(S3Location(bucket.name, "JA"), doc, session, s3=through(s3_proxy(rec)))
     assert len(mounts_below(session)) == 2
     read = [
         threading.Thread(target=lambda p=Path(p): (p / "plate.exr").read_bytes())
@@ -538,7 +515,7 @@ def test_the_roots_of_a_session_share_one_cache(
     assert len(_data_gets(rec)) == 1  # two mounts, one object, fetched once
 
 
-def test_a_name_planted_in_the_layer_is_never_written_through(
+def test_a_name_planted_in_the_layer_is_never_writtenthrough(
     aws_env: S3Config, tmp_path: Path, session: Path
 ) -> None:
     job = _job(aws_env, tmp_path, "planted", {"a.txt": b"a"})
