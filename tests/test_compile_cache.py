@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +67,48 @@ def test_a_missing_component_says_how_to_build_it(tmp_path: Path) -> None:
 def test_no_temporary_files_are_left_behind(tmp_path: Path) -> None:
     Engine(cache=tmp_path)
     assert [p.suffix for p in tmp_path.iterdir()] == [".cwasm"]
+
+
+def _cache_of(env: dict[str, str], cwd: Path) -> Any:
+    script = """
+import json
+from jobattach_host import default_engine
+print(json.dumps(str(default_engine().cache_path)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("home", ["", "/"])
+def test_no_home_never_means_writing_to_the_root_and_the_engine_is_compiled_once(
+    tmp_path: Path, home: str
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("JOBATTACH_CACHE_DIR", "XDG_CACHE_HOME")
+    }
+    env.update(HOME=home, TMPDIR=str(temp))
+    first = Path(_cache_of(env, tmp_path))
+    assert first.parent == temp / f"jobattach-{os.getuid()}"
+    assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
+    stamp = first.stat().st_mtime_ns
+    assert Path(_cache_of(env, tmp_path)) == first
+    assert first.stat().st_mtime_ns == stamp  # the second process loaded it: no compile
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_an_unwritable_cache_folder_falls_back_to_a_private_temporary_one(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if k != "JOBATTACH_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "a-file" / "cache"), TMPDIR=str(temp))
+    assert Path(_cache_of(env, tmp_path)).parent == temp / f"jobattach-{os.getuid()}"
+    # Another user's (or a loosened) folder there is never used: a compiled artifact runs.
+    (temp / f"jobattach-{os.getuid()}").chmod(0o777)
+    elsewhere = Path(_cache_of(env, tmp_path)).parent
+    assert elsewhere.parent == temp
+    assert elsewhere.name != f"jobattach-{os.getuid()}"

@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 #: The component shipped inside this package (built by ``just build``).
@@ -20,12 +22,38 @@ WASM_PATH = Path(__file__).with_name("jobattach.wasm")
 
 
 def cache_dir() -> Path:
-    """Where compiled components are kept: ``$JOBATTACH_CACHE_DIR``, else the user cache dir."""
+    """Where compiled components and the caches are kept: ``$JOBATTACH_CACHE_DIR``; else the
+    user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``, when it is an absolute path
+    other than ``/`` and can be written); else a private folder of this user's in the
+    temporary directory, so that a process whose home cannot be written (inside a host
+    application, say) still compiles the engine once, not each time."""
     env = os.environ.get("JOBATTACH_CACHE_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jobattach"
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    if os.path.isabs(base) and base != os.path.join(os.sep, ".cache"):  # HOME="" means "/"
+        user = Path(base) / "jobattach"
+        with contextlib.suppress(OSError):
+            user.mkdir(parents=True, exist_ok=True)
+            if os.access(user, os.W_OK | os.X_OK):
+                return user
+    return _private_temp()
+
+
+def _private_temp() -> Path:
+    """``jobattach-<uid>`` in the temporary directory, made mode 0700; where another user
+    could have made or changed it (a compiled artifact there would be run), a new private
+    folder instead."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"jobattach-{uid if uid is not None else 'user'}"
+    with contextlib.suppress(OSError):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+        ours = uid is None or (st.st_uid == uid and not st.st_mode & 0o077)
+        if stat.S_ISDIR(st.st_mode) and ours:
+            return folder
+    return Path(tempfile.mkdtemp(prefix="jobattach-"))
 
 
 def wasmtime_version() -> str:
