@@ -78,6 +78,7 @@ def mount_roots(
     state = _state_folder(Path(os.path.abspath(session_dir)))
     (state / "objects").mkdir(mode=0o700)
     started: list[tuple[Root, subprocess.Popen[bytes], Path]] = []
+    allow_other = _may_allow_other()  # read once, for every root
     try:
         for i, root in enumerate(roots):
             layer = state / f"layer-{i}"
@@ -91,7 +92,7 @@ def mount_roots(
                 bucket=bucket,
                 root_prefix=root_prefix,
                 s3=s3,
-                allow_other=_may_allow_other(),
+                allow_other=allow_other,
             )
             log = state / f"mount-{i}.log"
             started.append((root, _start(spec, log), log))
