@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::error::Result;
+use crate::glob::Filter;
 use crate::json;
 use crate::manifest::{Entry, Manifest};
 use crate::snapshot::Plan;
@@ -126,6 +127,11 @@ pub fn outputs(inputs: &Manifest, current: &Manifest) -> Result<Manifest> {
         .cloned()
         .collect();
     Manifest::new(changed)
+}
+
+/// The entries of `m` that `filter` keeps (a download's `--include` and `--exclude`).
+pub fn select(m: &Manifest, filter: &Filter) -> Result<Manifest> {
+    Manifest::new(m.entries().iter().filter(|e| filter.keeps(&e.path)).cloned().collect())
 }
 
 /// Same content by size and hash.

@@ -4,7 +4,8 @@
 //! A file stands as the manifest has it when it is a regular file of the manifest's size and
 //! mtime (microseconds) whose digest is the manifest's; a symlink, even to the right content,
 //! is not the input. Missing files are downloaded; files that differ are conflicts, which the
-//! policy overwrites, skips or refuses. Each distinct content of a destination is downloaded
+//! policy overwrites, skips, refuses, or keeps while putting the manifest's content beside
+//! them under a copy's name. Each distinct content of a destination is downloaded
 //! once and put at every path that has it, in path order, the last place taking the staged
 //! file itself and the others a copy.
 
@@ -14,6 +15,7 @@ use std::fmt::Write;
 use crate::error::{Error, Result};
 use crate::json::{self, Value};
 use crate::manifest::{Entry, Manifest};
+use crate::portable;
 
 /// What to do with a local file that exists and differs from the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub enum Policy {
     Overwrite,
     Skip,
     Error,
+    /// Keep the local file and put the manifest's content beside it ([`copy_name`]).
+    CreateCopy,
 }
 
 /// What the host found at a manifest's path: whether it is a regular file, its size, its
@@ -115,6 +119,9 @@ pub struct Place<'a> {
     pub digest: &'a str,
     pub mtime_us: i64,
     pub copy: bool,
+    /// A file that differs stands at `path` and is kept: the content goes to the first free
+    /// [`copy_name`] instead.
+    pub beside: bool,
 }
 
 /// One destination's part of the plan.
@@ -169,7 +176,11 @@ pub fn plan_or_hash(dests: &[Destination], policy: Policy) -> Result<Outcome<'_>
 /// file of the first destination that has any, when files differ under [`Policy::Error`].
 pub fn plan(dests: &[Destination], policy: Policy) -> Result<Plan<'_>> {
     let mut out = Plan {
-        outcome: if policy == Policy::Overwrite { "overwritten" } else { "skipped" },
+        outcome: match policy {
+            Policy::Overwrite => "overwritten",
+            Policy::CreateCopy => "copied",
+            Policy::Skip | Policy::Error => "skipped",
+        },
         ..Plan::default()
     };
     for d in dests {
@@ -212,19 +223,21 @@ pub fn plan(dests: &[Destination], policy: Policy) -> Result<Plan<'_>> {
             )));
         }
         out.conflicts.extend(shown);
-        let mut todo = missing;
-        if policy == Policy::Overwrite {
-            todo.extend(differing);
+        let mut todo: Vec<(&Entry, bool)> = missing.into_iter().map(|e| (e, false)).collect();
+        match policy {
+            Policy::Overwrite => todo.extend(differing.into_iter().map(|e| (e, false))),
+            Policy::CreateCopy => todo.extend(differing.into_iter().map(|e| (e, true))),
+            Policy::Skip | Policy::Error => {}
         }
         out.destinations.push(destination_plan(&todo, &mut out.totals));
     }
     Ok(out)
 }
 
-fn destination_plan<'a>(todo: &[&'a Entry], totals: &mut Totals) -> DestinationPlan<'a> {
+fn destination_plan<'a>(todo: &[(&'a Entry, bool)], totals: &mut Totals) -> DestinationPlan<'a> {
     let mut plan = DestinationPlan::default();
     let mut left: HashMap<&str, usize> = HashMap::new();
-    for e in todo {
+    for (e, _) in todo {
         let n = left.entry(e.hash.as_str()).or_insert(0);
         if *n == 0 {
             plan.contents.push((&e.hash, e.size));
@@ -236,14 +249,67 @@ fn destination_plan<'a>(todo: &[&'a Entry], totals: &mut Totals) -> DestinationP
         totals.downloaded_bytes += e.size;
     }
     let mut sorted = todo.to_vec();
-    sorted.sort_by_cached_key(|e| code_points(&e.path));
-    for e in sorted {
+    sorted.sort_by_cached_key(|(e, _)| code_points(&e.path));
+    for (e, beside) in sorted {
         let n = left.get_mut(e.hash.as_str()).expect("counted above");
         *n -= 1;
-        plan.places.push(Place { path: &e.path, digest: &e.hash, mtime_us: e.mtime, copy: *n > 0 });
+        plan.places.push(Place {
+            path: &e.path,
+            digest: &e.hash,
+            mtime_us: e.mtime,
+            copy: *n > 0,
+            beside,
+        });
     }
     plan
 }
+
+/// The `n`th name (from 1) for the copy of `path` a download keeps beside a file that
+/// differs, as the official downloader names it: `stem (n)suffix`, the suffix being the name
+/// from its last `.` unless that begins or ends the name (Python's `PurePath.suffix`:
+/// `a.tar (1).gz`, `.bashrc (1)`). The stem, then the suffix, is shortened a character at a
+/// time from its end until the name fits the destination's name limit and the path its path
+/// limit; refused when even ` (n)` alone does not fit.
+pub fn copy_name(dest: &portable::Destination, path: &[u16], n: u32) -> Result<Vec<u16>> {
+    let leaf_at = path.iter().rposition(|&u| u == SLASH).map_or(0, |i| i + 1);
+    let (folder, leaf) = path.split_at(leaf_at);
+    let dot = leaf.iter().rposition(|&u| u == DOT).filter(|&i| i > 0 && i + 1 < leaf.len());
+    let (stem, suffix) = leaf.split_at(dot.unwrap_or(leaf.len()));
+    let (mut stem, mut suffix) = (chars(stem), chars(suffix));
+    let number: Vec<u16> = format!(" ({n})").encode_utf16().collect();
+    loop {
+        let name: Vec<u16> =
+            stem.iter().flatten().chain(&number).chain(suffix.iter().flatten()).copied().collect();
+        let whole = [folder, &name].concat();
+        if crate::portable::fits(dest, &whole) {
+            return Ok(whole);
+        }
+        if stem.pop().is_none() && suffix.pop().is_none() {
+            return Err(Error::invalid(format!(
+                "no name for a copy of {:?} fits the destination",
+                String::from_utf16_lossy(path)
+            )));
+        }
+    }
+}
+
+/// `units` as its characters' units (a lone surrogate alone), so that shortening never
+/// splits a pair.
+fn chars(units: &[u16]) -> Vec<Vec<u16>> {
+    let mut out: Vec<Vec<u16>> = Vec::new();
+    let mut i = 0;
+    while i < units.len() {
+        let pair = (0xd800..0xdc00).contains(&units[i])
+            && units.get(i + 1).is_some_and(|u| (0xdc00..0xe000).contains(u));
+        let width = if pair { 2 } else { 1 };
+        out.push(units[i..i + width].to_vec());
+        i += width;
+    }
+    out
+}
+
+const SLASH: u16 = b'/' as u16;
+const DOT: u16 = b'.' as u16;
 
 /// A path's order as people's tools sort names: by code point (a lone surrogate by its own
 /// value), not by UTF-16 unit as manifests sort them.
@@ -279,7 +345,7 @@ impl Plan<'_> {
             for (j, p) in d.places.iter().enumerate() {
                 out.push_str(if j > 0 { ",[" } else { "[" });
                 json::write_string(&mut out, p.path);
-                let _ = write!(out, ",\"{}\",{},{}]", p.digest, p.mtime_us, p.copy);
+                let _ = write!(out, ",\"{}\",{},{},{}]", p.digest, p.mtime_us, p.copy, p.beside);
             }
             out.push_str("]}");
         }
@@ -374,6 +440,60 @@ mod tests {
     }
 
     #[test]
+    fn create_copy_keeps_what_differs_and_puts_the_content_beside_it() {
+        let d = [dest(sample(), FOUND, &[A, B])];
+        let p = plan(&d, Policy::CreateCopy).unwrap();
+        assert_eq!(p.outcome, "copied");
+        assert_eq!(p.conflicts.len(), 3);
+        let places: Vec<_> = p.destinations[0]
+            .places
+            .iter()
+            .map(|p| (String::from_utf16_lossy(p.path), p.beside))
+            .collect();
+        let want = [("bigger", true), ("edited", true), ("link", true), ("missing", false)];
+        assert_eq!(places, want.map(|(p, b)| (p.to_string(), b)));
+        assert_eq!(p.totals.downloaded_files, 4);
+    }
+
+    fn copy(path: &str, n: u32, dest: &portable::Destination) -> String {
+        let units: Vec<u16> = path.encode_utf16().collect();
+        String::from_utf16(&copy_name(dest, &units, n).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn copies_are_named_as_the_official_downloader_names_them() {
+        let linux = portable::Destination::usual(portable::Platform::Linux);
+        assert_eq!(copy("a/b/shot.exr", 1, &linux), "a/b/shot (1).exr");
+        assert_eq!(copy("scene.tar.gz", 2, &linux), "scene.tar (2).gz");
+        assert_eq!(copy(".bashrc", 1, &linux), ".bashrc (1)");
+        assert_eq!(copy("trailing.", 1, &linux), "trailing. (1)");
+        assert_eq!(copy("noext", 12, &linux), "noext (12)");
+    }
+
+    #[test]
+    fn a_copys_name_is_shortened_to_fit_the_limits() {
+        let linux = portable::Destination::usual(portable::Platform::Linux);
+        let long = format!("{}.exr", "é".repeat(125)); // 254 bytes
+        let got = copy(&long, 1, &linux);
+        assert!(got.len() <= 255, "{} bytes", got.len());
+        assert!(got.ends_with("é (1).exr"));
+        let windows = portable::Destination::given(
+            portable::Platform::Windows,
+            240,
+            None,
+            None,
+            false,
+            false,
+        );
+        let got = copy("folder/a-long-name.exr", 3, &windows);
+        assert_eq!(got, "folder/a-l (3).exr"); // 240, a separator and 18: under MAX_PATH
+        let tight =
+            portable::Destination::given(portable::Platform::Linux, 0, None, Some(3), false, false);
+        let units: Vec<u16> = "name".encode_utf16().collect();
+        assert!(copy_name(&tight, &units, 1).is_err());
+    }
+
+    #[test]
     fn content_is_downloaded_once_per_destination_and_counted_over_all() {
         let m = || manifest(&[("x/1", A, 4, 1), ("x/2", A, 4, 1), ("y", A, 4, 1)]);
         let d = [dest(m(), "[]", &[]), dest(m(), "[]", &[])];
@@ -390,7 +510,7 @@ mod tests {
             format!(
                 r#"{{"conflicts":{{}},"destinations":[{d},{d}]}}"#,
                 d = format!(
-                    r#"{{"contents":[["{A}",4]],"places":[["x/1","{A}",1,true],["x/2","{A}",1,true],["y","{A}",1,false]]}}"#
+                    r#"{{"contents":[["{A}",4]],"places":[["x/1","{A}",1,true,false],["x/2","{A}",1,true,false],["y","{A}",1,false,false]]}}"#
                 )
             )
         );

@@ -6,6 +6,8 @@
 //! name) anywhere in the tree, as in `.gitignore`; a pattern with `/` matches the whole path.
 //! Matching is case-sensitive and works on UTF-16 code units, as manifest paths are held.
 
+use crate::error::{Error, Result};
+
 /// A compiled pattern.
 #[derive(Debug, Clone)]
 pub struct Glob {
@@ -27,6 +29,41 @@ impl Glob {
             return parts.last().is_some_and(|name| segment_matches(&self.segments[0], name));
         }
         segments_match(&self.segments, &parts)
+    }
+}
+
+/// Include and exclude patterns together: a path is kept when it matches an include pattern
+/// (or none is given) and no exclude pattern.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Vec<Glob>,
+    exclude: Vec<Glob>,
+}
+
+impl Filter {
+    /// Refused with `invalid-input` when a pattern is empty (it would match nothing, which is
+    /// never what was meant).
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Filter> {
+        let globs = |given: &[String], name: &str| {
+            given
+                .iter()
+                .map(|g| match g.is_empty() {
+                    true => Err(Error::invalid(format!("{name} patterns must be non-empty"))),
+                    false => Ok(Glob::new(g)),
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(Filter { include: globs(include, "include")?, exclude: globs(exclude, "exclude")? })
+    }
+
+    pub fn keeps(&self, path: &[u16]) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|g| g.matches(path)))
+            && !self.exclude.iter().any(|g| g.matches(path))
+    }
+
+    /// Whether it keeps every path.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
     }
 }
 

@@ -183,6 +183,16 @@ mod bindings {
             Ok(canonical(&crate::formats::AnyManifest::V2023(out))?)
         }
 
+        fn select(
+            data: String,
+            include: Vec<String>,
+            exclude: Vec<String>,
+        ) -> Result<manifest::Canonical, types::Error> {
+            let filter = crate::glob::Filter::new(&include, &exclude)?;
+            let m = crate::diff::select(&crate::formats::decode_v2023(&data)?, &filter)?;
+            Ok(canonical(&crate::formats::AnyManifest::V2023(m))?)
+        }
+
         fn merge(manifests: Vec<String>) -> Result<manifest::Canonical, types::Error> {
             // Each text is dropped once decoded: a merge of large manifests holds one at a time.
             let decoded = manifests
@@ -336,21 +346,7 @@ mod bindings {
             destination: sync::Destination,
             entries: String,
         ) -> Result<String, types::Error> {
-            use crate::portable::{Destination, Platform};
-            let platform = match destination.platform {
-                sync::Platform::Linux => Platform::Linux,
-                sync::Platform::Macos => Platform::MacOs,
-                sync::Platform::Windows => Platform::Windows,
-            };
-            let destination = Destination::given(
-                platform,
-                destination.root_length,
-                destination.path_max,
-                destination.name_max,
-                destination.long_paths,
-                destination.lengths_only,
-            );
-            Ok(fit(crate::portable::refused_json(&destination, &entries)?)?)
+            Ok(fit(crate::portable::refused_json(&file_system_of(destination), &entries)?)?)
         }
 
         fn output_manifest(
@@ -410,6 +406,23 @@ mod bindings {
 
     use exports::jobattach::engine::download;
 
+    fn file_system_of(d: sync::Destination) -> crate::portable::Destination {
+        use crate::portable::Platform;
+        let platform = match d.platform {
+            sync::Platform::Linux => Platform::Linux,
+            sync::Platform::Macos => Platform::MacOs,
+            sync::Platform::Windows => Platform::Windows,
+        };
+        crate::portable::Destination::given(
+            platform,
+            d.root_length,
+            d.path_max,
+            d.name_max,
+            d.long_paths,
+            d.lengths_only,
+        )
+    }
+
     fn destinations_of(
         given: Vec<download::Destination>,
     ) -> crate::error::Result<Vec<crate::download::Destination>> {
@@ -449,6 +462,7 @@ mod bindings {
                 download::ConflictPolicy::Overwrite => Policy::Overwrite,
                 download::ConflictPolicy::Skip => Policy::Skip,
                 download::ConflictPolicy::Error => Policy::Error,
+                download::ConflictPolicy::CreateCopy => Policy::CreateCopy,
             };
             let dests = destinations_of(destinations)?;
             let plan = match crate::download::plan_or_hash(&dests, policy)? {
@@ -476,6 +490,20 @@ mod bindings {
             style: types::PathStyle,
         ) -> Option<Vec<String>> {
             crate::output_dirs::patterns(&directories, style == types::PathStyle::Windows)
+        }
+
+        fn copy_name(
+            file_system: sync::Destination,
+            path: String,
+            n: u32,
+        ) -> Result<String, types::Error> {
+            let crate::json::Value::String(path) = crate::json::parse(&path)? else {
+                return Err(Error::invalid("path must be a JSON string").into());
+            };
+            let name = crate::download::copy_name(&file_system_of(file_system), &path, n)?;
+            let mut out = String::new();
+            crate::json::write_string(&mut out, &name);
+            Ok(out)
         }
 
         fn internal_name(

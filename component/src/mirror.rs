@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::error::{Error, Result};
-use crate::glob::Glob;
+use crate::glob::Filter;
 use crate::json::{self, Value};
 use crate::relpath;
 
@@ -63,12 +63,8 @@ pub fn plan(request: &Request) -> Result<String> {
     let dest = listing(json::parse(request.dest)?, "dest")?;
     let (delete, by_hash, dry_run) = (request.delete, request.by_hash, request.dry_run);
     let names = [request.source_name, request.dest_name];
-    let include: Vec<Glob> = request.include.iter().map(|g| Glob::new(g)).collect();
-    let exclude: Vec<Glob> = request.exclude.iter().map(|g| Glob::new(g)).collect();
-    let keeps = |p: &[u16]| {
-        (include.is_empty() || include.iter().any(|g| g.matches(p)))
-            && !exclude.iter().any(|g| g.matches(p))
-    };
+    let filter = Filter::new(request.include, request.exclude)?;
+    let keeps = |p: &[u16]| filter.keeps(p);
     let (mut copy, mut unchanged, mut gone, mut unsupported) = (vec![], vec![], vec![], vec![]);
     let mut compare = vec![];
     let mut excluded = 0usize;

@@ -254,6 +254,12 @@ fn owned_entries(text: &str) -> Result<Vec<(Vec<u16>, Option<i64>)>> {
         .collect()
 }
 
+/// Whether `dest` holds a path of this length and depth (a name made here, such as a copy's).
+pub fn fits(dest: &Destination, path: &[u16]) -> bool {
+    let dest = Destination { lengths_only: true, ..*dest };
+    refused(&dest, &[Entry { path, mtime_us: None }]).is_empty()
+}
+
 /// The entries `dest` cannot hold, as (index into `entries`, reason), in the order given;
 /// each refused entry appears once, with the first rule it breaks: names, then lengths, then
 /// times.

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
 use crate::error::{Error, Result};
-use crate::glob::Glob;
+use crate::glob::Filter;
 use crate::json::{self, Value};
 use crate::manifest_v2025 as v2025;
 use crate::relpath;
@@ -79,8 +79,7 @@ pub enum Target {
 
 #[derive(Debug, Default)]
 pub struct Options {
-    include: Vec<Glob>,
-    exclude: Vec<Glob>,
+    filter: Filter,
     /// Plan for the newer manifest format (symlinks, directories, runnable, chunks).
     v2025: bool,
     /// The root's absolute paths on the host (as given, and resolved), without a trailing
@@ -143,15 +142,6 @@ impl Options {
         v2025: bool,
         host_roots: &[String],
     ) -> Result<Options> {
-        let globs = |given: &[String], name: &str| {
-            given
-                .iter()
-                .map(|g| match g.is_empty() {
-                    true => Err(Error::invalid(format!("{name} patterns must be non-empty"))),
-                    false => Ok(Glob::new(g)),
-                })
-                .collect::<Result<Vec<_>>>()
-        };
         let mut roots = Vec::new();
         for r in host_roots {
             let mut u: Vec<u16> = r.encode_utf16().collect();
@@ -163,12 +153,7 @@ impl Options {
             }
             roots.push(u);
         }
-        Ok(Options {
-            include: globs(include, "include")?,
-            exclude: globs(exclude, "exclude")?,
-            v2025,
-            host_roots: roots,
-        })
+        Ok(Options { filter: Filter::new(include, exclude)?, v2025, host_roots: roots })
     }
 
     /// Reads `{"include": [...], "exclude": [...], "format", "host_roots"}`; all optional.
@@ -210,8 +195,7 @@ impl Options {
     }
 
     fn keeps(&self, path: &[u16]) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|g| g.matches(path)))
-            && !self.exclude.iter().any(|g| g.matches(path))
+        self.filter.keeps(path)
     }
 }
 

@@ -454,10 +454,13 @@ export function mapPath(
 
 /** The download plan (wit/schemas/download-plan.schema.json): per destination, each content
  * to download once (digest, size) and each place to put it (path, digest, mtime, whether a
- * copy). */
+ * copy, whether beside a kept file under its copy name). */
 export interface DownloadPlanBody {
-  conflicts: { overwritten?: string[]; skipped?: string[] };
-  destinations: { contents: [string, number][]; places: [string, string, number, boolean][] }[];
+  conflicts: { overwritten?: string[]; skipped?: string[]; copied?: string[] };
+  destinations: {
+    contents: [string, number][];
+    places: [string, string, number, boolean, boolean][];
+  }[];
 }
 
 export type DownloadResult =

@@ -149,7 +149,7 @@ const plan = (dests, policy) => call([], (e) => e.download.plan(dests, policy));
 test("the download cases are all here", () => {
   assert.deepEqual(
     [DOWNLOAD.plans.length, DOWNLOAD.output_patterns.length, DOWNLOAD.internal_names.length],
-    [6, 5, 6],
+    [7, 5, 6],
   );
 });
 
