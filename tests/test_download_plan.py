@@ -115,7 +115,8 @@ def test_conflict_policies_are_the_wit_enum_and_others_are_refused() -> None:
     names = re.findall(r"^\s*([a-z-]+),", body.group(1), re.M)
     assert tuple(names) == CONFLICT_POLICIES
     with pytest.raises(
-        ValidationError, match="on_conflict must be one of 'overwrite', 'skip', 'error'"
+        ValidationError,
+        match="on_conflict must be one of 'overwrite', 'skip', 'error', 'create-copy'",
     ):
         check_choice("on_conflict", "replace", ConflictPolicy)
 

@@ -12,7 +12,7 @@ from .errors import ValidationError
 
 #: What to do with a local file that exists and differs from the manifest: replace it, leave
 #: it, or fail before anything is written.
-ConflictPolicy = Literal["overwrite", "skip", "error"]
+ConflictPolicy = Literal["overwrite", "skip", "error", "create-copy"]
 #: How the worker presents a job's inputs: copied to its disk, or on demand.
 FileSystemMode = Literal["COPIED", "VIRTUAL"]
 #: A storage profile location: ``LOCAL`` paths are uploaded, ``SHARED`` ones are not.

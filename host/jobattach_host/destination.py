@@ -32,6 +32,7 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -150,6 +151,10 @@ class Tree:
             here = found
         return here, leaf
 
+    def folders(self) -> list[Directory]:
+        """The root and the folders open along the current path, outermost first."""
+        return [self.root, *(d for _, d in self._chain)]
+
     def lstat(self, rel: str) -> os.stat_result | None:
         """What stands at ``rel`` (a symlink is not followed), or None when nothing does."""
         found = self.parent(rel, create=False)
@@ -183,6 +188,30 @@ class Tree:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class GroupAccess:
+    """What a download gives another user's group over what it writes, as the official worker
+    does for a job's user: each file and folder set to group ``gid``, ``file_mode`` and
+    ``dir_mode`` OR'd into their modes (POSIX only)."""
+
+    gid: int
+    file_mode: int = 0o020
+    dir_mode: int = 0o020
+
+    def grant(self, fd: int, mode: int, path: str) -> None:
+        """Gives ``fd`` (an open file or folder, never a path: no symlink is followed) to the
+        group with ``mode`` added."""
+        try:
+            os.fchown(fd, -1, self.gid)
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | mode)
+        except OSError as err:
+            why = (
+                f"cannot give it to group {self.gid}: {err.strerror} (only root, or a member"
+                " of the group, can)"
+            )
+            raise FileAccessError(why, path=path) from err
 
 
 class Staging:
@@ -233,12 +262,28 @@ class Staging:
     def grant(self) -> Grant:
         return grant_of(self.dir)
 
-    def place(self, name: str, folder: Directory, leaf: str, mtime_ns: int, *, copy: bool) -> None:
+    def place(
+        self,
+        name: str,
+        folder: Directory,
+        leaf: str,
+        mtime_ns: int,
+        *,
+        copy: bool,
+        access: GroupAccess | None = None,
+    ) -> None:
         """Puts the staged ``name`` at ``leaf`` of ``folder`` with the modification time
-        ``mtime_ns``, set through its handle; ``copy`` keeps ``name`` for another place."""
+        ``mtime_ns``, set through its handle; ``copy`` keeps ``name`` for another place;
+        ``access`` is given while the file is still in the private staging folder."""
         if copy:
             name = self._copy(name)
         target = os.path.join(folder.path, leaf)
+        if access is not None:
+            fd = _open_at(self.dir, name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), 0)
+            try:
+                access.grant(fd, access.file_mode, target)
+            finally:
+                os.close(fd)
         try:
             kept = _set_mtime(self.dir, name, mtime_ns)
             if kept // 1000 != mtime_ns // 1000:
@@ -298,6 +343,24 @@ class Staging:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def claim(folder: Directory, leaf: str) -> os.stat_result | None:
+    """Takes the name ``leaf`` of ``folder`` for a file to be renamed over it, by creating it
+    empty and exclusively (a kept file's copy must never replace anything); None when
+    something stands there already."""
+    try:
+        os.close(_open_at(folder, leaf, _NEW_FILE, 0o666))
+    except FileExistsError:
+        return None
+    return _lstat(folder, leaf)
+
+
+def release(folder: Directory, leaf: str, claimed: os.stat_result) -> None:
+    """Removes the empty file :func:`claim` made, when it still is that file."""
+    with contextlib.suppress(OSError):
+        if os.path.samestat(_lstat(folder, leaf), claimed):
+            _unlink(folder, leaf)
 
 
 def _remove_stale(root: Directory) -> None:

@@ -108,6 +108,11 @@ def merge_manifests(encoded: Sequence[str]) -> Canonical:
     return _canonical(instance_for().call("manifest", "merge", list(encoded)))
 
 
+def select_manifest(encoded: str, include: Sequence[str], exclude: Sequence[str]) -> Canonical:
+    call = instance_for().call
+    return _canonical(call("manifest", "select", encoded, list(include), list(exclude)))
+
+
 def manifest_outputs(inputs: str, current: str) -> Canonical:
     return _canonical(instance_for().call("manifest", "outputs", inputs, current))
 
@@ -436,7 +441,13 @@ def refused_entries(
 ) -> list[tuple[str, str]]:
     """``(path, reason)`` of each of ``entries`` (a manifest's encoding, or
     ``wit/schemas/entry-rows.schema.json``) that ``destination`` cannot hold."""
-    facts = _record(
+    facts = _file_system(destination, lengths_only=lengths_only)
+    found = instance_for().call("sync", "refused-entries", facts, entries)
+    return [(str(path), str(why)) for path, why in json.loads(found)]
+
+
+def _file_system(destination: Destination, *, lengths_only: bool) -> wc.Record:
+    return _record(
         platform=destination.platform,
         root_length=destination.root_length,
         path_max=destination.path_max,
@@ -444,8 +455,6 @@ def refused_entries(
         long_paths=destination.long_paths,
         lengths_only=lengths_only,
     )
-    found = instance_for().call("sync", "refused-entries", facts, entries)
-    return [(str(path), str(why)) for path, why in json.loads(found)]
 
 
 @dataclass(frozen=True)
@@ -508,6 +517,9 @@ class Placement(NamedTuple):
     digest: str
     mtime_us: int
     copy: bool
+    #: A file that differs stands at ``path`` and is kept (``create-copy``): the content goes
+    #: to the first free :func:`copy_name` instead.
+    beside: bool = False
 
 
 @dataclass(frozen=True)
@@ -586,6 +598,15 @@ def download_plan(
             for d in bulk["destinations"]
         ],
     )
+
+
+def copy_name(destination: Destination, path: str, n: int) -> str:
+    """The ``n``th name (from 1) of the copy ``create-copy`` puts beside root-relative
+    ``path``, shortened to fit ``destination``: ``name (n).ext``."""
+    facts = _file_system(destination, lengths_only=True)
+    found: str = instance_for().call("download", "copy-name", facts, bulk(path), n)
+    named: str = json.loads(found)
+    return named
 
 
 def output_patterns(directories: Sequence[str], *, windows: bool) -> list[str] | None:

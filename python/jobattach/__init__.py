@@ -88,6 +88,7 @@ if TYPE_CHECKING:
     from .virtual import MountError, unmount
     from .worker import (
         DownloadResult,
+        JobUser,
         SessionAction,
         SyncOutputsResult,
         download_job_outputs,
@@ -183,6 +184,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         (
             "DownloadResult",
+            "JobUser",
             "SessionAction",
             "SyncOutputsResult",
             "download_job_outputs",
@@ -217,6 +219,7 @@ __all__ = [
     "FileSystemMode",
     "Grant",
     "HashCache",
+    "JobUser",
     "LeftOutReason",
     "LocalPath",
     "LocationType",

@@ -17,7 +17,14 @@ from jobattach_host.errors import AttachmentError, FileAccessError, ValidationEr
 # Each command imports what it runs inside its handler: the S3 commands' modules load boto3,
 # which costs every other command a fifth of a second.
 if TYPE_CHECKING:
-    from . import DownloadResult, Manifest, PathMappingRule, ProgressReport, StorageProfile
+    from . import (
+        DownloadResult,
+        JobUser,
+        Manifest,
+        PathMappingRule,
+        ProgressReport,
+        StorageProfile,
+    )
 
 
 def _version_text() -> str:
@@ -159,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
         help="each root lands in its own folder here unless a rule maps it",
     )
     _path_mapping_option(down)
-    _conflict_and_json(down)
+    _download_options(down)
     how = down.add_mutually_exclusive_group()
     how.add_argument(
         "--virtual",
@@ -204,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         help="each root lands in its own folder here (default: the job's own root paths)",
     )
     _path_mapping_option(outs)
-    _conflict_and_json(outs)
+    _download_options(outs)
 
     sy = sub.add_parser("sync", help="mirror a directory to s3://bucket/prefix, or back")
     sy.add_argument("source", metavar="SRC")
@@ -228,14 +235,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _conflict_and_json(p: argparse.ArgumentParser) -> None:
+def _download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--on-conflict",
         choices=get_args(ConflictPolicy),
         default="overwrite",
-        help="what to do with local files that differ (default %(default)s)",
+        help="what to do with local files that differ (default %(default)s); create-copy keeps"
+        " them and writes the job's file beside as 'name (1).ext'",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="download only root-relative paths it matches (repeatable: any of them)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out root-relative paths it matches, after --include (repeatable)",
+    )
+    p.add_argument(
+        "--job-group",
+        metavar="GROUP",
+        help="give what is written to this group (name or id) with group write added, as the"
+        " worker does for a job's user (POSIX; root or a member of the group)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _job_user(args: argparse.Namespace) -> JobUser | None:
+    from .worker import JobUser
+
+    return JobUser(args.job_group) if args.job_group else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -535,6 +569,9 @@ def _download(args: argparse.Namespace) -> int:
             attachments,
             args.dest,
             on_conflict=args.on_conflict,
+            include=args.include,
+            exclude=args.exclude,
+            job_user=_job_user(args),
             path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
             progress_callback=progress,
             file_system=args.file_system,
@@ -570,6 +607,9 @@ def _download_outputs(args: argparse.Namespace) -> int:
             step_id=args.step_id,
             task_id=args.task_id,
             on_conflict=args.on_conflict,
+            include=args.include,
+            exclude=args.exclude,
+            job_user=_job_user(args),
             path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
             progress_callback=progress,
         )

@@ -19,7 +19,7 @@ from jobattach_host.choices import V2023 as V2023  # the format names, defined w
 from jobattach_host.choices import V2025_DIFF as V2025_DIFF
 from jobattach_host.choices import V2025_SNAPSHOT as V2025_SNAPSHOT
 from jobattach_host.choices import ManifestFormat, check_choice
-from jobattach_host.snapshot import Patterns, plan_options
+from jobattach_host.snapshot import Patterns, patterns, plan_options
 
 HASH_ALG: Final = "xxh128"
 #: Marks a Manifest made from what the component returned.
@@ -279,3 +279,10 @@ def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
 def manifest_outputs(inputs: Manifest, current: Manifest) -> Manifest:
     """The entries of ``current`` that are new or whose mtime grew since ``inputs``."""
     return Manifest._from_canonical(engine.manifest_outputs(inputs._encoded, current._encoded))
+
+
+def select_manifest(manifest: Manifest, include: Patterns = (), exclude: Patterns = ()) -> Manifest:
+    """The entries of a v2023-03-03 ``manifest`` whose paths ``include`` matches (none: all)
+    and ``exclude`` does not, by the snapshot's glob rules."""
+    picked = engine.select_manifest(manifest._encoded, patterns(include), patterns(exclude))
+    return Manifest._from_canonical(picked)

@@ -24,24 +24,37 @@ from typing import Any, get_args
 
 from jobattach_host import engine, hash_files
 from jobattach_host.choices import ConflictPolicy, FileSystemMode, check_choice
-from jobattach_host.destination import Directory, Staging, Tree, grant_of, open_root
+from jobattach_host.destination import (
+    Directory,
+    GroupAccess,
+    Staging,
+    Tree,
+    claim,
+    grant_of,
+    open_root,
+    release,
+)
 from jobattach_host.engine import (
+    Destination,
     DestinationPlan,
     DownloadDestination,
     DownloadPlan,
     Found,
     HashFirst,
     Placement,
+    copy_name,
     download_plan,
     output_patterns,
 )
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 from jobattach_host.s3config import S3Config
+from jobattach_host.snapshot import Patterns
 from jobattach_host.storage import Bucket, Transfer
 from jobattach_host.sync import (
     Layout,
     PathMappingRule,
     check_holdable,
+    destination_of,
     layout,
     manifest_root,
     map_path,
@@ -52,7 +65,7 @@ from jobattach_host.sync import (
 from jobattach_host.upload import Content, Tally, upload_contents
 
 from . import virtual
-from .manifest import Manifest, manifest_outputs, merge_manifests
+from .manifest import Manifest, manifest_outputs, merge_manifests, select_manifest
 from .progress import ProgressCallback, Reporter
 from .snapshot import create_manifest
 from .submit import S3Location
@@ -76,10 +89,13 @@ class DownloadResult:
     processed_bytes: int
     #: Files already present with the same size, mtime and hash.
     skipped_files: int
-    #: Local files that differed from the manifest, by policy outcome: ``overwritten`` or
+    #: Local files that differed from the manifest, by policy outcome: ``overwritten``,
     #: ``skipped`` (those left as they are, ``on_conflict="skip"``, are not in
-    #: ``skipped_files``).
+    #: ``skipped_files``) or ``copied`` (kept, ``on_conflict="create-copy"``).
     conflicts: dict[str, list[str]] = field(default_factory=dict)
+    #: Under ``create-copy``: each kept file, and the copy beside it the download wrote
+    #: (``name (1).ext``, or the next free number).
+    copies: dict[str, str] = field(default_factory=dict)
     #: Seconds the download took.
     total_time: float = 0.0
     #: Each job root's merged manifest: for inputs, what sync_outputs compares outputs against.
@@ -87,6 +103,40 @@ class DownloadResult:
     #: ``COPIED``, or ``VIRTUAL`` when the roots are mounted instead (nothing is downloaded
     #: then: a file is fetched on its first read); :func:`unmount` takes the mounts away.
     file_system: FileSystemMode = "COPIED"
+
+
+@dataclass(frozen=True)
+class JobUser:
+    """The user a job runs as (POSIX), when it is not the one downloading: everything a
+    download writes, files and every folder from the root down to them, is given to
+    ``group`` with ``file_mode`` and ``dir_mode`` OR'd into their modes (the official
+    worker's settings: group write). The downloading user must be root or in the group."""
+
+    #: The group's name or id.
+    group: str | int
+    file_mode: int = 0o020
+    dir_mode: int = 0o020
+
+    def _access(self) -> GroupAccess:
+        if os.name != "posix":
+            raise ValidationError("job_user sets POSIX groups and modes; it has no Windows form")
+        for name, mode in (("file_mode", self.file_mode), ("dir_mode", self.dir_mode)):
+            if not 0 <= mode <= 0o777:
+                raise ValidationError(f"job_user.{name} must be permission bits (0 to 0o777)")
+        return GroupAccess(_gid(self.group), self.file_mode, self.dir_mode)
+
+
+def _gid(group: str | int) -> int:
+    import grp
+
+    if isinstance(group, int):
+        return group
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        if group.isdigit():  # a group id, as the CLI takes it
+            return int(group)
+        raise ValidationError(f"no group named {group!r} on this machine") from None
 
 
 def _manifests_of(attachments: object) -> list[dict[str, Any]]:
@@ -117,6 +167,9 @@ def sync_inputs(
     file_system: FileSystemMode | None = None,
     fallback: bool = True,
     cache_limit: int = virtual.DEFAULT_CACHE_LIMIT,
+    include: Patterns = (),
+    exclude: Patterns = (),
+    job_user: JobUser | None = None,
 ) -> DownloadResult:
     """Downloads a job's inputs (see the module's doc) and says what it did.
 
@@ -124,11 +177,16 @@ def sync_inputs(
     returns). Each root lands where a rule of ``path_mapping_rules`` maps it, else in its
     ``assetroot-…`` folder in ``session_dir`` (a root of a file system location must be
     mapped). ``on_conflict`` says what to do with a local file that differs from the
-    manifest: ``overwrite`` it, ``skip`` it, or fail with ``ValidationError`` (``error``)
-    before anything is written. ``s3`` sets credentials and the endpoint (default: boto3's
-    chain). ``progress_callback`` gets a report of the download at most ten times a second;
-    returning False cancels it (:class:`Cancelled`), with nothing of the root being downloaded
-    placed.
+    manifest: ``overwrite`` it, ``skip`` it, keep it and write the manifest's content beside
+    it as ``name (1).ext`` (``create-copy``, the official downloader's default), or fail with
+    ``ValidationError`` (``error``) before anything is written. ``include`` and ``exclude``
+    are globs of root-relative paths (the snapshot's rules: ``*.exr``, ``shots/**``): only
+    the files ``include`` matches (none: all) and ``exclude`` does not are downloaded.
+    ``job_user`` gives what the download writes to the group of the user the job runs as
+    (:class:`JobUser`).
+    ``s3`` sets credentials and the endpoint (default: boto3's chain). ``progress_callback``
+    gets a report of the download at most ten times a second; returning False cancels it
+    (:class:`Cancelled`), with nothing of the root being downloaded placed.
 
     ``file_system`` (default: the attachments' ``fileSystem``) ``VIRTUAL`` mounts each root
     where it would have been copied instead (Linux, FUSE; see :mod:`jobattach.virtual`): its
@@ -139,10 +197,14 @@ def sync_inputs(
     :func:`unmount` (or the serving processes' end) takes them away.
     """
     check_choice("on_conflict", on_conflict, ConflictPolicy)
+    access = job_user._access() if job_user else None
     manifests = _manifests_of(attachments)  # the attachments' shape checked first
     wanted = file_system or attachments.get("fileSystem") or "COPIED"
     check_choice("file_system", wanted, FileSystemMode)
-    if wanted == "VIRTUAL" and (why := virtual.fuse_missing()) is not None:
+    why = virtual.fuse_missing() if wanted == "VIRTUAL" else None
+    if wanted == "VIRTUAL" and why is None and access is not None:
+        why = "a mount is served as the downloading user, and job_user asks for another's group"
+    if why is not None:
         if not fallback:
             raise MountError(f"cannot mount the job's inputs: {why}")
         warnings.warn(f"copying the job's inputs instead of mounting them: {why}", stacklevel=2)
@@ -161,9 +223,18 @@ def sync_inputs(
             by_root.setdefault(props["rootPath"], []).append(Manifest.decode(data))
     if wanted == "VIRTUAL":
         return _mount_roots(
-            s3_location, bucket.config, roots, by_root, session_dir, cache_limit, t0
+            s3_location,
+            bucket.config,
+            roots,
+            by_root,
+            (include, exclude),
+            session_dir,
+            cache_limit,
+            t0,
         )
-    return _download_roots(bucket, where, roots, by_root, policy, progress_callback, t0)
+    return _download_roots(
+        bucket, where, roots, by_root, (include, exclude), policy, progress_callback, t0, access
+    )
 
 
 def download_job_outputs(
@@ -179,6 +250,9 @@ def download_job_outputs(
     on_conflict: ConflictPolicy = "overwrite",
     s3: S3Config | None = None,
     progress_callback: ProgressCallback | None = None,
+    include: Patterns = (),
+    exclude: Patterns = (),
+    job_user: JobUser | None = None,
 ) -> DownloadResult:
     """Downloads the outputs of a job, or of one step, or one task of a step.
 
@@ -186,9 +260,10 @@ def download_job_outputs(
     action, every action of a step without tasks), merges those of a root oldest first, and
     downloads as ``sync_inputs`` does. Each root lands where a path mapping rule maps it, else
     in its own folder under ``dest``, else at the root's own path when that is absolute here.
-    Progress and cancellation as for ``sync_inputs``.
+    Conflicts, filters, progress and cancellation as for ``sync_inputs``.
     """
     check_choice("on_conflict", on_conflict, ConflictPolicy)
+    access = job_user._access() if job_user else None
     policy = on_conflict
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
@@ -205,7 +280,9 @@ def download_job_outputs(
             props = {"rootPath": root}
             roots[root] = _destination(props, dest, path_mapping_rules)
         by_root.setdefault(root, []).append(Manifest.decode(data))
-    return _download_roots(bucket, where, roots, by_root, policy, progress_callback, t0)
+    return _download_roots(
+        bucket, where, roots, by_root, (include, exclude), policy, progress_callback, t0, access
+    )
 
 
 @dataclass(frozen=True)
@@ -229,14 +306,16 @@ def _download_roots(
     where: Layout,
     roots: dict[str, _Place],
     by_root: dict[str, list[Manifest]],
+    filters: _Filters,
     on_conflict: ConflictPolicy,
     progress: ProgressCallback | None,
     t0: float,
+    access: GroupAccess | None = None,
 ) -> DownloadResult:
     """Downloads each root's merged manifest to its local directory; nothing is written before
     every root's plan stands. The component plans (what stands against the manifests, the
     conflicts, what to download once and where to put it); this reads and writes."""
-    per_root, merged = _merged(roots, by_root)
+    per_root, merged = _merged(roots, by_root, filters)
     # Names, paths and times this system cannot hold are refused, every one named, before any
     # is read.
     check_holdable({dest.path: m.encode() for dest, m in merged.items()})
@@ -256,8 +335,10 @@ def _download_roots(
         assert isinstance(plan, DownloadPlan)  # every digest given
         counts = Reporter(progress).counts("downloading")
         tally = Tally(counts, plan.contents, plan.content_bytes)
+        copies: dict[str, str] = {}
         for folder, part in zip(folders, plan.destinations):
-            _download(bucket, where, folder, part, tally)
+            for kept, copy in _download(bucket, where, folder, part, tally, access).items():
+                copies[os.path.join(folder.path, kept)] = os.path.join(folder.path, copy)
     return DownloadResult(
         roots={root: str(dest.path) for root, dest in roots.items()},
         total_files=plan.files,
@@ -266,16 +347,21 @@ def _download_roots(
         processed_bytes=plan.downloaded_bytes,
         skipped_files=plan.unchanged_files,
         conflicts=plan.conflicts,
+        copies=copies,
         total_time=time.perf_counter() - t0,
         manifests=per_root,
     )
 
 
+#: A download's include and exclude globs.
+_Filters = tuple[Patterns, Patterns]
+
+
 def _merged(
-    roots: dict[str, _Place], by_root: dict[str, list[Manifest]]
+    roots: dict[str, _Place], by_root: dict[str, list[Manifest]], filters: _Filters
 ) -> tuple[dict[str, Manifest], dict[_Place, Manifest]]:
     """Each root's merged manifest, and what lands in each place: the roots mapped to one
-    place merge there, later ones winning."""
+    place merge there, later ones winning, and only what the filters keep lands."""
     # One manifest stands as it is: a newer-format one (a mount serves its executables and
     # symlinks) is merged with nothing.
     per_root = {
@@ -285,6 +371,8 @@ def _merged(
     for root, m in per_root.items():
         by_dest.setdefault(roots[root], []).append(m)
     merged = {dest: ms[0] if len(ms) == 1 else merge_manifests(ms) for dest, ms in by_dest.items()}
+    if any(filters):  # the roots' own manifests stay whole: they are what the job was given
+        merged = {dest: select_manifest(m, *filters) for dest, m in merged.items()}
     return per_root, merged
 
 
@@ -293,13 +381,14 @@ def _mount_roots(
     s3: S3Config,
     roots: dict[str, _Place],
     by_root: dict[str, list[Manifest]],
+    filters: _Filters,
     session_dir: str | os.PathLike[str],
     cache_limit: int,
     t0: float,
 ) -> DownloadResult:
     """Mounts each place's merged manifest at the folder it would have been copied to, which
     must be empty (a mount would hide what is there)."""
-    per_root, merged = _merged(roots, by_root)
+    per_root, merged = _merged(roots, by_root, filters)
     for dest in merged:
         with dest.open() as folder:
             if os.listdir(folder.fd):
@@ -372,14 +461,19 @@ def _destination(
 
 
 def _download(
-    bucket: Bucket, where: Layout, root: Directory, plan: DestinationPlan, tally: Tally
-) -> None:
+    bucket: Bucket,
+    where: Layout,
+    root: Directory,
+    plan: DestinationPlan,
+    tally: Tally,
+    access: GroupAccess | None,
+) -> dict[str, str]:
     """Downloads each distinct content once, in parallel, into a staging folder of this
     process; checks every size and, in one batched call to the component, every hash; then
     puts each file in place through the handles of its folders. A cancellation stops before
-    anything of this root is placed."""
+    anything of this root is placed. Returns where kept files' copies went (root-relative)."""
     if not plan.contents:
-        return
+        return {}
     digests = [digest for digest, _ in plan.contents]
     sizes = dict(plan.contents)
     try:
@@ -412,18 +506,73 @@ def _download(
                 key = where.data_key(digest)
                 why = f"the content of {key} does not match its hash (it hashes to {found})"
                 raise StorageError(why, path=key)
-        _place_all(staging, root, plan.places)
+        return _place_all(staging, root, plan.places, access)
 
 
-def _place_all(staging: Staging, root: Directory, places: list[Placement]) -> None:
+def _place_all(
+    staging: Staging, root: Directory, places: list[Placement], access: GroupAccess | None
+) -> dict[str, str]:
     """Puts every file in place in the plan's order (path order: each folder opened once),
-    a copy of the staged content or, at its last place, the staged file itself."""
+    a copy of the staged content or, at its last place, the staged file itself; with
+    ``access``, each file and every folder from the root down to it is given to the group.
+    Returns the name each kept file's copy took (``create-copy``), by the kept file's path."""
+    taken = {p.path for p in places}
+    copies: dict[str, str] = {}
+    facts = destination_of(root.path) if any(p.beside for p in places) else None
+    granted: set[str] = set()
     with Tree(root) as tree:
         for p in places:
             found = tree.parent(p.path, create=True)
             assert found is not None  # made when missing
             folder, leaf = found
-            staging.place(p.digest, folder, leaf, p.mtime_us * 1000, copy=p.copy)
+            if access is not None:
+                _grant_folders(tree, access, granted)
+            if not p.beside:
+                staging.place(p.digest, folder, leaf, p.mtime_us * 1000, copy=p.copy, access=access)
+                continue
+            assert facts is not None
+            path, leaf, claimed = _claim_copy(facts, root, folder, p.path, taken)
+            try:
+                staging.place(p.digest, folder, leaf, p.mtime_us * 1000, copy=p.copy, access=access)
+            except BaseException:
+                release(folder, leaf, claimed)
+                raise
+            copies[p.path] = path
+    return copies
+
+
+def _grant_folders(tree: Tree, access: GroupAccess, granted: set[str]) -> None:
+    """Gives the folders open along the tree's current path to the group, each once."""
+    for folder in tree.folders():
+        if folder.path not in granted:
+            access.grant(folder.fd, access.dir_mode, folder.path)
+            granted.add(folder.path)
+
+
+#: Copy names tried for one kept file before the download gives up on it.
+_COPY_NAMES = 10_000
+
+
+def _claim_copy(
+    facts: Destination, root: Directory, folder: Directory, path: str, taken: set[str]
+) -> tuple[str, str, os.stat_result]:
+    """The first free copy name of ``path`` (none of the download's own paths, nothing
+    standing there), claimed in ``folder``: its path, leaf and what the claim made."""
+    for n in range(1, _COPY_NAMES + 1):
+        name = copy_name(facts, path, n)
+        if name in taken:
+            continue
+        leaf = name.rpartition("/")[2]
+        try:
+            claimed = claim(folder, leaf)
+        except OSError as err:
+            why = f"cannot write a copy beside a file that differs: {err.strerror}"
+            raise FileAccessError(why, path=os.path.join(root.path, name)) from err
+        if claimed is not None:
+            taken.add(name)
+            return name, leaf, claimed
+    why = f"the first {_COPY_NAMES} names for a copy beside it are all taken"
+    raise FileAccessError(why, path=os.path.join(root.path, path))
 
 
 def _microseconds(seconds: float) -> int:
