@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .errors import (
         AttachmentError,
         Cancelled,
+        DiskSpaceError,
         ErrorKind,
         FileAccessError,
         FileChangedError,
@@ -36,6 +37,7 @@ _LAZY: dict[str, str] = {
             "ErrorKind",
             "FileAccessError",
             "FileChangedError",
+            "DiskSpaceError",
             "StorageError",
             "ValidationError",
         ),
@@ -49,6 +51,7 @@ __all__ = [
     "WASM_PATH",
     "AttachmentError",
     "Cancelled",
+    "DiskSpaceError",
     "Engine",
     "ErrorKind",
     "FileAccessError",

@@ -345,6 +345,15 @@ class Staging:
         self.close()
 
 
+def free_space(d: Directory) -> tuple[int, int]:
+    """The file system ``d`` is on (an id of it) and the bytes an unprivileged user may still
+    write there."""
+    if _AT:
+        st, vfs = os.fstat(d.fd), os.fstatvfs(d.fd)
+        return st.st_dev, vfs.f_bavail * vfs.f_frsize
+    return os.stat(d.path).st_dev, shutil.disk_usage(d.path).free
+
+
 def claim(folder: Directory, leaf: str) -> os.stat_result | None:
     """Takes the name ``leaf`` of ``folder`` for a file to be renamed over it, by creating it
     empty and exclusively (a kept file's copy must never replace anything); None when

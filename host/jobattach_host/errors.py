@@ -54,6 +54,24 @@ class FileChangedError(FileAccessError):
     no manifest points at it."""
 
 
+class DiskSpaceError(FileAccessError):
+    """A download would not fit in the free space of its destination's file system; it was
+    refused before anything was fetched. ``needed`` and ``free`` are the bytes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: int = 0,
+        free: int = 0,
+        kind: ErrorKind = "",
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, kind=kind, path=path)
+        self.needed = needed
+        self.free = free
+
+
 class StorageError(AttachmentError):
     """The object store failed or refused an operation."""
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from jobattach_host import (
         AttachmentError,
         Cancelled,
+        DiskSpaceError,
         ErrorKind,
         FileAccessError,
         FileChangedError,
@@ -106,6 +107,7 @@ _LAZY: dict[str, str] = {
             "FileAccessError",
             "FileChangedError",
             "Grant",
+            "DiskSpaceError",
             "StorageError",
             "ValidationError",
             "engine_version",
@@ -211,6 +213,7 @@ __all__ = [
     "Cancelled",
     "ClientOptions",
     "ConflictPolicy",
+    "DiskSpaceError",
     "DownloadResult",
     "ErrorKind",
     "FileAccessError",

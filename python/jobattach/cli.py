@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from jobattach_host.choices import V2023, V2025_SNAPSHOT, ConflictPolicy, FileSystemMode
 from jobattach_host.errors import AttachmentError, FileAccessError, ValidationError
+from jobattach_host.sizes import shown_size
 
 # Each command imports what it runs inside its handler: the S3 commands' modules load boto3,
 # which costs every other command a fifth of a second.
@@ -440,7 +441,7 @@ class _ProgressLine:
 def _progress_text(r: ProgressReport, width: int) -> str:
     """``hashing     [#######---------]  48%  1.2/2.5 GB  1,204/2,500 files  310 MB/s``."""
     if r.phase == "scanning":  # nothing to measure against yet
-        return f"{r.phase:<11} {r.processed_files:,} files, {_size(r.processed_bytes)} found"
+        return f"{r.phase:<11} {r.processed_files:,} files, {shown_size(r.processed_bytes)} found"
     if r.total_bytes:
         part = r.processed_bytes / r.total_bytes
     else:
@@ -448,22 +449,10 @@ def _progress_text(r: ProgressReport, width: int) -> str:
     filled = round(width * min(max(part, 0.0), 1.0))
     return (
         f"{r.phase:<11} [{'#' * filled}{'-' * (width - filled)}] {part:4.0%}"
-        f"  {_size(r.processed_bytes, r.total_bytes)}"
+        f"  {shown_size(r.processed_bytes, r.total_bytes)}"
         f"  {r.processed_files:,}/{r.total_files:,} files"
-        f"  {_size(r.transfer_rate)}/s"
+        f"  {shown_size(r.transfer_rate)}/s"
     )
-
-
-def _size(n: float, total: float | None = None) -> str:
-    """``n`` bytes in a decimal unit (that of ``total`` when given: ``1.2/2.5 GB``)."""
-    scale = max(abs(n), abs(total or 0))
-    unit, div = "B", 1.0
-    for name, size in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12)):
-        if scale >= size:
-            unit, div = name, size
-    digits = 0 if unit == "B" or scale / div >= 100 else 1
-    shown = f"{n / div:.{digits}f}" + (f"/{total / div:.{digits}f}" if total is not None else "")
-    return f"{shown} {unit}"
 
 
 @contextmanager

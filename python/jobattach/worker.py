@@ -30,6 +30,7 @@ from jobattach_host.destination import (
     Staging,
     Tree,
     claim,
+    free_space,
     grant_of,
     open_root,
     release,
@@ -46,8 +47,15 @@ from jobattach_host.engine import (
     download_plan,
     output_patterns,
 )
-from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
+from jobattach_host.errors import (
+    Cancelled,
+    DiskSpaceError,
+    FileAccessError,
+    StorageError,
+    ValidationError,
+)
 from jobattach_host.s3config import S3Config
+from jobattach_host.sizes import shown_size
 from jobattach_host.snapshot import Patterns
 from jobattach_host.storage import Bucket, Transfer
 from jobattach_host.sync import (
@@ -333,6 +341,7 @@ def _download_roots(
             ]
             plan = download_plan(sides, on_conflict)
         assert isinstance(plan, DownloadPlan)  # every digest given
+        _check_space(folders, plan.destinations)
         counts = Reporter(progress).counts("downloading")
         tally = Tally(counts, plan.contents, plan.content_bytes)
         copies: dict[str, str] = {}
@@ -458,6 +467,28 @@ def _destination(
             " destination directory"
         )
     return _Place(Path(root))
+
+
+def _check_space(folders: Sequence[Directory], parts: Sequence[DestinationPlan]) -> None:
+    """Refuses a download that would not fit, before anything is fetched: on each file system,
+    every file to be written (a file replaced is freed only once its new content is there)
+    against the space free for this user."""
+    needed: dict[int, int] = {}
+    free: dict[int, tuple[int, str]] = {}
+    for folder, part in zip(folders, parts):
+        sizes = dict(part.contents)
+        device, available = free_space(folder)
+        needed[device] = needed.get(device, 0) + sum(sizes[p.digest] for p in part.places)
+        free.setdefault(device, (available, folder.path))
+    for device, need in needed.items():
+        available, path = free[device]
+        if need > available:
+            why = (
+                f"the download needs {shown_size(need)} ({need} bytes) on this file system,"
+                f" which has {shown_size(available)} ({available} bytes) free: nothing was"
+                " downloaded"
+            )
+            raise DiskSpaceError(why, needed=need, free=available, path=path)
 
 
 def _download(
