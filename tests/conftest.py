@@ -75,9 +75,16 @@ def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def official_upload(
-    bucket: str, root_prefix: str, inputs: list[str], scratch: Path, farm: str, queue: str
+    bucket: str,
+    root_prefix: str,
+    inputs: list[str],
+    scratch: Path,
+    farm: str,
+    queue: str,
+    references: list[str] | None = None,
 ) -> Any:
-    """Uploads ``inputs`` with the official deadline-job-attachments; returns its Attachments."""
+    """Uploads ``inputs`` (with ``references``) with the official deadline-job-attachments;
+    returns its Attachments."""
     import boto3
     from deadline.job_attachments.models import JobAttachmentS3Settings
     from deadline.job_attachments.upload import S3AssetManager
@@ -90,7 +97,7 @@ def official_upload(
         ),
         session=boto3.Session(region_name=REGION),  # not a session cached by an earlier test
     )
-    group = manager.prepare_paths_for_upload(inputs, [], [])
+    group = manager.prepare_paths_for_upload(inputs, [], references or [])
     _, manifests = manager.hash_assets_and_create_manifest(
         group.asset_groups,
         group.total_input_files,

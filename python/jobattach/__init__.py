@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from jobattach_host.sqlite import CacheError
     from jobattach_host.sync import PathMappingRule
 
+    from .asset_references import AssetReferences, read_asset_references
     from .manifest import (
         V2023,
         V2025_DIFF,
@@ -75,7 +76,6 @@ if TYPE_CHECKING:
     from .snapshot import SnapshotResult, create_manifest
     from .submit import (
         LEFT_OUT,
-        AssetReferences,
         BundleSubmitOptions,
         BundleSubmitResult,
         FileSystemLocation,
@@ -165,12 +165,12 @@ _LAZY: dict[str, str] = {
         ),
         ".mirror",
     ),
+    **dict.fromkeys(("AssetReferences", "read_asset_references"), ".asset_references"),
     **dict.fromkeys(("ProgressCallback", "ProgressReport"), ".progress"),
     **dict.fromkeys(("SnapshotResult", "create_manifest"), ".snapshot"),
     **dict.fromkeys(
         (
             "LEFT_OUT",
-            "AssetReferences",
             "BundleSubmitOptions",
             "BundleSubmitResult",
             "FileSystemLocation",
@@ -264,6 +264,7 @@ __all__ = [
     "hash_files",
     "merge_manifests",
     "parse_path",
+    "read_asset_references",
     "submit_bundle_attachments",
     "submit_bundle_attachments_async",
     "sync",

@@ -114,8 +114,22 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="PATH",
-        required=True,
         help="input files (the flag may be repeated)",
+    )
+    up.add_argument(
+        "--input-dir",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="input directories: every file below them is an input (the flag may be repeated)",
+    )
+    up.add_argument(
+        "--asset-references",
+        type=Path,
+        metavar="FILE",
+        help="a job bundle's asset_references.yaml or .json (or the bundle's folder): its"
+        " inputs, output directories and referenced paths, with those given as flags",
     )
     up.add_argument(
         "--output-dir",
@@ -467,21 +481,29 @@ def _progress_line(quiet: bool) -> Iterator[_ProgressLine | None]:
 
 
 def _upload(args: argparse.Namespace) -> int:
+    from .asset_references import AssetReferences, read_asset_references
     from .submit import (
         LEFT_OUT,
-        AssetReferences,
         BundleSubmitOptions,
         ManifestLocation,
         S3Location,
         submit_bundle_attachments,
     )
 
+    given = AssetReferences(args.input, args.output_dir, args.reference, args.input_dir)
+    if args.asset_references is not None:
+        given = read_asset_references(args.asset_references).union(given)
+    if not any((given.input_filenames, given.input_directories, given.output_directories)):
+        raise ValidationError(
+            "nothing to submit: give --input, --input-dir, --output-dir or --asset-references"
+        )
+
     with _progress_line(args.json) as progress:
         result = submit_bundle_attachments(
             None,
             S3Location(args.bucket, args.root_prefix),
             ManifestLocation(args.farm_id, args.queue_id),
-            AssetReferences(args.input, args.output_dir, args.reference),
+            given,
             _storage_profile(args.storage_profile),
             BundleSubmitOptions(args.require_paths_exist, args.file_system),
             progress,

@@ -21,11 +21,11 @@ from jobattach_host.s3config import S3Config
 from jobattach_host.storage import Bucket
 from jobattach_host.sync import layout
 
+from .asset_references import AssetReferences
 from .local_s3 import ACCESS_KEY, SECRET_KEY, LocalS3Server
 from .manifest import Manifest
 from .sample import make_tree
 from .submit import (
-    AssetReferences,
     BundleSubmitResult,
     ManifestLocation,
     S3Location,

@@ -40,6 +40,7 @@ from jobattach_host.submit import AssetRootGroup, group_paths
 from jobattach_host.sync import layout
 from jobattach_host.upload import Content, Tally, upload_contents
 
+from .asset_references import AssetReferences, expand_input_directories
 from .manifest import Manifest
 from .progress import ProgressCallback, ProgressReport, Reporter
 from .snapshot import snapshot_of_plan
@@ -61,19 +62,6 @@ class ManifestLocation:
 
     farm_id: str
     queue_id: str
-
-
-@dataclass(frozen=True)
-class AssetReferences:
-    """The files a job reads, the directories it writes, and paths it only refers to."""
-
-    #: Files to upload (relative paths are taken from the working directory; a missing file
-    #: becomes a reference).
-    input_filenames: Sequence[str] = ()
-    #: Directories the job writes its outputs to.
-    output_directories: Sequence[str] = ()
-    #: Paths the job refers to that are not uploaded.
-    referenced_paths: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -235,6 +223,9 @@ def submit_bundle_attachments(
         raise Cancelled("the submission was cancelled while scanning")
     bucket = Bucket(s3_location.bucket, config)
     bucket.check()  # a wrong bucket or endpoint fails now, not after hours of hashing
+    asset_references = expand_input_directories(
+        asset_references, require_paths_exist=opts.require_paths_exist
+    )
     grouping = group_paths(
         asset_references.input_filenames,
         asset_references.output_directories,
