@@ -85,6 +85,7 @@ if TYPE_CHECKING:
         submit_bundle_attachments,
         submit_bundle_attachments_async,
     )
+    from .verify import BadObject, VerifyResult, verify_content
     from .virtual import MountError, unmount
     from .worker import (
         DownloadResult,
@@ -191,6 +192,7 @@ _LAZY: dict[str, str] = {
         ),
         ".worker",
     ),
+    **dict.fromkeys(("BadObject", "VerifyResult", "verify_content"), ".verify"),
     **dict.fromkeys(("MountError", "unmount"), ".virtual"),
 }
 
@@ -203,6 +205,7 @@ __all__ = [
     "V2025_SNAPSHOT",
     "AssetReferences",
     "AttachmentError",
+    "BadObject",
     "BundleSubmitOptions",
     "BundleSubmitResult",
     "CacheError",
@@ -248,6 +251,7 @@ __all__ = [
     "SyncPath",
     "SyncStats",
     "ValidationError",
+    "VerifyResult",
     "__version__",
     "create_manifest",
     "decode_manifest",
@@ -265,6 +269,7 @@ __all__ = [
     "sync_outputs",
     "sync_with_options",
     "unmount",
+    "verify_content",
     "versions",
 ]
 
