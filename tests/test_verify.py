@@ -128,7 +128,9 @@ def test_stores_of_both_uploaders_are_found_sound(
     assert (small, parts) == (6, 2)
     assert r.total_files == r.checked_files == 12
     assert (r.checksum_files, r.downloaded_files) == (6, 6)
-    assert r.bad == [] and r.foreign == [] and r.unchecked == {}
+    assert r.bad == []
+    assert r.foreign == []
+    assert r.unchecked == {}
     assert r.downloaded_bytes == sum(os.path.getsize(p) for p in official) + sum(
         os.path.getsize(p) for p in _files(tmp_path / "parts", 2, "p")
     )
@@ -153,7 +155,8 @@ def test_stored_checksums_spare_the_download(
     assert (r.checked_files, r.checksum_files, r.downloaded_files) == (6, 5, 1)
     assert _gets(recorder) == [f"/{bucket.name}/{_key(_digest(body))}"]
     heads = [h for m, _, h, _ in recorder.seen if m == "HEAD"]
-    assert len(heads) == 5 and all(h.get("x-amz-checksum-mode") == "ENABLED" for h in heads)
+    assert len(heads) == 5
+    assert all(h.get("x-amz-checksum-mode") == "ENABLED" for h in heads)
 
 
 def test_objects_unlike_their_names_are_found_deleted_and_sent_again(
@@ -178,22 +181,27 @@ def test_objects_unlike_their_names_are_found_deleted_and_sent_again(
 
     found = _verify(aws_env, bucket, check_cache=cache, official_cache=official_cache)
 
+    ours_bad = (ours_key, _digest(Path(ours[0]).read_bytes()), _digest(b"rewritten while sent"))
+    official_bad = (
+        official_key,
+        _digest(Path(official[0]).read_bytes()),
+        _digest(b"rewritten too"),
+    )
     assert [(b.key, b.expected, b.actual, b.found_by, b.deleted) for b in found.bad] == sorted(
-        [
-            (ours_key, _digest(Path(ours[0]).read_bytes()), _digest(b"rewritten while sent"),
-             "checksum", False),
-            (official_key, _digest(Path(official[0]).read_bytes()), _digest(b"rewritten too"),
-             "download", False),
-        ]
-    )  # fmt: skip
-    assert found.remaining == found.bad and found.deleted_files == 0
-    assert bucket.exists(ours_key) and bucket.exists(official_key)
+        [(*ours_bad, "checksum", False), (*official_bad, "download", False)]
+    )
+    assert found.remaining == found.bad
+    assert found.deleted_files == 0
+    assert bucket.exists(ours_key)
+    assert bucket.exists(official_key)
 
     fixed = _verify(aws_env, bucket, fix=True, check_cache=cache, official_cache=official_cache)
 
-    assert fixed.deleted_files == 2 and fixed.remaining == []
+    assert fixed.deleted_files == 2
+    assert fixed.remaining == []
     assert all(b.deleted for b in fixed.bad)
-    assert not bucket.exists(ours_key) and not bucket.exists(official_key)
+    assert not bucket.exists(ours_key)
+    assert not bucket.exists(official_key)
     assert cache.known(bucket.name, [ours_key]) == set()
     assert len(cache.known(bucket.name, bucket.keys(f"{PREFIX}/Data/"))) == 2  # the others stay
     assert not _official_cached(official_cache, bucket, official_key)
@@ -203,7 +211,8 @@ def test_objects_unlike_their_names_are_found_deleted_and_sent_again(
     assert bucket.get_bytes(ours_key)[0] == Path(ours[0]).read_bytes()
     assert bucket.get_bytes(official_key)[0] == Path(official[0]).read_bytes()
     again = _verify(aws_env, bucket, check_cache=cache, official_cache=official_cache)
-    assert again.bad == [] and again.checked_files == 5
+    assert again.bad == []
+    assert again.checked_files == 5
 
 
 def test_foreign_objects_are_reported_never_deleted(
@@ -223,7 +232,9 @@ def test_foreign_objects_are_reported_never_deleted(
     r = _verify(aws_env, bucket, fix=True, check_cache=False)
 
     assert r.foreign == sorted(foreign)
-    assert r.bad == [] and r.checked_files == 1 and r.total_files == 5
+    assert r.bad == []
+    assert r.checked_files == 1
+    assert r.total_files == 5
     assert bucket.keys(f"{PREFIX}/Data/") == {*foreign, f"{PREFIX}/Data/{digest}"}
 
 
@@ -246,12 +257,17 @@ def test_a_fix_spares_a_sound_object_put_since_the_check(
     r = _verify(through(s3_proxy(sound_before_delete)), bucket, fix=True, check_cache=False)
 
     assert [(b.key, b.deleted) for b in r.bad] == [(key, False)]
-    assert len(deletes) == 1 and deletes[0]["if-match"].strip('"')
+    assert len(deletes) == 1
+    assert deletes[0]["if-match"].strip('"')
     assert bucket.get_bytes(key)[0] == body
 
 
 def test_downloads_go_in_bounded_batches_to_a_private_temporary_folder(
-    bucket: Bucket, aws_env: S3Config, s3_proxy: Proxies, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bucket: Bucket,
+    aws_env: S3Config,
+    s3_proxy: Proxies,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Downloads land in a staging folder of their own in ``TMPDIR``, at most a batch's
     worth at a time, and nothing stays; an object deleted after the listing is reported
@@ -264,13 +280,13 @@ def test_downloads_go_in_bounded_batches_to_a_private_temporary_folder(
     for body in bodies:
         _plant(bucket, _key(_digest(body)), body)
     gone = _key(_digest(bodies[3]))
-    staged: list[int] = []
+    staged: list[tuple[int, int, int]] = []  # folders, files in them, the folder's mode
 
     def watch(request: BaseHTTPRequestHandler, _: bytes) -> bool:
         if request.command == "GET" and "/Data/" in request.path:
-            (folder,) = os.listdir(scratch)
-            staged.append(len(os.listdir(scratch / folder)))
-            assert (os.stat(scratch / folder).st_mode & 0o777) == 0o700
+            folders = os.listdir(scratch)
+            inside = os.listdir(scratch / folders[0])
+            staged.append((len(folders), len(inside), os.stat(scratch / folders[0]).st_mode))
             if request.path.endswith(gone):
                 bucket.client.delete_object(Bucket=bucket.name, Key=gone)
         return False
@@ -278,9 +294,13 @@ def test_downloads_go_in_bounded_batches_to_a_private_temporary_folder(
     batch = 2 * len(bodies[0])
     r = _verify(through(s3_proxy(watch)), bucket, batch_bytes=batch, check_cache=False)
 
-    assert r.checked_files == r.downloaded_files == 5 and r.bad == []
+    assert r.checked_files == r.downloaded_files == 5
+    assert r.bad == []
     assert list(r.unchecked) == [gone]
-    assert staged and max(staged) <= 2
+    assert len(staged) >= len(bodies)  # and the failed batch again, one by one
+    assert {folders for folders, _, _ in staged} == {1}
+    assert max(files for _, files, _ in staged) == 2  # a batch's worth
+    assert {mode & 0o777 for _, _, mode in staged} == {0o700}
     assert os.listdir(scratch) == []
 
 
@@ -295,7 +315,8 @@ def test_cli_report_as_json_and_exit_status(
 
     assert main(args) == 3  # bad objects found and not deleted
     report = json.loads(capsys.readouterr().out)
-    assert report["checked_files"] == 2 and report["bad_files"] == 1
+    assert report["checked_files"] == 2
+    assert report["bad_files"] == 1
     assert report["bad"] == [
         {
             "key": _key(_digest(bad)),
@@ -312,4 +333,5 @@ def test_cli_report_as_json_and_exit_status(
     assert main(args[:-1]) == 0  # sound now; the report in words
     out = capsys.readouterr()
     assert out.out == f"foreign {PREFIX}/Data/notes.txt: not named by a digest, left as it is\n"
-    assert "1 checked" in out.err and "0 bad" in out.err
+    assert "1 checked" in out.err
+    assert "0 bad" in out.err
