@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from conftest import REGION, Recorder, S3Proxy, official_upload, through
+from conftest import REGION, Recorder, S3Proxy, answer, official_upload, through
 from jobattach import (
     AssetReferences,
     ClientOptions,
@@ -335,3 +336,33 @@ def test_cli_report_as_json_and_exit_status(
     assert out.out == f"foreign {PREFIX}/Data/notes.txt: not named by a digest, left as it is\n"
     assert "1 checked" in out.err
     assert "0 bad" in out.err
+
+
+def test_a_listing_with_bare_etags_still_deletes(
+    bucket: Bucket, aws_env: S3Config, s3_proxy: Proxies
+) -> None:
+    """A server that lists ETags without their quotes (``rclone serve s3``) while its HEAD
+    quotes them: the object checked is still recognised, and deleted."""
+    body = b"the name's content"
+    key = _key(_digest(body))
+    _plant(bucket, key, b"other content")
+    proxies: list[S3Proxy] = []
+    stripped: list[bool] = []
+
+    def bare_etags(request: BaseHTTPRequestHandler, _: bytes) -> bool:
+        if request.command != "GET" or "list-type=2" not in request.path:
+            return False
+        status, headers, data = proxies[0].send(request, b"")
+        bare = re.sub(
+            rb"<ETag>(?:&quot;|&#34;|\")(.*?)(?:&quot;|&#34;|\")</ETag>", rb"<ETag>\1</ETag>", data
+        )
+        stripped.append(bare != data)
+        answer(request, status, headers, bare)
+        return True
+
+    proxies.append(s3_proxy(bare_etags))
+    r = _verify(through(proxies[0]), bucket, fix=True, check_cache=False)
+
+    assert stripped == [True]
+    assert [(b.key, b.deleted) for b in r.bad] == [(key, True)]
+    assert not bucket.exists(key)

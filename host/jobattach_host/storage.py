@@ -425,11 +425,11 @@ class Bucket:
         If-Match (``rclone serve s3``), the ETag is also read just before, which leaves only
         the moment between that HEAD and the DELETE for another writer's object to be lost."""
         found = self.version(key)
-        if found is None or found[0] != etag:
+        if found is None or found[0].strip('"') != etag.strip('"'):  # rclone lists it bare
             return False
         with storage_errors("delete", key):
             try:
-                self.client.delete_object(Bucket=self.name, Key=key, IfMatch=etag)
+                self.client.delete_object(Bucket=self.name, Key=key, IfMatch=found[0])
             except ClientError as e:
                 if status(e) in (404, EXISTS_STATUS):  # gone, or no longer that object
                     return False
