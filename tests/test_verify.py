@@ -20,6 +20,7 @@ import xxhash
 from conftest import REGION, Recorder, S3Proxy, answer, official_upload, through
 from jobattach import (
     AssetReferences,
+    Cancelled,
     ClientOptions,
     ManifestLocation,
     ProgressReport,
@@ -366,3 +367,18 @@ def test_a_listing_with_bare_etags_still_deletes(
     assert stripped == [True]
     assert [(b.key, b.deleted) for b in r.bad] == [(key, True)]
     assert not bucket.exists(key)
+
+
+def test_a_cancel_stops_before_any_object_is_read(
+    bucket: Bucket, aws_env: S3Config, s3_proxy: Proxies, tmp_path: Path
+) -> None:
+    cache = S3CheckCache(tmp_path / "s3.sqlite3")
+    _submit(bucket, aws_env, _files(tmp_path / "src", 3), tmp_path, cache)
+    _plant(bucket, _key(_digest(b"y")), b"not y")
+    recorder = Recorder()
+
+    with pytest.raises(Cancelled):
+        _verify(through(s3_proxy(recorder)), bucket, fix=True, progress_callback=lambda r: False)
+
+    assert [m for m, p, _, _ in recorder.seen if "/Data/" in p] == []
+    assert bucket.exists(_key(_digest(b"y")))
