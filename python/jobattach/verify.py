@@ -107,7 +107,7 @@ class VerifyResult:
 
 
 class _Found:
-    """The verdicts so far, added to from the threads that tell them."""
+    """The verdicts so far."""
 
     def __init__(self) -> None:
         self.by_checksum = self.downloaded = self.downloaded_bytes = 0
