@@ -115,6 +115,17 @@ pub fn layout(root_prefix: &str) -> Layout {
     }
 }
 
+/// The digest a content key names: the key is `data_prefix` + 32 lowercase hex digits +
+/// `data_suffix`, or, as older uploads were named (the official downloader falls back to
+/// them), the digits alone. Any other key under `data_prefix` (a folder below it, other
+/// digits, another suffix) names no content: None.
+pub fn content_digest<'a>(layout: &Layout, key: &'a str) -> Option<&'a str> {
+    let name = key.strip_prefix(layout.data_prefix.as_str())?;
+    let digest = name.strip_suffix(layout.data_suffix.as_str()).unwrap_or(name);
+    crate::manifest::check_hash(digest).ok()?;
+    Some(digest)
+}
+
 /// `root_prefix` without surrounding slashes and with one after it, or nothing.
 pub(crate) fn prefix(root_prefix: &str) -> String {
     let p = root_prefix.trim_matches('/');
@@ -263,6 +274,29 @@ mod tests {
             (l.data_prefix.as_str(), l.data_suffix.as_str(), l.manifests_prefix.as_str()),
             ("JA/Data/", ".xxh128", "JA/Manifests/")
         );
+    }
+
+    #[test]
+    fn content_keys_name_their_digest() {
+        let l = layout("JA");
+        let d = "0123456789abcdef0123456789abcdef";
+        assert_eq!(content_digest(&l, &format!("JA/Data/{d}.xxh128")), Some(d));
+        assert_eq!(content_digest(&l, &format!("JA/Data/{d}")), Some(d)); // older uploads
+        for foreign in [
+            format!("JA/Data/{}.xxh128", d.to_uppercase()),
+            format!("JA/Data/{}.xxh128", &d[1..]),
+            format!("JA/Data/{d}0.xxh128"),
+            format!("JA/Data/{d}.xxh64"),
+            format!("JA/Data/{d}.xxh128.xxh128"),
+            format!("JA/Data/sub/{d}.xxh128"),
+            format!("JA/Manifests/{d}.xxh128"),
+            format!("Data/{d}.xxh128"),
+            "JA/Data/.xxh128".to_string(),
+            "JA/Data/".to_string(),
+        ] {
+            assert_eq!(content_digest(&l, &foreign), None, "{foreign}");
+        }
+        assert_eq!(content_digest(&layout(""), &format!("Data/{d}.xxh128")), Some(d));
     }
 
     #[test]

@@ -327,6 +327,12 @@ mod bindings {
             }
         }
 
+        fn content_digests(root_prefix: String, keys: Vec<String>) -> Vec<Option<String>> {
+            let l = crate::attachments::layout(&root_prefix);
+            let digest = |k: &String| crate::attachments::content_digest(&l, k).map(str::to_owned);
+            keys.iter().map(digest).collect()
+        }
+
         fn plan_mirror(request: sync::MirrorRequest) -> Result<String, types::Error> {
             let request = crate::mirror::Request {
                 source: &request.source,

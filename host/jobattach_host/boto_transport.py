@@ -107,6 +107,7 @@ class BotoTransport:
         extra: dict[str, Any] = {"Metadata": dict(metadata)} if metadata else {}
         if digest:
             extra["ChecksumXXHASH128"] = checksum(digest)
+            extra["ChecksumAlgorithm"] = "XXHASH128"  # as put_headers: the value is kept
         if create_only:
             extra["IfNoneMatch"] = "*"
         with storage_errors("upload", key):

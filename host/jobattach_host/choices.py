@@ -27,7 +27,7 @@ V2025_DIFF: Final = "v2025-12-diff"
 #: The path syntax a root or a path mapping rule's source was written in.
 PathFormat = Literal["posix", "windows"]
 #: The phase a progress report is about.
-Phase = Literal["scanning", "hashing", "uploading", "downloading"]
+Phase = Literal["scanning", "hashing", "uploading", "downloading", "verifying"]
 #: Why a snapshot left a path out of its manifest.
 SkipReason = Literal[
     "special-file",

@@ -302,6 +302,13 @@ def layout(root_prefix: str) -> Layout:
     )
 
 
+def content_digests(root_prefix: str, keys: Sequence[str]) -> list[str | None]:
+    """The digest each key names as a content object under ``root_prefix`` (the suffixed
+    name, or the older bare one), or None for a foreign key, in one call."""
+    out = instance_for().call("sync", "content-digests", root_prefix, list(keys))
+    return [None if d is None else str(d) for d in out]
+
+
 @dataclass(frozen=True)
 class OutputManifestRequest:
     """One root's output manifest of a session action (``sync.output-manifest-request``)."""

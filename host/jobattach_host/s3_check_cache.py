@@ -8,6 +8,7 @@ cache for that bucket.
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .component import cache_dir
-from .sqlite import Cache
+from .sqlite import Cache, CacheError
 
 if TYPE_CHECKING:
     from .storage import Bucket
@@ -76,9 +77,15 @@ class S3CheckCache(Cache):
         if rows:
             self._write("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows)
 
-    def forget(self, bucket: str) -> None:
-        """Drops every key recorded for ``bucket`` (as when a sample of them is found missing)."""
-        self._write("DELETE FROM present WHERE bucket = ?", [(bucket,)])
+    def forget(self, bucket: str, keys: Iterable[str] | None = None) -> None:
+        """Drops ``keys`` recorded for ``bucket`` (objects deleted: the next submission then
+        asks S3), or every key (as when a sample of them is found missing)."""
+        if keys is None:
+            self._write("DELETE FROM present WHERE bucket = ?", [(bucket,)])
+        else:
+            self._write(
+                "DELETE FROM present WHERE bucket = ? AND key = ?", [(bucket, k) for k in keys]
+            )
 
     def trusted(self, bucket: Bucket, keys: Sequence[str]) -> set[str]:
         """The keys of ``keys`` the cache vouches for, after a sample of them was found in S3;
@@ -89,3 +96,35 @@ class S3CheckCache(Cache):
             self.forget(bucket.name)
             return set()
         return known
+
+
+def official_cache() -> Path:
+    """Where the official package keeps its S3-check cache by default (its ``CacheDB``):
+    ``~/.deadline/job_attachments/s3_check_cache.db``."""
+    return Path(os.path.expanduser("~")) / ".deadline" / "job_attachments" / "s3_check_cache.db"
+
+
+def forget_official(bucket: str, keys: Iterable[str], path: Path | None = None) -> None:
+    """Drops ``keys`` of ``bucket`` from the official package's S3-check cache at ``path``
+    (default :func:`official_cache`), so that its next submission asks S3 for them too; a
+    cache that does not exist is left so. Its table is ``s3checkV1``, its keys
+    ``bucket/key`` (deadline.job_attachments 0.1.5's ``S3CheckCache``)."""
+    path = path if path is not None else official_cache()
+    rows = [(f"{bucket}/{k}",) for k in keys]
+    if not rows or not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=60)
+    except sqlite3.Error as e:
+        raise CacheError(f"cannot use this cache: {e}", path=str(path)) from e
+    try:
+        with db:
+            if db.execute(_OFFICIAL_TABLE).fetchone():
+                db.executemany("DELETE FROM s3checkV1 WHERE s3_key = ?", rows)
+    except sqlite3.Error as e:
+        raise CacheError(f"cannot use this cache: {e}", path=str(path)) from e
+    finally:
+        db.close()
+
+
+_OFFICIAL_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 's3checkV1'"

@@ -297,11 +297,13 @@ def put_headers(
     metadata: Mapping[str, str] | None, digest: str | None, create_only: bool
 ) -> dict[str, str]:
     """The headers of a PUT: its user metadata; with ``digest``, S3's XXHASH128 checksum of
-    the content, so that S3 refuses a body that does not hash to it (``BadDigest``); and,
+    the content, so that S3 refuses a body that does not hash to it (``BadDigest``) and keeps
+    it (named by its algorithm, as SDKs do, which emulators need to keep it too); and,
     ``create_only``, ``If-None-Match: *``, so that it never replaces an object."""
     headers = metadata_headers(metadata)
     if digest:
         headers["x-amz-checksum-xxhash128"] = checksum(digest)
+        headers["x-amz-sdk-checksum-algorithm"] = "XXHASH128"
     if create_only:
         headers["if-none-match"] = "*"
     return headers
@@ -313,6 +315,17 @@ def checksum(digest: str) -> str:
     (awscrt's ``new_xxhash3_128``, botocore 1.44) gives the same value for the same bytes:
     checked with awscrt 0.38.1 on empty, 3-byte, 1 kB and 5 MB bodies."""
     return base64.b64encode(bytes.fromhex(digest)).decode("ascii")
+
+
+def digest_of(value: str) -> str | None:
+    """The xxh3-128 (32 hex digits) an ``x-amz-checksum-xxhash128`` value says, the inverse
+    of :func:`checksum`; None for one that is not a whole object's (a multipart upload's
+    ends in ``-<parts>``) or not 16 bytes of base64."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 16 else None
 
 
 def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from .boto_transport import BotoTransport, status, storage_errors
 from .errors import FileAccessError, FileChangedError, StorageError
 from .pace import MinimumRate
 from .s3config import S3Config
-from .s3wire import EXISTS_STATUS, Wire
+from .s3wire import EXISTS_STATUS, Wire, digest_of
 from .transport import UNFINISHED, DigestMismatch, Limits, Request, Router, Sent
 
 #: Opens a download's file, empty, for writing (again on each retry).
@@ -42,6 +42,28 @@ class Transfer(NamedTuple):
     create_only: bool = False
     #: Downloads: opens the file written to (``path`` is then only named in messages).
     sink: Sink | None = None
+
+
+class Listed(NamedTuple):
+    """An object of a listing."""
+
+    key: str
+    size: int
+    #: Its last modification, microseconds since the epoch.
+    modified: int
+    etag: str
+    #: The algorithms of the checksums S3 keeps for it (``XXHASH128``, ``CRC64NVME``...), as
+    #: the listing names them; empty where the server names none.
+    checksums: tuple[str, ...]
+
+
+class Stored(NamedTuple):
+    """An object as a HEAD with checksums enabled shows it."""
+
+    etag: str
+    #: The xxh3-128 (32 hex digits) that its full-object XXHASH128 checksum says; None
+    #: when it has none (another algorithm, or per part: a multipart upload's).
+    xxh128: str | None
 
 
 class Bucket:
@@ -118,13 +140,18 @@ class Bucket:
 
     def listing(self, prefix: str) -> list[tuple[str, int, int]]:
         """(key, size, last modified in microseconds) of every object under ``prefix``."""
-        out: list[tuple[str, int, int]] = []
+        return [(o.key, o.size, o.modified) for o in self.objects(prefix)]
+
+    def objects(self, prefix: str) -> list[Listed]:
+        """Every object under ``prefix``, by one paginated listing."""
+        out: list[Listed] = []
         with storage_errors("list", prefix):
             pages = self.client.get_paginator("list_objects_v2")
             for page in pages.paginate(Bucket=self.name, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     modified = int(obj["LastModified"].timestamp() * 1_000_000)
-                    out.append((obj["Key"], int(obj["Size"]), modified))
+                    etag, algorithms = obj.get("ETag", ""), tuple(obj.get("ChecksumAlgorithm", ()))
+                    out.append(Listed(obj["Key"], int(obj["Size"]), modified, etag, algorithms))
         return out
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -367,6 +394,30 @@ class Bucket:
                 raise
             return str(reply["ETag"]), int(reply["ContentLength"])
 
+    def stored(self, key: str) -> Stored | None:
+        """The object at ``key`` with its stored checksum (one HEAD), or None when there is
+        none. S3 checks a checksum sent with a PUT against the body before it keeps it;
+        an emulator may keep what the client claimed unchecked (moto does)."""
+        with storage_errors("check", key):
+            try:
+                reply = self.client.head_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED")
+            except ClientError as e:
+                if status(e) == 404:
+                    return None
+                raise
+        whole = reply.get("ChecksumType") != "COMPOSITE"
+        value = reply.get("ChecksumXXHASH128")
+        return Stored(str(reply["ETag"]), digest_of(value) if whole and value else None)
+
+    def stored_many(self, keys: Sequence[str]) -> list[Stored | None]:
+        """``stored`` of each key, by concurrent HEADs, in ``keys``' order."""
+        if not keys:
+            return []
+        with ThreadPoolExecutor(
+            self._transport.workers(len(keys)), thread_name_prefix="s3-head"
+        ) as pool:
+            return list(pool.map(self.stored, keys))
+
     def delete_version(self, key: str, etag: str) -> bool:
         """Deletes the object at ``key`` only while it is the one whose ETag is ``etag``, so
         that an object another writer put there since stays; whether it did. S3 checks the
@@ -374,11 +425,11 @@ class Bucket:
         If-Match (``rclone serve s3``), the ETag is also read just before, which leaves only
         the moment between that HEAD and the DELETE for another writer's object to be lost."""
         found = self.version(key)
-        if found is None or found[0] != etag:
+        if found is None or found[0].strip('"') != etag.strip('"'):  # rclone lists it bare
             return False
         with storage_errors("delete", key):
             try:
-                self.client.delete_object(Bucket=self.name, Key=key, IfMatch=etag)
+                self.client.delete_object(Bucket=self.name, Key=key, IfMatch=found[0])
             except ClientError as e:
                 if status(e) in (404, EXISTS_STATUS):  # gone, or no longer that object
                     return False

@@ -86,6 +86,7 @@ if TYPE_CHECKING:
         submit_bundle_attachments,
         submit_bundle_attachments_async,
     )
+    from .verify import BadObject, VerifyResult, verify_content
     from .virtual import MountError, unmount
     from .worker import (
         DownloadResult,
@@ -195,6 +196,7 @@ _LAZY: dict[str, str] = {
         ),
         ".worker",
     ),
+    **dict.fromkeys(("BadObject", "VerifyResult", "verify_content"), ".verify"),
     **dict.fromkeys(("MountError", "unmount"), ".virtual"),
 }
 
@@ -207,6 +209,7 @@ __all__ = [
     "V2025_SNAPSHOT",
     "AssetReferences",
     "AttachmentError",
+    "BadObject",
     "BundleSubmitOptions",
     "BundleSubmitResult",
     "CacheError",
@@ -254,6 +257,7 @@ __all__ = [
     "SyncPath",
     "SyncStats",
     "ValidationError",
+    "VerifyResult",
     "__version__",
     "create_manifest",
     "decode_manifest",
@@ -272,6 +276,7 @@ __all__ = [
     "sync_outputs",
     "sync_with_options",
     "unmount",
+    "verify_content",
     "versions",
 ]
 

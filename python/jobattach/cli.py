@@ -228,6 +228,22 @@ def _parser() -> argparse.ArgumentParser:
     _path_mapping_option(outs)
     _download_options(outs)
 
+    ver = asub.add_parser(
+        "verify",
+        help="check that each object under the root prefix's Data/ holds the content its name"
+        " says (by S3's stored XXHASH128 checksum, else downloaded and hashed); exits 3 when"
+        " bad objects are found and not deleted",
+    )
+    ver.add_argument("--bucket", required=True)
+    ver.add_argument("--root-prefix", required=True)
+    ver.add_argument(
+        "--fix",
+        action="store_true",
+        help="delete the bad objects (each only while it is the object checked) and make this"
+        " machine's S3-check caches forget them, so the next submission uploads them again",
+    )
+    ver.add_argument("--json", action="store_true", help="print the report as JSON")
+
     sy = sub.add_parser("sync", help="mirror a directory to s3://bucket/prefix, or back")
     sy.add_argument("source", metavar="SRC")
     sy.add_argument("dest", metavar="DEST")
@@ -654,11 +670,39 @@ def _report_download(result: DownloadResult, *, as_json: bool) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .submit import S3Location
+    from .verify import verify_content
+
+    with _progress_line(args.json) as progress:
+        r = verify_content(
+            S3Location(args.bucket, args.root_prefix), fix=args.fix, progress_callback=progress
+        )
+    if args.json:
+        print(json.dumps(r.as_dict(), indent=2))
+        return 3 if r.remaining else 0
+    for b in r.bad:
+        print(f"{'deleted' if b.deleted else 'bad'} {b.key}: holds {b.actual} ({b.found_by})")
+    for key in r.foreign:
+        print(f"foreign {key}: not named by a digest, left as it is")
+    for key, why in r.unchecked.items():
+        print(f"jobattach: not checked {key}: {why}", file=sys.stderr)
+    print(
+        f"jobattach: {r.total_files} objects, {r.total_bytes / 1e6:.1f} MB: {r.checked_files}"
+        f" checked ({r.checksum_files} by stored checksum, {r.downloaded_files} downloaded,"
+        f" {r.downloaded_bytes / 1e6:.1f} MB), {len(r.bad)} bad, {r.deleted_files} deleted,"
+        f" {len(r.foreign)} foreign, {len(r.unchecked)} unchecked; {r.total_time:.2f} s",
+        file=sys.stderr,
+    )
+    return 3 if r.remaining else 0
+
+
 _ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "upload": _upload,
     "download": _download,
     "unmount": _unmount,
     "download-outputs": _download_outputs,
+    "verify": _verify,
 }
 
 
