@@ -108,6 +108,24 @@ def official_upload(
     return attachments
 
 
+def official_job(
+    aws: S3Config, scratch: Path, name: str, files: dict[str, bytes]
+) -> dict[str, Any]:
+    """``files`` written below ``scratch/submitted`` and uploaded as a job's inputs by the
+    official package, in a bucket of their own: the bucket, root, attachments and config."""
+    from jobattach_host.storage import Bucket
+
+    bucket = Bucket(f"job-{abs(hash(name)) % 10**8}", aws)
+    bucket.create()
+    root = scratch / "submitted"
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    inputs = sorted(str(root / rel) for rel in files)
+    attachments = official_upload(bucket.name, "JA", inputs, scratch, "farm-1", "queue-1")
+    return {"bucket": bucket, "root": root, "attachments": attachments.to_dict(), "s3": aws}
+
+
 #: Decides a request's fate in an ``S3Proxy``: answers it itself (returning True) or lets it
 #: through (False). Gets the handler (method, path, headers, wfile) and the request body.
 Fault = Callable[[BaseHTTPRequestHandler, bytes], bool]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import official_upload
+from conftest import official_job, official_upload
 from jobattach import S3Config, S3Location, ValidationError, download_job_outputs, sync_inputs
 from jobattach_host.storage import Bucket
 from jobattach_host.sync import session_root_name
@@ -34,15 +34,7 @@ TREE = {
 @pytest.fixture
 def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
     """TREE uploaded by the official package: the bucket, root and attachments."""
-    bucket = Bucket(f"choices-{abs(hash(request.node.name)) % 10**8}", aws_env)
-    bucket.create()
-    root = tmp_path / "submitted"
-    for rel, data in TREE.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    inputs = sorted(str(root / rel) for rel in TREE)
-    attachments = official_upload(bucket.name, "JA", inputs, tmp_path, "farm-1", "queue-1")
-    return {"bucket": bucket, "root": root, "attachments": attachments.to_dict(), "s3": aws_env}
+    return official_job(aws_env, tmp_path, request.node.name, TREE)
 
 
 def _tree(folder: Path) -> dict[str, bytes]:

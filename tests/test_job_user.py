@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import official_upload
+from conftest import official_job
 from jobattach import (
     JobUser,
     MountError,
@@ -23,7 +23,6 @@ from jobattach import (
     ValidationError,
     sync_inputs,
 )
-from jobattach_host.storage import Bucket
 from jobattach_host.sync import session_root_name
 
 TREE = {"a.exr": b"a", "shots/s1/b.exr": b"b", "shots/c.txt": b"c"}
@@ -41,15 +40,7 @@ def _other_group() -> grp.struct_group:
 
 @pytest.fixture
 def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
-    bucket = Bucket(f"jobuser-{abs(hash(request.node.name)) % 10**8}", aws_env)
-    bucket.create()
-    root = tmp_path / "submitted"
-    for rel, data in TREE.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    inputs = sorted(str(root / rel) for rel in TREE)
-    attachments = official_upload(bucket.name, "JA", inputs, tmp_path, "farm-1", "queue-1")
-    return {"bucket": bucket, "root": root, "attachments": attachments.to_dict(), "s3": aws_env}
+    return official_job(aws_env, tmp_path, request.node.name, TREE)
 
 
 def _access(folder: Path) -> dict[str, tuple[int, int]]:

@@ -108,44 +108,26 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--root-prefix", required=True)
     up.add_argument("--farm-id", required=True)
     up.add_argument("--queue-id", required=True)
-    up.add_argument(
-        "--input",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="input files (the flag may be repeated)",
-    )
-    up.add_argument(
-        "--input-dir",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="DIR",
-        help="input directories: every file below them is an input (the flag may be repeated)",
-    )
+    for flag, metavar, what in (
+        ("--input", "PATH", "input files"),
+        ("--input-dir", "DIR", "input directories: every file below them is an input"),
+        ("--output-dir", "DIR", "directories the job writes"),
+        ("--reference", "PATH", "paths the job refers to without uploading them"),
+    ):
+        up.add_argument(
+            flag,
+            action="extend",
+            nargs="+",
+            default=[],
+            metavar=metavar,
+            help=f"{what} (the flag may be repeated)",
+        )
     up.add_argument(
         "--asset-references",
         type=Path,
         metavar="FILE",
         help="a job bundle's asset_references.yaml or .json (or the bundle's folder): its"
         " inputs, output directories and referenced paths, with those given as flags",
-    )
-    up.add_argument(
-        "--output-dir",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="DIR",
-        help="directories the job writes (the flag may be repeated)",
-    )
-    up.add_argument(
-        "--reference",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="PATH",
-        help="paths the job refers to without uploading them (the flag may be repeated)",
     )
     up.add_argument(
         "--storage-profile",
