@@ -1,4 +1,5 @@
-"""A full disk while downloading: a clear error, and nothing partial left under a final name.
+"""A full disk while downloading: a clear error, and nothing partial left under a final name
+(a job's inputs are refused before the first byte, as the free space says they cannot fit).
 
 The download runs in a child process given a 1 MiB tmpfs in a mount namespace of its own
 (unshare), so the disk really fills; the mount vanishes with the child.
@@ -94,8 +95,10 @@ def job(aws_env: S3Config, tmp_path: Path) -> dict[str, Any]:
 def test_sync_inputs_on_a_full_disk(job: dict[str, Any], threshold: int) -> None:
     got = _on_a_full_disk(job["bucket"], "inputs", str(threshold), json.dumps(job["attachments"]))
     assert got["error"] is not None, "the download cannot fit, yet nothing failed"
-    assert got["error"]["type"] == "FileAccessError"
-    assert "No space left on device" in got["error"]["text"]
+    # Refused before the first byte, naming what it needs against what is free.
+    assert got["error"]["type"] == "DiskSpaceError"
+    assert f"needs 1.6 MB ({4 * 400 * KiB} bytes)" in got["error"]["text"]
+    assert "free: nothing was downloaded" in got["error"]["text"]
     assert got["files"] == {}  # no staging left, nothing under a final name
 
 
