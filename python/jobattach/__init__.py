@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         LeftOutReason,
         LocationType,
         ManifestFormat,
+        ManifestKind,
         PathFormat,
         Phase,
         SkipReason,
@@ -59,6 +60,13 @@ if TYPE_CHECKING:
         diff_directory,
         diff_manifests,
         merge_manifests,
+    )
+    from .manifest_store import (
+        ManifestDownload,
+        ManifestDownloadResult,
+        ManifestUpload,
+        download_manifests,
+        upload_manifest,
     )
     from .mirror import (
         LocalPath,
@@ -121,6 +129,7 @@ _LAZY: dict[str, str] = {
             "LeftOutReason",
             "LocationType",
             "ManifestFormat",
+            "ManifestKind",
             "PathFormat",
             "Phase",
             "SkipReason",
@@ -148,6 +157,16 @@ _LAZY: dict[str, str] = {
             "merge_manifests",
         ),
         ".manifest",
+    ),
+    **dict.fromkeys(
+        (
+            "ManifestDownload",
+            "ManifestDownloadResult",
+            "ManifestUpload",
+            "download_manifests",
+            "upload_manifest",
+        ),
+        ".manifest_store",
     ),
     **dict.fromkeys(
         (
@@ -223,9 +242,13 @@ __all__ = [
     "Manifest",
     "ManifestDiff",
     "ManifestDir",
+    "ManifestDownload",
+    "ManifestDownloadResult",
     "ManifestEntry",
     "ManifestFormat",
+    "ManifestKind",
     "ManifestLocation",
+    "ManifestUpload",
     "MountError",
     "PathFormat",
     "PathMappingRule",
@@ -254,6 +277,7 @@ __all__ = [
     "diff_directory",
     "diff_manifests",
     "download_job_outputs",
+    "download_manifests",
     "hash_file",
     "hash_files",
     "merge_manifests",
@@ -265,6 +289,7 @@ __all__ = [
     "sync_outputs",
     "sync_with_options",
     "unmount",
+    "upload_manifest",
     "versions",
 ]
 

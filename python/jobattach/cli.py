@@ -11,7 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from jobattach_host.choices import V2023, V2025_SNAPSHOT, ConflictPolicy, FileSystemMode
+from jobattach_host.choices import (
+    V2023,
+    V2025_SNAPSHOT,
+    ConflictPolicy,
+    FileSystemMode,
+    ManifestKind,
+)
 from jobattach_host.errors import AttachmentError, FileAccessError, ValidationError
 
 # Each command imports what it runs inside its handler: the S3 commands' modules load boto3,
@@ -92,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     merge = msub.add_parser("merge", help="merge manifests of one root, later ones winning")
     merge.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     merge.add_argument("-o", "--output", type=Path, help="write here instead of to stdout")
+    _manifest_store_parsers(msub)
 
     a = sub.add_parser("attachments", help="submit a job's attachments to S3")
     asub = a.add_subparsers(dest="attachments_command", required=True, metavar="ACTION")
@@ -228,6 +235,55 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _manifest_store_parsers(msub: Any) -> None:
+    mup = msub.add_parser(
+        "upload", help="put a manifest file in a queue's manifest store, below Manifests/"
+    )
+    mup.add_argument("manifest", type=Path, metavar="FILE")
+    mup.add_argument("--bucket", required=True)
+    mup.add_argument("--root-prefix", required=True)
+    mup.add_argument(
+        "--prefix",
+        default="",
+        metavar="FOLDERS",
+        help="folders below Manifests/ to put it in (the object is named as the file is)",
+    )
+    mup.add_argument("--root", help="the root it describes, named in its asset-root metadata")
+    mup.add_argument("--file-system-location", metavar="NAME", help="the root's location name")
+    mup.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an object holding another manifest at that key (a job may rely on it)",
+    )
+    mup.add_argument("--json", action="store_true", help="print where it went as JSON")
+    mdl = msub.add_parser(
+        "download", help="write a job's input and output manifests, one merged file per root"
+    )
+    mdl.add_argument("--bucket", required=True)
+    mdl.add_argument("--root-prefix", required=True)
+    mdl.add_argument("--farm-id", required=True)
+    mdl.add_argument("--queue-id", required=True)
+    mdl.add_argument("--job-id", required=True)
+    mdl.add_argument("--step-id", default="", help="only this step's outputs")
+    mdl.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
+    mdl.add_argument(
+        "--kind",
+        choices=get_args(ManifestKind),
+        default="all",
+        help="input: those the attachments name; output: those a download of outputs reads"
+        " (each task's latest run); all (default): both, merged by root",
+    )
+    mdl.add_argument(
+        "--attachments",
+        type=Path,
+        metavar="FILE",
+        help="the job's attachments JSON, as GetJob returns it (needed for inputs: this tool"
+        " calls no Deadline Cloud API)",
+    )
+    mdl.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    _conflict_and_json(mdl)
+
+
 def _conflict_and_json(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--on-conflict",
@@ -357,11 +413,70 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manifest_upload(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .manifest_store import upload_manifest
+    from .submit import S3Location
+
+    r = upload_manifest(
+        args.manifest,
+        S3Location(args.bucket, args.root_prefix),
+        prefix=args.prefix,
+        root=args.root,
+        file_system_location=args.file_system_location,
+        overwrite=args.overwrite,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(r), indent=2))
+        return 0
+    print(f"s3://{r.bucket}/{r.key}")
+    held = "already held it" if r.outcome == "unchanged" else "uploaded"
+    print(
+        f"jobattach: {held}: {r.size} bytes, hash {r.hash}; inputManifestPath {r.manifest_path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _manifest_download(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .manifest_store import download_manifests
+    from .submit import S3Location
+
+    r = download_manifests(
+        S3Location(args.bucket, args.root_prefix),
+        args.farm_id,
+        args.queue_id,
+        args.job_id,
+        args.output,
+        attachments=None if args.attachments is None else _json_file(args.attachments),
+        kind=args.kind,
+        step_id=args.step_id,
+        task_id=args.task_id,
+        on_conflict=args.on_conflict,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(r), indent=2))
+        return 0
+    for d in r.downloaded:
+        print(f"{d.manifest_root} -> {d.local_manifest_path}")
+        if d.outcome in ("overwritten", "skipped"):
+            print(
+                f"jobattach: {d.outcome} a different file: {d.local_manifest_path}", file=sys.stderr
+            )
+    print(f"jobattach: {len(r.downloaded)} manifests", file=sys.stderr)
+    return 0
+
+
 _MANIFEST_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "snapshot": _snapshot,
     "diff": _diff,
     "merge": _merge,
     "convert": _convert,
+    "upload": _manifest_upload,
+    "download": _manifest_download,
 }
 
 
@@ -500,12 +615,7 @@ def _path_mapping_rules(path: Path | None) -> list[PathMappingRule]:
 
     if path is None:
         return []
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise FileAccessError(f"cannot read: {e.strerror}", path=str(path)) from e
-    except ValueError as e:
-        raise ValidationError(f"{path}: not JSON ({e})") from e
+    doc = _json_file(path)
     rules: Any = doc.get("path_mapping_rules", [doc]) if isinstance(doc, dict) else doc
     keys = ("source_path_format", "source_path", "destination_path")
     if not isinstance(rules, list) or not all(
@@ -519,20 +629,23 @@ def _path_mapping_rules(path: Path | None) -> list[PathMappingRule]:
     ]
 
 
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise FileAccessError(f"cannot read: {e.strerror}", path=str(path)) from e
+    except ValueError as e:
+        raise ValidationError(f"{path}: not JSON ({e})") from e
+
+
 def _download(args: argparse.Namespace) -> int:
     from .submit import S3Location
     from .worker import sync_inputs
 
-    try:
-        attachments = json.loads(args.attachments.read_text())
-    except OSError as e:
-        raise FileAccessError(f"cannot read: {e.strerror}", path=str(args.attachments)) from e
-    except ValueError as e:
-        raise ValidationError(f"{args.attachments}: not JSON ({e})") from e
     with _progress_line(args.json) as progress:
         result = sync_inputs(
             S3Location(args.bucket, args.root_prefix),
-            attachments,
+            _json_file(args.attachments),
             args.dest,
             on_conflict=args.on_conflict,
             path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
