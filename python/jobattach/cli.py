@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     h.add_argument("--json", action="store_true", help="print a JSON object of path to digest")
 
-    m = sub.add_parser("manifest", help="make, compare and merge v2023-03-03 manifests")
+    m = sub.add_parser("manifest", help="make, compare, merge and store v2023-03-03 manifests")
     msub = m.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
     snap = msub.add_parser("snapshot", help="write the manifest of a directory")
     snap.add_argument("root", type=Path, metavar="ROOT")
@@ -239,7 +239,7 @@ def _manifest_store_parsers(msub: Any) -> None:
     mup = msub.add_parser(
         "upload", help="put a manifest file in a queue's manifest store, below Manifests/"
     )
-    mup.add_argument("manifest", type=Path, metavar="FILE")
+    mup.add_argument("manifest", type=Path, metavar="FILE", help="a manifest of either format")
     mup.add_argument("--bucket", required=True)
     mup.add_argument("--root-prefix", required=True)
     mup.add_argument(
@@ -271,7 +271,7 @@ def _manifest_store_parsers(msub: Any) -> None:
         choices=get_args(ManifestKind),
         default="all",
         help="input: those the attachments name; output: those a download of outputs reads"
-        " (each task's latest run); all (default): both, merged by root",
+        " (each task's latest run); all: both, merged by root",
     )
     mdl.add_argument(
         "--attachments",
@@ -280,7 +280,14 @@ def _manifest_store_parsers(msub: Any) -> None:
         help="the job's attachments JSON, as GetJob returns it (needed for inputs: this tool"
         " calls no Deadline Cloud API)",
     )
-    mdl.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    mdl.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="write the manifests here, one per root, named after it (made when missing)",
+    )
     _conflict_and_json(mdl)
 
 
