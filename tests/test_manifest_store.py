@@ -58,6 +58,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())
 
 
+def _download_cli(job: Job, *args: str) -> subprocess.CompletedProcess[str]:
+    """``manifest download`` of the job's manifests, with ``args``."""
+    ids = ["--farm-id", IDS[0], "--queue-id", IDS[1], "--job-id", IDS[2]]
+    where = ["--bucket", job.bucket.name, "--root-prefix", "JA"]
+    return _cli("manifest", "download", *where, *ids, *args)
+
+
 # --- upload ---------------------------------------------------------------------------------
 
 
@@ -408,25 +415,8 @@ def test_cli_download_json_names_the_files(job: Job, tmp_path: Path) -> None:
     attachments = tmp_path / "attachments.json"
     attachments.write_text(json.dumps(job.attachments))
     out = tmp_path / "m"
-    args = [
-        "manifest",
-        "download",
-        "--bucket",
-        job.bucket.name,
-        "--root-prefix",
-        "JA",
-        "--farm-id",
-        IDS[0],
-        "--queue-id",
-        IDS[1],
-        "--job-id",
-        IDS[2],
-        "--attachments",
-        str(attachments),
-        "-o",
-        str(out),
-    ]
-    run = _cli(*args, "--json")
+    args = ["--attachments", str(attachments), "-o", str(out)]
+    run = _download_cli(job, *args, "--json")
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     [d] = doc["downloaded"]
@@ -436,10 +426,10 @@ def test_cli_download_json_names_the_files(job: Job, tmp_path: Path) -> None:
     assert len(d["manifest_keys"]) == 4
     assert Manifest.decode(Path(d["local_manifest_path"]).read_bytes()) is not None
 
-    plain = _cli(*args, "--kind", "input")
+    plain = _download_cli(job, *args, "--kind", "input")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == f"{job.root} -> {d['local_manifest_path']}\n"
-    assert "overwritten a different file" in plain.stderr  # inputs alone differ from all
+    assert "replaced a different file" in plain.stderr  # inputs alone differ from all
 
 
 def test_missing_manifests_are_clear_errors(job: Job, aws_env: S3Config, tmp_path: Path) -> None:
@@ -458,28 +448,11 @@ def test_missing_manifests_are_clear_errors(job: Job, aws_env: S3Config, tmp_pat
     with pytest.raises(StorageError) as e:
         download_manifests(job.where, *IDS, tmp_path / "a", attachments=gone, s3=aws_env)
     assert "Inputs/nothing/here_input" in str(e.value)
-    assert not (tmp_path / "a").exists() or os.listdir(tmp_path / "a") == []
+    assert not (tmp_path / "a").exists()  # nothing made before every manifest is read
 
     file = tmp_path / "gone.json"
     file.write_text(json.dumps(gone))
-    run = _cli(
-        "manifest",
-        "download",
-        "--bucket",
-        job.bucket.name,
-        "--root-prefix",
-        "JA",
-        "--farm-id",
-        IDS[0],
-        "--queue-id",
-        IDS[1],
-        "--job-id",
-        IDS[2],
-        "--attachments",
-        str(file),
-        "-o",
-        str(tmp_path / "b"),
-    )
+    run = _download_cli(job, "--attachments", str(file), "-o", str(tmp_path / "b"))
     assert run.returncode == 1
     assert run.stderr.startswith("jobattach: error: ")
     assert "here_input" in run.stderr
@@ -498,27 +471,39 @@ def test_a_tampered_manifest_in_the_bucket_is_refused_before_anything_is_written
     with pytest.raises(ValidationError) as e:
         download_manifests(job.where, *IDS, out, attachments=job.attachments, s3=aws_env)
     assert e.value.path == key
-    assert not out.exists() or os.listdir(out) == []
+    assert not out.exists()
 
     job.bucket.put_bytes(key, b"\xff not even text", metadata=metadata)
-    run = _cli(
-        "manifest",
-        "download",
-        "--bucket",
-        job.bucket.name,
-        "--root-prefix",
-        "JA",
-        "--farm-id",
-        IDS[0],
-        "--queue-id",
-        IDS[1],
-        "--job-id",
-        IDS[2],
-        "--kind",
-        "output",
-        "-o",
-        str(out),
-    )
+    run = _download_cli(job, "--kind", "output", "-o", str(out))
     assert run.returncode == 1
     assert key in run.stderr
     assert "not UTF-8" in run.stderr
+
+
+def test_a_hostile_root_names_a_file_inside_the_destination_only(
+    aws_env: S3Config, tmp_path: Path
+) -> None:
+    bucket = _bucket(aws_env, "hostile-root")
+    key = "JA/Manifests/farm-1/queue-1/job-1/step-1/task-1/2026-01-01T00:00:00.000000Z_s/x_output"
+    root = "/../../../" + "x" * 300 + "/\n..\\evil"
+    bucket.put_bytes(
+        key, Manifest.from_entries([]).encode(), metadata={"asset-root-json": json.dumps(root)}
+    )
+    out = tmp_path / "deep" / "m"
+    r = download_manifests(S3Location(bucket.name, "JA"), *IDS, out, kind="output", s3=aws_env)
+    [d] = r.downloaded
+    assert d.manifest_root == root
+    assert os.listdir(tmp_path) == ["deep"]
+    assert os.listdir(out) == [downloaded_manifest_name(root)] == [Path(d.local_manifest_path).name]
+    assert len(os.listdir(out)[0]) <= 142
+
+    surrogate = {"manifests": [{"rootPath": "/a\udcff", "inputManifestPath": key[13:]}]}
+    with pytest.raises(ValidationError, match="not Unicode"):
+        download_manifests(
+            S3Location(bucket.name, "JA"),
+            *IDS,
+            out,
+            attachments=surrogate,
+            kind="input",
+            s3=aws_env,
+        )

@@ -197,13 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     outs = asub.add_parser(
         "download-outputs", help="download a job's outputs (each task's latest run)"
     )
-    outs.add_argument("--bucket", required=True)
-    outs.add_argument("--root-prefix", required=True)
-    outs.add_argument("--farm-id", required=True)
-    outs.add_argument("--queue-id", required=True)
-    outs.add_argument("--job-id", required=True)
-    outs.add_argument("--step-id", default="", help="only this step's outputs")
-    outs.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
+    _job_options(outs)
     outs.add_argument(
         "--dest",
         type=Path,
@@ -259,13 +253,7 @@ def _manifest_store_parsers(msub: Any) -> None:
     mdl = msub.add_parser(
         "download", help="write a job's input and output manifests, one merged file per root"
     )
-    mdl.add_argument("--bucket", required=True)
-    mdl.add_argument("--root-prefix", required=True)
-    mdl.add_argument("--farm-id", required=True)
-    mdl.add_argument("--queue-id", required=True)
-    mdl.add_argument("--job-id", required=True)
-    mdl.add_argument("--step-id", default="", help="only this step's outputs")
-    mdl.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
+    _job_options(mdl)
     mdl.add_argument(
         "--kind",
         choices=get_args(ManifestKind),
@@ -289,6 +277,17 @@ def _manifest_store_parsers(msub: Any) -> None:
         help="write the manifests here, one per root, named after it (made when missing)",
     )
     _conflict_and_json(mdl)
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    """The queue's bucket and root prefix, and a job, or one of its steps or tasks."""
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--root-prefix", required=True)
+    p.add_argument("--farm-id", required=True)
+    p.add_argument("--queue-id", required=True)
+    p.add_argument("--job-id", required=True)
+    p.add_argument("--step-id", default="", help="only this step's outputs")
+    p.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
 
 
 def _conflict_and_json(p: argparse.ArgumentParser) -> None:
@@ -438,7 +437,7 @@ def _manifest_upload(args: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(r), indent=2))
         return 0
     print(f"s3://{r.bucket}/{r.key}")
-    held = "already held it" if r.outcome == "unchanged" else "uploaded"
+    held = "S3 held it already" if r.outcome == "unchanged" else "uploaded"
     print(
         f"jobattach: {held}: {r.size} bytes, hash {r.hash}; inputManifestPath {r.manifest_path}",
         file=sys.stderr,
@@ -467,12 +466,11 @@ def _manifest_download(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(r), indent=2))
         return 0
+    said = {"overwritten": "replaced a different file", "skipped": "kept a different file"}
     for d in r.downloaded:
         print(f"{d.manifest_root} -> {d.local_manifest_path}")
-        if d.outcome in ("overwritten", "skipped"):
-            print(
-                f"jobattach: {d.outcome} a different file: {d.local_manifest_path}", file=sys.stderr
-            )
+        if d.outcome in said:
+            print(f"jobattach: {said[d.outcome]}: {d.local_manifest_path}", file=sys.stderr)
     print(f"jobattach: {len(r.downloaded)} manifests", file=sys.stderr)
     return 0
 

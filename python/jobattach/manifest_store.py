@@ -185,6 +185,15 @@ def _nothing_found(s3_location: S3Location, kind: ManifestKind, ids: tuple[str, 
     return found if kind == "output" else f"{found}, and no input manifests in its attachments"
 
 
+def _file_name(root: str) -> str:
+    try:
+        root.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from attachments JSON
+        why = "the root is not Unicode text: its manifest has no name"
+        raise ValidationError(why, path=root) from None
+    return engine.downloaded_manifest_name(root)
+
+
 def _write_merged(
     stored: list[StoredManifest], dest: Path, on_conflict: ConflictPolicy
 ) -> ManifestDownloadResult:
@@ -193,7 +202,7 @@ def _write_merged(
     by_root: dict[str, list[StoredManifest]] = {}
     for s in stored:
         by_root.setdefault(s.root, []).append(s)
-    names = {root: engine.downloaded_manifest_name(root) for root in by_root}
+    names = {root: _file_name(root) for root in by_root}
     if len(set(names.values())) < len(names):  # only through a hash collision
         raise ValidationError(f"two roots' manifests would take one file name: {names}")
     with open_root(dest) as folder:
