@@ -102,7 +102,7 @@ pub fn output_manifest(
     }
     let name = xxh128_of(&format!("{}{root}", location.unwrap_or("")));
     let _ = write!(key, "{}_{session_action}/{name}_output", iso_time(start_us));
-    manifest_object(&key, root, location)
+    manifest_object(&key, Some(root), location)
 }
 
 /// The layout under `root_prefix`.
@@ -136,7 +136,7 @@ pub(crate) fn prefix(root_prefix: &str) -> String {
     }
 }
 
-fn xxh128_of(text: &str) -> String {
+pub(crate) fn xxh128_of(text: &str) -> String {
     let mut h = Hasher::new();
     h.update(text.as_bytes());
     h.finish_hex()
@@ -169,7 +169,7 @@ pub fn describe(s: &Submission) -> Result<(Vec<Option<ManifestObject>>, String)>
                 entry.push_str(",\"inputManifestPath\":");
                 json::write_str(&mut entry, &partial);
                 let _ = write!(entry, ",\"inputManifestHash\":\"{hash}\"");
-                manifests.push(Some(manifest_object(&key, &g.root, location)));
+                manifests.push(Some(manifest_object(&key, Some(&g.root), location)));
             }
             None => manifests.push(None),
         }
@@ -194,15 +194,24 @@ pub fn describe(s: &Submission) -> Result<(Vec<Option<ManifestObject>>, String)>
 /// The content type a manifest object is stored with, as the official code writes it.
 pub const MANIFEST_CONTENT_TYPE: &str = "application/x-deadline-manifest-2023-03-03";
 
-fn manifest_object(key: &str, root: &str, location: Option<&str>) -> ManifestObject {
+/// A manifest object at `key` whose metadata names `root` (when given) and `location`.
+pub(crate) fn manifest_object(
+    key: &str,
+    root: Option<&str>,
+    location: Option<&str>,
+) -> ManifestObject {
     let mut metadata = Vec::new();
-    if root.is_ascii() {
-        metadata.push(("asset-root".to_string(), root.to_string()));
-    } else {
-        let mut ascii = String::new();
-        json::write_str(&mut ascii, root); // ASCII JSON, as json.dumps(ensure_ascii=True)
-        metadata.push(("asset-root".to_string(), ascii.clone()));
-        metadata.push(("asset-root-json".to_string(), ascii));
+    match root {
+        Some(root) if root.is_ascii() => {
+            metadata.push(("asset-root".to_string(), root.to_string()));
+        }
+        Some(root) => {
+            let mut ascii = String::new();
+            json::write_str(&mut ascii, root); // ASCII JSON, as json.dumps(ensure_ascii=True)
+            metadata.push(("asset-root".to_string(), ascii.clone()));
+            metadata.push(("asset-root-json".to_string(), ascii));
+        }
+        None => {}
     }
     if let Some(name) = location {
         metadata.push(("file-system-location-name".to_string(), name.to_string()));
@@ -232,7 +241,7 @@ mod tests {
     #[test]
     fn the_root_is_read_back_from_the_metadata_written() {
         for root in ["/show/a", "/show/caf\u{e9}", "C:\\proj\\\u{1f600}"] {
-            let object = manifest_object("k", root, Some("loc"));
+            let object = manifest_object("k", Some(root), Some("loc"));
             assert_eq!(manifest_root(&object.metadata).unwrap().as_deref(), Some(root));
         }
         assert_eq!(manifest_root(&[]).unwrap(), None);

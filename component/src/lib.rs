@@ -15,6 +15,7 @@ pub mod internal_names;
 pub mod job_outputs;
 pub mod json;
 pub mod manifest;
+pub mod manifest_store;
 pub mod manifest_v2025;
 pub mod mirror;
 pub mod mount;
@@ -389,6 +390,23 @@ mod bindings {
 
         fn manifest_root(metadata: Vec<(String, String)>) -> Result<Option<String>, types::Error> {
             Ok(crate::attachments::manifest_root(&metadata)?)
+        }
+
+        fn stored_manifest(
+            r: sync::StoredManifestRequest,
+        ) -> Result<types::ManifestObject, types::Error> {
+            let location = r.location.as_deref().filter(|l| !l.is_empty());
+            Ok(object(crate::manifest_store::stored_manifest(
+                &r.root_prefix,
+                &r.prefix,
+                &r.name,
+                r.root.as_deref(),
+                location,
+            )?))
+        }
+
+        fn downloaded_manifest_name(root: String) -> String {
+            crate::manifest_store::downloaded_name(&root)
         }
 
         fn map_path(

@@ -24,6 +24,8 @@ ManifestFormat = Literal["v2023-03-03", "v2025-12-snapshot", "v2025-12-diff"]
 V2023: Final = "v2023-03-03"
 V2025_SNAPSHOT: Final = "v2025-12-snapshot"
 V2025_DIFF: Final = "v2025-12-diff"
+#: Which of a job's manifests a download of manifests reads.
+ManifestKind = Literal["input", "output", "all"]
 #: The path syntax a root or a path mapping rule's source was written in.
 PathFormat = Literal["posix", "windows"]
 #: The phase a progress report is about.
@@ -59,6 +61,7 @@ __all__ = [
     "LeftOutReason",
     "LocationType",
     "ManifestFormat",
+    "ManifestKind",
     "PathFormat",
     "Phase",
     "SkipReason",

@@ -372,6 +372,50 @@ def release(folder: Directory, leaf: str, claimed: os.stat_result) -> None:
             _unlink(folder, leaf)
 
 
+def compare_file(folder: Directory, leaf: str, data: bytes) -> bool | None:
+    """Whether the regular file ``leaf`` of ``folder`` holds exactly ``data``: None when
+    nothing stands there, False for a different file or anything else (a symlink is not
+    followed)."""
+    try:
+        fd = _open_at(folder, leaf, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), 0)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a symlink (ELOOP), or what cannot be read: not that content
+        return False
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return False
+        return f.read(len(data) + 1) == data
+
+
+def replace_file(folder: Directory, leaf: str, data: bytes) -> None:
+    """Writes ``data`` at ``leaf`` of ``folder``: to a new internal name there first, then
+    renamed over ``leaf``, so that no reader sees part of it, and whatever stood at ``leaf``
+    (a symlink too) is replaced, never written through."""
+    target = os.path.join(folder.path, leaf)
+    while True:
+        temporary = internal_name("temporary")
+        try:
+            fd = _open_at(folder, temporary, _NEW_FILE, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise FileAccessError(f"cannot write: {e.strerror}", path=target) from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _rename(folder, temporary, folder, leaf)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            _unlink(folder, temporary)
+        if isinstance(e, IsADirectoryError):
+            raise FileAccessError("a folder stands where a file goes", path=target) from None
+        if isinstance(e, OSError):
+            raise FileAccessError(f"cannot write: {e.strerror}", path=target) from e
+        raise
+
+
 def _remove_stale(root: Directory) -> None:
     """Removes staging folders of ``root`` that no process holds (a killed download's): only
     folders of our name and mode, owned by this user, holding files alone. A process locks its

@@ -371,6 +371,20 @@ def manifest_root(metadata: Mapping[str, str]) -> str | None:
     return None if root is None else str(root)
 
 
+def stored_manifest(
+    root_prefix: str, prefix: str, name: str, root: str | None, location: str | None
+) -> ManifestObject:
+    """Where a manifest file ``name`` goes in the manifest store (below ``Manifests/`` and
+    ``prefix``), and the metadata naming ``root`` and ``location``."""
+    wit = _record(root_prefix=root_prefix, prefix=prefix, name=name, root=root, location=location)
+    return _object(instance_for().call("sync", "stored-manifest", wit))
+
+
+def downloaded_manifest_name(root: str) -> str:
+    """The file name a download of a job's manifests gives ``root``'s merged manifest."""
+    return str(instance_for().call("sync", "downloaded-manifest-name", root))
+
+
 #: A file of a mirror's listing: path, size, mtime in µs.
 MirrorFile = tuple[str, int, int]
 

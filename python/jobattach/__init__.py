@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         LeftOutReason,
         LocationType,
         ManifestFormat,
+        ManifestKind,
         PathFormat,
         Phase,
         SkipReason,
@@ -61,6 +62,13 @@ if TYPE_CHECKING:
         diff_directory,
         diff_manifests,
         merge_manifests,
+    )
+    from .manifest_store import (
+        ManifestDownload,
+        ManifestDownloadResult,
+        ManifestUpload,
+        download_manifests,
+        upload_manifest,
     )
     from .mirror import (
         LocalPath,
@@ -125,6 +133,7 @@ _LAZY: dict[str, str] = {
             "LeftOutReason",
             "LocationType",
             "ManifestFormat",
+            "ManifestKind",
             "PathFormat",
             "Phase",
             "SkipReason",
@@ -152,6 +161,16 @@ _LAZY: dict[str, str] = {
             "merge_manifests",
         ),
         ".manifest",
+    ),
+    **dict.fromkeys(
+        (
+            "ManifestDownload",
+            "ManifestDownloadResult",
+            "ManifestUpload",
+            "download_manifests",
+            "upload_manifest",
+        ),
+        ".manifest_store",
     ),
     **dict.fromkeys(
         (
@@ -232,9 +251,13 @@ __all__ = [
     "Manifest",
     "ManifestDiff",
     "ManifestDir",
+    "ManifestDownload",
+    "ManifestDownloadResult",
     "ManifestEntry",
     "ManifestFormat",
+    "ManifestKind",
     "ManifestLocation",
+    "ManifestUpload",
     "MountError",
     "PathFormat",
     "PathMappingRule",
@@ -264,6 +287,7 @@ __all__ = [
     "diff_directory",
     "diff_manifests",
     "download_job_outputs",
+    "download_manifests",
     "hash_file",
     "hash_files",
     "merge_manifests",
@@ -276,6 +300,7 @@ __all__ = [
     "sync_outputs",
     "sync_with_options",
     "unmount",
+    "upload_manifest",
     "verify_content",
     "versions",
 ]

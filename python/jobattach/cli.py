@@ -11,7 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from jobattach_host.choices import V2023, V2025_SNAPSHOT, ConflictPolicy, FileSystemMode
+from jobattach_host.choices import (
+    V2023,
+    V2025_SNAPSHOT,
+    ConflictPolicy,
+    FileSystemMode,
+    ManifestKind,
+)
 from jobattach_host.errors import AttachmentError, FileAccessError, ValidationError
 from jobattach_host.sizes import shown_size
 
@@ -57,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     h.add_argument("--json", action="store_true", help="print a JSON object of path to digest")
 
-    m = sub.add_parser("manifest", help="make, compare and merge v2023-03-03 manifests")
+    m = sub.add_parser("manifest", help="make, compare, merge and store v2023-03-03 manifests")
     msub = m.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
     snap = msub.add_parser("snapshot", help="write the manifest of a directory")
     snap.add_argument("root", type=Path, metavar="ROOT")
@@ -100,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     merge = msub.add_parser("merge", help="merge manifests of one root, later ones winning")
     merge.add_argument("manifests", type=Path, nargs="+", metavar="MANIFEST")
     merge.add_argument("-o", "--output", type=Path, help="write here instead of to stdout")
+    _manifest_store_parsers(msub)
 
     a = sub.add_parser("attachments", help="submit a job's attachments to S3")
     asub = a.add_subparsers(dest="attachments_command", required=True, metavar="ACTION")
@@ -194,13 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     outs = asub.add_parser(
         "download-outputs", help="download a job's outputs (each task's latest run)"
     )
-    outs.add_argument("--bucket", required=True)
-    outs.add_argument("--root-prefix", required=True)
-    outs.add_argument("--farm-id", required=True)
-    outs.add_argument("--queue-id", required=True)
-    outs.add_argument("--job-id", required=True)
-    outs.add_argument("--step-id", default="", help="only this step's outputs")
-    outs.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
+    _job_options(outs)
     outs.add_argument(
         "--dest",
         type=Path,
@@ -246,6 +247,73 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--files", type=int, default=200, help="files in the sample tree")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
+
+
+def _manifest_store_parsers(msub: Any) -> None:
+    mup = msub.add_parser(
+        "upload", help="put a manifest file in a queue's manifest store, below Manifests/"
+    )
+    mup.add_argument("manifest", type=Path, metavar="FILE", help="a manifest of either format")
+    mup.add_argument("--bucket", required=True)
+    mup.add_argument("--root-prefix", required=True)
+    mup.add_argument(
+        "--prefix",
+        default="",
+        metavar="FOLDERS",
+        help="folders below Manifests/ to put it in (the object is named as the file is)",
+    )
+    mup.add_argument("--root", help="the root it describes, named in its asset-root metadata")
+    mup.add_argument("--file-system-location", metavar="NAME", help="the root's location name")
+    mup.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an object holding another manifest at that key (a job may rely on it)",
+    )
+    mup.add_argument("--json", action="store_true", help="print where it went as JSON")
+    mdl = msub.add_parser(
+        "download", help="write a job's input and output manifests, one merged file per root"
+    )
+    _job_options(mdl)
+    mdl.add_argument(
+        "--kind",
+        choices=get_args(ManifestKind),
+        default="all",
+        help="input: those the attachments name; output: those a download of outputs reads"
+        " (each task's latest run); all: both, merged by root",
+    )
+    mdl.add_argument(
+        "--attachments",
+        type=Path,
+        metavar="FILE",
+        help="the job's attachments JSON, as GetJob returns it (needed for inputs: this tool"
+        " calls no Deadline Cloud API)",
+    )
+    mdl.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="write the manifests here, one per root, named after it (made when missing)",
+    )
+    mdl.add_argument(
+        "--on-conflict",
+        choices=[c for c in get_args(ConflictPolicy) if c != "create-copy"],
+        default="overwrite",
+        help="what to do with a file of other content where a manifest goes (default %(default)s)",
+    )
+    mdl.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    """The queue's bucket and root prefix, and a job, or one of its steps or tasks."""
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--root-prefix", required=True)
+    p.add_argument("--farm-id", required=True)
+    p.add_argument("--queue-id", required=True)
+    p.add_argument("--job-id", required=True)
+    p.add_argument("--step-id", default="", help="only this step's outputs")
+    p.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
 
 
 def _download_options(p: argparse.ArgumentParser) -> None:
@@ -404,11 +472,69 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manifest_upload(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .manifest_store import upload_manifest
+    from .submit import S3Location
+
+    r = upload_manifest(
+        args.manifest,
+        S3Location(args.bucket, args.root_prefix),
+        prefix=args.prefix,
+        root=args.root,
+        file_system_location=args.file_system_location,
+        overwrite=args.overwrite,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(r), indent=2))
+        return 0
+    print(f"s3://{r.bucket}/{r.key}")
+    held = "S3 held it already" if r.outcome == "unchanged" else "uploaded"
+    print(
+        f"jobattach: {held}: {r.size} bytes, hash {r.hash}; inputManifestPath {r.manifest_path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _manifest_download(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .manifest_store import download_manifests
+    from .submit import S3Location
+
+    r = download_manifests(
+        S3Location(args.bucket, args.root_prefix),
+        args.farm_id,
+        args.queue_id,
+        args.job_id,
+        args.output,
+        attachments=None if args.attachments is None else _json_file(args.attachments),
+        kind=args.kind,
+        step_id=args.step_id,
+        task_id=args.task_id,
+        on_conflict=args.on_conflict,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(r), indent=2))
+        return 0
+    said = {"overwritten": "replaced a different file", "skipped": "kept a different file"}
+    for d in r.downloaded:
+        print(f"{d.manifest_root} -> {d.local_manifest_path}")
+        if d.outcome in said:
+            print(f"jobattach: {said[d.outcome]}: {d.local_manifest_path}", file=sys.stderr)
+    print(f"jobattach: {len(r.downloaded)} manifests", file=sys.stderr)
+    return 0
+
+
 _MANIFEST_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "snapshot": _snapshot,
     "diff": _diff,
     "merge": _merge,
     "convert": _convert,
+    "upload": _manifest_upload,
+    "download": _manifest_download,
 }
 
 
@@ -543,12 +669,7 @@ def _path_mapping_rules(path: Path | None) -> list[PathMappingRule]:
 
     if path is None:
         return []
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise FileAccessError(f"cannot read: {e.strerror}", path=str(path)) from e
-    except ValueError as e:
-        raise ValidationError(f"{path}: not JSON ({e})") from e
+    doc = _json_file(path)
     rules: Any = doc.get("path_mapping_rules", [doc]) if isinstance(doc, dict) else doc
     keys = ("source_path_format", "source_path", "destination_path")
     if not isinstance(rules, list) or not all(
@@ -562,20 +683,23 @@ def _path_mapping_rules(path: Path | None) -> list[PathMappingRule]:
     ]
 
 
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise FileAccessError(f"cannot read: {e.strerror}", path=str(path)) from e
+    except ValueError as e:
+        raise ValidationError(f"{path}: not JSON ({e})") from e
+
+
 def _download(args: argparse.Namespace) -> int:
     from .submit import S3Location
     from .worker import sync_inputs
 
-    try:
-        attachments = json.loads(args.attachments.read_text())
-    except OSError as e:
-        raise FileAccessError(f"cannot read: {e.strerror}", path=str(args.attachments)) from e
-    except ValueError as e:
-        raise ValidationError(f"{args.attachments}: not JSON ({e})") from e
     with _progress_line(args.json) as progress:
         result = sync_inputs(
             S3Location(args.bucket, args.root_prefix),
-            attachments,
+            _json_file(args.attachments),
             args.dest,
             on_conflict=args.on_conflict,
             include=args.include,

@@ -150,17 +150,72 @@ def _gid(group: str | int) -> int:
 def _manifests_of(attachments: object) -> list[dict[str, Any]]:
     """The job's ``attachments["manifests"]``, checked to be what CreateJob takes."""
     bad = ValidationError(
-        "attachments must be an object whose manifests each have a rootPath string"
-        " (the JSON that submit_bundle_attachments returns)"
+        "attachments must be an object whose manifests each have a rootPath string (and"
+        " an inputManifestPath string, if any; the JSON that submit_bundle_attachments returns)"
     )
     if not isinstance(attachments, dict):
         raise bad
     manifests = attachments.get("manifests", [])
     if not isinstance(manifests, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("rootPath"), str) for m in manifests
+        isinstance(m, dict)
+        and isinstance(m.get("rootPath"), str)
+        and isinstance(m.get("inputManifestPath", ""), str)
+        for m in manifests
     ):
         raise bad
     return manifests
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    """A manifest read from the bucket, validated: its key, and the root it describes."""
+
+    key: str
+    root: str
+    manifest: Manifest
+
+
+def _decoded(key: str, data: bytes) -> Manifest:
+    try:
+        return Manifest.decode(data)  # decoding validates every path
+    except ValidationError as e:
+        raise ValidationError(e.reason, kind=e.kind, path=key) from None
+
+
+def input_manifests(bucket: Bucket, where: Layout, attachments: object) -> list[StoredManifest]:
+    """The input manifests the job's ``attachments`` name, in their order."""
+    manifests = _manifests_of(attachments)
+    named = [
+        (where.manifests_prefix + m["inputManifestPath"], m["rootPath"])
+        for m in manifests
+        if m.get("inputManifestPath")
+    ]
+    found = bucket.get_many([key for key, _ in named])
+    return [
+        StoredManifest(k, root, _decoded(k, data)) for (k, root), (data, _) in zip(named, found)
+    ]
+
+
+def output_manifests(
+    bucket: Bucket,
+    root_prefix: str,
+    farm_id: str,
+    queue_id: str,
+    job_id: str,
+    step_id: str = "",
+    task_id: str = "",
+) -> list[StoredManifest]:
+    """The output manifests a download of a job's outputs (or a step's, or a task's) reads,
+    as the official downloader picks them, in the order to merge them (oldest first)."""
+    prefix = outputs_prefix(root_prefix, farm_id, queue_id, job_id, step_id, task_id)
+    keys = select_outputs([(key, modified) for key, _, modified in bucket.listing(prefix)])
+    found: list[StoredManifest] = []
+    for key, (data, metadata) in zip(keys, bucket.get_many(keys)):
+        root = manifest_root(metadata)
+        if root is None:
+            raise StorageError("an output manifest names no root in its metadata", path=key)
+        found.append(StoredManifest(key, root, _decoded(key, data)))
+    return found
 
 
 def sync_inputs(
@@ -225,10 +280,8 @@ def sync_inputs(
     by_root: dict[str, list[Manifest]] = {}
     for props in manifests:
         roots[props["rootPath"]] = _destination(props, session_dir, path_mapping_rules)
-        if props.get("inputManifestPath"):
-            data, _ = bucket.get_bytes(where.manifests_prefix + props["inputManifestPath"])
-            # decoding validates every path
-            by_root.setdefault(props["rootPath"], []).append(Manifest.decode(data))
+    for stored in input_manifests(bucket, where, attachments):
+        by_root.setdefault(stored.root, []).append(stored.manifest)
     if wanted == "VIRTUAL":
         return _mount_roots(
             s3_location,
@@ -276,18 +329,14 @@ def download_job_outputs(
     t0 = time.perf_counter()
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
-    prefix = outputs_prefix(s3_location.root_prefix, farm_id, queue_id, job_id, step_id, task_id)
-    keys = select_outputs([(key, modified) for key, _, modified in bucket.listing(prefix)])
+    ids = (farm_id, queue_id, job_id, step_id, task_id)
     roots: dict[str, _Place] = {}
     by_root: dict[str, list[Manifest]] = {}
-    for key, (data, metadata) in zip(keys, bucket.get_many(keys)):
-        root = manifest_root(metadata)
-        if root is None:
-            raise StorageError("an output manifest names no root in its metadata", path=key)
-        if root not in roots:
-            props = {"rootPath": root}
-            roots[root] = _destination(props, dest, path_mapping_rules)
-        by_root.setdefault(root, []).append(Manifest.decode(data))
+    for stored in output_manifests(bucket, s3_location.root_prefix, *ids):
+        if stored.root not in roots:
+            props = {"rootPath": stored.root}
+            roots[stored.root] = _destination(props, dest, path_mapping_rules)
+        by_root.setdefault(stored.root, []).append(stored.manifest)
     return _download_roots(
         bucket, where, roots, by_root, (include, exclude), policy, progress_callback, t0, access
     )
