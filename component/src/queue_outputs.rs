@@ -4,7 +4,7 @@
 //!
 //! An output manifest's key below that prefix is
 //! `{job}/{step}/[{task}/]{start}_{session action}/{hash}_output` (the official worker's
-//! layout; a step without tasks has no task folder). A checkpoint counts as done every output
+//! layout; a step's own action has no task folder, or an empty one). A checkpoint counts as done every output
 //! manifest last modified before its watermark, and those it lists (key and last modification)
 //! at or after it. A listing shows every object whose upload had finished when it was made; an
 //! upload that had not is last modified no earlier than the latest one listed less the time an
@@ -74,7 +74,8 @@ pub fn parse(prefix: &str, key: &str, last_modified_us: i64) -> Option<QueueOutp
     let parts: Vec<&str> = rest.split('/').collect();
     let (job, step, task, action, name) = match parts[..] {
         [job, step, action, name] => (job, step, "", action, name),
-        [job, step, task, action, name] if task.starts_with("task-") => {
+        // The official worker's library writes an empty task folder for a step's action.
+        [job, step, task, action, name] if task.is_empty() || task.starts_with("task-") => {
             (job, step, task, action, name)
         }
         _ => return None,
@@ -182,6 +183,9 @@ mod tests {
         );
         let step = parse(P, &key("job-1", "", "sa-1"), 7).unwrap();
         assert_eq!((step.task.as_str(), step.session_action.as_str()), ("", "sa-1"));
+        let empty = format!("{P}job-1/step-1//2026-01-01T00:00:00.000000Z_sa-2/abc_output");
+        let step = parse(P, &empty, 7).unwrap();
+        assert_eq!((step.task.as_str(), step.session_action.as_str()), ("", "sa-2"));
         for other in [
             format!("{P}Inputs/0123/abc_input"),
             format!("{P}job-1/step-1/task-1/no-action-time/abc_output"),
