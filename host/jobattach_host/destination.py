@@ -300,6 +300,41 @@ class Staging:
         self.close()
 
 
+def read_file(folder: Directory, leaf: str) -> bytes | None:
+    """The bytes of the file ``leaf`` of ``folder`` (a symlink there is refused), or None
+    when there is none."""
+    try:
+        fd = _open_at(folder, leaf, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), 0)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def replace_file(folder: Directory, leaf: str, data: bytes) -> None:
+    """Makes ``data`` the file ``leaf`` of ``folder`` whole or not at all: written to a new
+    internal name there and flushed to disk, renamed over ``leaf`` (a symlink there is
+    replaced, not followed), the folder flushed too, so that a crash at any point leaves the
+    old file or the new one."""
+    while True:
+        temporary = internal_name("temporary")
+        with contextlib.suppress(FileExistsError):
+            fd = _open_at(folder, temporary, _NEW_FILE, 0o666)
+            break
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _rename(folder, temporary, folder, leaf)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            _unlink(folder, temporary)
+        raise
+    if _AT:  # the folder's handle flushes its entries (Windows has none to flush)
+        os.fsync(folder.fd)
+
+
 def _remove_stale(root: Directory) -> None:
     """Removes staging folders of ``root`` that no process holds (a killed download's): only
     folders of our name and mode, owned by this user, holding files alone. A process locks its

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         sync_with_options,
     )
     from .progress import ProgressCallback, ProgressReport
+    from .queue_outputs import QueueOutputsResult, download_queue_outputs
     from .snapshot import SnapshotResult, create_manifest
     from .submit import (
         LEFT_OUT,
@@ -163,6 +164,7 @@ _LAZY: dict[str, str] = {
         ".mirror",
     ),
     **dict.fromkeys(("ProgressCallback", "ProgressReport"), ".progress"),
+    **dict.fromkeys(("QueueOutputsResult", "download_queue_outputs"), ".queue_outputs"),
     **dict.fromkeys(("SnapshotResult", "create_manifest"), ".snapshot"),
     **dict.fromkeys(
         (
@@ -233,6 +235,7 @@ __all__ = [
     "Phase",
     "ProgressCallback",
     "ProgressReport",
+    "QueueOutputsResult",
     "S3CheckCache",
     "S3Config",
     "S3Location",
@@ -254,6 +257,7 @@ __all__ = [
     "diff_directory",
     "diff_manifests",
     "download_job_outputs",
+    "download_queue_outputs",
     "hash_file",
     "hash_files",
     "merge_manifests",

@@ -195,6 +195,24 @@ def download_job_outputs(
     where = layout(s3_location.root_prefix)
     prefix = outputs_prefix(s3_location.root_prefix, farm_id, queue_id, job_id, step_id, task_id)
     keys = select_outputs([(key, modified) for key, _, modified in bucket.listing(prefix)])
+    return download_output_manifests(
+        bucket, where, keys, dest, path_mapping_rules, policy, progress_callback, t0
+    )
+
+
+def download_output_manifests(
+    bucket: Bucket,
+    where: Layout,
+    keys: Sequence[str],
+    dest: str | os.PathLike[str] | None,
+    rules: Sequence[PathMappingRule],
+    on_conflict: ConflictPolicy,
+    progress: ProgressCallback | None,
+    t0: float | None = None,
+) -> DownloadResult:
+    """Reads the output manifests ``keys`` (in the order to merge them) and downloads them,
+    each root where :func:`download_job_outputs` puts it; ``t0`` is when the work began."""
+    t0 = time.perf_counter() if t0 is None else t0
     roots: dict[str, _Place] = {}
     by_root: dict[str, list[Manifest]] = {}
     for key, (data, metadata) in zip(keys, bucket.get_many(keys)):
@@ -203,9 +221,9 @@ def download_job_outputs(
             raise StorageError("an output manifest names no root in its metadata", path=key)
         if root not in roots:
             props = {"rootPath": root}
-            roots[root] = _destination(props, dest, path_mapping_rules)
+            roots[root] = _destination(props, dest, rules)
         by_root.setdefault(root, []).append(Manifest.decode(data))
-    return _download_roots(bucket, where, roots, by_root, policy, progress_callback, t0)
+    return _download_roots(bucket, where, roots, by_root, on_conflict, progress, t0)
 
 
 @dataclass(frozen=True)
