@@ -195,14 +195,15 @@ def _parser() -> argparse.ArgumentParser:
     um.add_argument("--json", action="store_true", help="print the unmounted paths as JSON")
 
     outs = asub.add_parser(
-        "download-outputs", help="download a job's outputs (each task's latest run)"
+        "download-outputs",
+        help="download a job's outputs (each task's latest run), or a queue's as they come",
     )
     outs.add_argument("--bucket", required=True)
     outs.add_argument("--root-prefix", required=True)
     outs.add_argument("--farm-id", required=True)
     outs.add_argument("--queue-id", required=True)
     which = outs.add_mutually_exclusive_group(required=True)
-    which.add_argument("--job-id")
+    which.add_argument("--job-id", help="this job's outputs")
     which.add_argument(
         "--queue-wide",
         action="store_true",
