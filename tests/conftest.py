@@ -126,6 +126,29 @@ def official_job(
     return {"bucket": bucket, "root": root, "attachments": attachments.to_dict(), "s3": aws}
 
 
+def run_task(
+    where: Any,
+    attachments: dict[str, Any],
+    session: Path,
+    action: Any,
+    files: dict[str, bytes],
+    aws: S3Config,
+) -> list[str]:
+    """A worker's session with jobattach: the job's inputs (``where``, an S3Location, and
+    its ``attachments``; one root) downloaded to ``session``, the task writing ``files`` (paths
+    relative to the root), its outputs uploaded for ``action`` (a SessionAction); returns the
+    output manifests' keys."""
+    from jobattach import sync_inputs, sync_outputs
+
+    inputs = sync_inputs(where, attachments, session, s3=aws)
+    (local,) = map(Path, inputs.roots.values())
+    for name, data in files.items():
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_bytes(data)
+    done = sync_outputs(where, attachments, session, action, inputs=inputs, s3=aws)
+    return done.manifest_keys
+
+
 #: Decides a request's fate in an ``S3Proxy``: answers it itself (returning True) or lets it
 #: through (False). Gets the handler (method, path, headers, wfile) and the request body.
 Fault = Callable[[BaseHTTPRequestHandler, bytes], bool]

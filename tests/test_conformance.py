@@ -131,6 +131,39 @@ def _layout(a: dict[str, Any]) -> Any:
     }
 
 
+def _queue_outputs(a: dict[str, Any]) -> Any:
+    r = a["request"]
+
+    def pairs(objects: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        return [(o["key"], o["last-modified-us"]) for o in objects]
+
+    def objects(done: dict[str, int]) -> list[dict[str, Any]]:
+        return [{"key": k, "last-modified-us": v} for k, v in done.items()]
+
+    since = engine.OutputsDone(r["since"]["complete-before-us"], dict(pairs(r["since"]["done"])))
+    plan = engine.queue_outputs(r["prefix"], pairs(r["listing"]), since, r["lookback-us"])
+    batches = [
+        {
+            "job-id": b.job_id,
+            "outputs": [
+                {
+                    "key": o.key,
+                    "last-modified-us": o.last_modified_us,
+                    "job-id": o.job_id,
+                    "step-id": o.step_id,
+                    "task-id": o.task_id,
+                    "session-action-id": o.session_action_id,
+                }
+                for o in b.outputs
+            ],
+            "complete-before-us": b.complete_before_us,
+        }
+        for b in plan.batches
+    ]
+    after = {"complete-before-us": plan.after.complete_before_us, "done": objects(plan.after.done)}
+    return {"batches": batches, "after": after}
+
+
 CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sync.session-root": lambda a: engine.session_root_name(a["root-path"]),
     "sync.layout": _layout,
@@ -139,6 +172,10 @@ CALLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sync.select-outputs": lambda a: engine.select_outputs(
         [(o["key"], o["last-modified-us"]) for o in a["listing"]]
     ),
+    "sync.queue-outputs-prefix": lambda a: engine.queue_outputs_prefix(
+        a["root-prefix"], a["farm-id"], a["queue-id"]
+    ),
+    "sync.queue-outputs": _queue_outputs,
     "sync.manifest-root": lambda a: engine.manifest_root(dict(a["metadata"])),
     "sync.map-path": _map_path,
     "sync.plan-mirror": _plan_mirror,

@@ -8,12 +8,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
 
-from conftest import REGION
+from conftest import REGION, run_task
 from jobattach import (
     Manifest,
     S3Config,
@@ -22,8 +21,6 @@ from jobattach import (
     StorageError,
     ValidationError,
     download_job_outputs,
-    sync_inputs,
-    sync_outputs,
 )
 from jobattach_host.storage import Bucket
 from jobattach_host.sync import session_root_name
@@ -35,22 +32,6 @@ class Job:
     root: str
     #: Each output file and the content the latest session action of its task left.
     outputs: dict[str, bytes]
-
-
-def _run_task(
-    job: dict[str, Any],
-    session: Path,
-    action: SessionAction,
-    files: dict[str, bytes],
-    aws: S3Config,
-) -> None:
-    """A worker's session: inputs, the task writing ``files``, outputs uploaded."""
-    inputs = sync_inputs(job["where"], job["attachments"], session, s3=aws)
-    local = Path(inputs.roots[job["root"]])
-    for name, data in files.items():
-        (local / name).parent.mkdir(parents=True, exist_ok=True)
-        (local / name).write_bytes(data)
-    sync_outputs(job["where"], job["attachments"], session, action, inputs=inputs, s3=aws)
 
 
 @pytest.fixture
@@ -67,7 +48,6 @@ def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Jo
         ],
         "fileSystem": "COPIED",
     }
-    spec = {"where": where, "root": root, "attachments": attachments}
 
     def action(step: str, task: str, n: int, started: float) -> SessionAction:
         return SessionAction(
@@ -82,7 +62,7 @@ def job(aws_env: S3Config, tmp_path: Path, request: pytest.FixtureRequest) -> Jo
         (action("step-2", "", 5, 1_700_000_060.0), {"renders/c/b.exr": b"chunk b"}),
     ]
     for i, (act, files) in enumerate(runs):
-        _run_task(spec, tmp_path / f"session-{i}", act, files, aws_env)
+        run_task(where, attachments, tmp_path / f"session-{i}", act, files, aws_env)
     outputs = {
         "renders/f1.exr": b"second try",
         "renders/f2.exr": b"task two",

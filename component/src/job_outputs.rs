@@ -19,19 +19,29 @@ pub fn prefix(
     if !task.is_empty() && step.is_empty() {
         return Err(Error::invalid("a task's outputs need its step too"));
     }
-    for (name, id) in
-        [("farm", farm), ("queue", queue), ("job", job), ("step", step), ("task", task)]
-    {
-        if id.contains('/') {
-            return Err(Error::invalid(format!("the {name} id {id:?} contains '/'")));
-        }
-    }
-    let mut out = crate::attachments::prefix(root_prefix);
-    let _ = write!(out, "Manifests/{farm}/{queue}/{job}/");
+    check_ids(&[("job", job), ("step", step), ("task", task)])?;
+    let mut out = queue_prefix(root_prefix, farm, queue)?;
+    let _ = write!(out, "{job}/");
     for id in [step, task].into_iter().filter(|id| !id.is_empty()) {
         let _ = write!(out, "{id}/");
     }
     Ok(out)
+}
+
+/// The prefix to list for the output manifests of every job of a queue (its input manifests,
+/// under `Inputs/`, are listed too).
+pub fn queue_prefix(root_prefix: &str, farm: &str, queue: &str) -> Result<String> {
+    check_ids(&[("farm", farm), ("queue", queue)])?;
+    let mut out = crate::attachments::prefix(root_prefix);
+    let _ = write!(out, "Manifests/{farm}/{queue}/");
+    Ok(out)
+}
+
+fn check_ids(ids: &[(&str, &str)]) -> Result<()> {
+    match ids.iter().find(|(_, id)| id.contains('/')) {
+        Some((name, id)) => Err(Error::invalid(format!("the {name} id {id:?} contains '/'"))),
+        None => Ok(()),
+    }
 }
 
 /// The keys to read from a listing of [`prefix`] (key, last modified in µs), in the order to
@@ -64,7 +74,7 @@ pub fn select(objects: &[(String, i64)]) -> Vec<String> {
 }
 
 /// The official test, the regular expression `step-.*/.*/.*output.*` found in the key.
-fn is_output_manifest(key: &str) -> bool {
+pub fn is_output_manifest(key: &str) -> bool {
     let Some(step) = key.find("step-") else { return false };
     let rest = &key[step + 5..];
     let Some(first) = rest.find('/') else { return false };

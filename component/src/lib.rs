@@ -22,6 +22,7 @@ pub mod mount;
 pub mod output_dirs;
 pub mod pathmap;
 pub mod portable;
+pub mod queue_outputs;
 pub mod relpath;
 #[cfg(feature = "component")]
 pub mod roots;
@@ -386,6 +387,55 @@ mod bindings {
             let objects: Vec<(String, i64)> =
                 listing.into_iter().map(|o| (o.key, o.last_modified_us)).collect();
             crate::job_outputs::select(&objects)
+        }
+
+        fn queue_outputs_prefix(
+            root_prefix: String,
+            farm_id: String,
+            queue_id: String,
+        ) -> Result<String, types::Error> {
+            Ok(crate::job_outputs::queue_prefix(&root_prefix, &farm_id, &queue_id)?)
+        }
+
+        fn queue_outputs(
+            r: sync::QueueOutputsRequest,
+        ) -> Result<sync::QueueOutputsPlan, types::Error> {
+            use crate::queue_outputs::{Done, QueueOutput};
+            let pairs = |list: Vec<sync::ListedObject>| -> Vec<(String, i64)> {
+                list.into_iter().map(|o| (o.key, o.last_modified_us)).collect()
+            };
+            let listed = |done: Vec<(String, i64)>| -> Vec<sync::ListedObject> {
+                done.into_iter()
+                    .map(|(key, last_modified_us)| sync::ListedObject { key, last_modified_us })
+                    .collect()
+            };
+            let output = |o: QueueOutput| sync::QueueOutput {
+                key: o.key,
+                last_modified_us: o.last_modified_us,
+                job_id: o.job,
+                step_id: o.step,
+                task_id: o.task,
+                session_action_id: o.session_action,
+            };
+            let since =
+                Done { complete_before_us: r.since.complete_before_us, done: pairs(r.since.done) };
+            let plan =
+                crate::queue_outputs::plan(&r.prefix, &pairs(r.listing), &since, r.lookback_us)?;
+            Ok(sync::QueueOutputsPlan {
+                batches: plan
+                    .batches
+                    .into_iter()
+                    .map(|b| sync::QueueOutputsBatch {
+                        job_id: b.job,
+                        outputs: b.outputs.into_iter().map(output).collect(),
+                        complete_before_us: b.complete_before_us,
+                    })
+                    .collect(),
+                after: sync::QueueOutputsDone {
+                    complete_before_us: plan.after.complete_before_us,
+                    done: listed(plan.after.done),
+                },
+            })
         }
 
         fn manifest_root(metadata: Vec<(String, String)>) -> Result<Option<String>, types::Error> {

@@ -388,10 +388,22 @@ def compare_file(folder: Directory, leaf: str, data: bytes) -> bool | None:
         return f.read(len(data) + 1) == data
 
 
+def read_file(folder: Directory, leaf: str) -> bytes | None:
+    """The bytes of the file ``leaf`` of ``folder`` (a symlink there is refused), or None
+    when there is none."""
+    try:
+        fd = _open_at(folder, leaf, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), 0)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def replace_file(folder: Directory, leaf: str, data: bytes) -> None:
-    """Writes ``data`` at ``leaf`` of ``folder``: to a new internal name there first, then
-    renamed over ``leaf``, so that no reader sees part of it, and whatever stood at ``leaf``
-    (a symlink too) is replaced, never written through."""
+    """Makes ``data`` the file ``leaf`` of ``folder`` whole or not at all: written to a new
+    internal name there and flushed to disk, renamed over ``leaf`` (whatever stood there, a
+    symlink too, is replaced, never written through), the folder flushed too, so that a crash
+    at any point leaves the old file or the new one."""
     target = os.path.join(folder.path, leaf)
     while True:
         temporary = internal_name("temporary")
@@ -405,7 +417,11 @@ def replace_file(folder: Directory, leaf: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         _rename(folder, temporary, folder, leaf)
+        if _AT:  # the folder's handle flushes its entries (Windows has none to flush)
+            os.fsync(folder.fd)
     except BaseException as e:
         with contextlib.suppress(OSError):
             _unlink(folder, temporary)

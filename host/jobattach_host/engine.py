@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Union
 
@@ -363,6 +363,102 @@ def select_outputs(listing: Sequence[tuple[str, int]]) -> list[str]:
     first: each task's latest session action's, and all of steps without tasks."""
     objects = [_record(key=key, last_modified_us=modified) for key, modified in listing]
     return [str(key) for key in instance_for().call("sync", "select-outputs", objects)]
+
+
+def queue_outputs_prefix(root_prefix: str, farm_id: str, queue_id: str) -> str:
+    """Where the output manifests of every job of a queue are listed."""
+    return str(instance_for().call("sync", "queue-outputs-prefix", root_prefix, farm_id, queue_id))
+
+
+@dataclass(frozen=True)
+class QueueOutput:
+    """An output manifest of a queue (``sync.queue-output``)."""
+
+    key: str
+    last_modified_us: int
+    job_id: str
+    step_id: str
+    #: Empty for a step's session action.
+    task_id: str
+    session_action_id: str
+
+
+@dataclass(frozen=True)
+class OutputsDone:
+    """What earlier downloads of a queue's outputs did (``sync.queue-outputs-done``): every
+    output manifest last modified before ``complete_before_us``, and ``done`` (key to last
+    modification) at or after it."""
+
+    complete_before_us: int
+    done: dict[str, int]
+
+
+#: Nothing done yet: the least ``s64``.
+NOTHING_DONE = OutputsDone(-(2**63), {})
+
+
+@dataclass(frozen=True)
+class OutputsBatch:
+    """One job's new output manifests, oldest first, and the watermark once it and the
+    batches before it are downloaded."""
+
+    job_id: str
+    outputs: list[QueueOutput]
+    complete_before_us: int
+
+
+@dataclass(frozen=True)
+class OutputsPlan:
+    """The batches to download, one job each, and what is done once all are."""
+
+    batches: list[OutputsBatch]
+    after: OutputsDone
+
+
+def queue_outputs(
+    prefix: str, listing: Sequence[tuple[str, int]], since: OutputsDone, lookback_us: int
+) -> OutputsPlan:
+    """The output manifests of a listing of ``prefix`` (``(key, last modified in µs)``) new
+    since ``since``, in batches (``sync.queue-outputs``)."""
+
+    def objects(pairs: Iterable[tuple[str, int]]) -> list[wc.Record]:
+        return [_record(key=key, last_modified_us=modified) for key, modified in pairs]
+
+    request = _record(
+        prefix=prefix,
+        listing=objects(listing),
+        since=_record(
+            complete_before_us=since.complete_before_us, done=objects(since.done.items())
+        ),
+        lookback_us=lookback_us,
+    )
+    plan = instance_for().call("sync", "queue-outputs", request)
+
+    def output(o: Any) -> QueueOutput:
+        return QueueOutput(
+            str(o.key),
+            int(getattr(o, "last-modified-us")),
+            str(getattr(o, "job-id")),
+            str(getattr(o, "step-id")),
+            str(getattr(o, "task-id")),
+            str(getattr(o, "session-action-id")),
+        )
+
+    after = plan.after
+    return OutputsPlan(
+        [
+            OutputsBatch(
+                str(getattr(b, "job-id")),
+                [output(o) for o in b.outputs],
+                int(getattr(b, "complete-before-us")),
+            )
+            for b in plan.batches
+        ],
+        OutputsDone(
+            int(getattr(after, "complete-before-us")),
+            {str(o.key): int(getattr(o, "last-modified-us")) for o in after.done},
+        ),
+    )
 
 
 def manifest_root(metadata: Mapping[str, str]) -> str | None:

@@ -17,6 +17,8 @@ from .engine import (
     layout,
     manifest_root,
     outputs_prefix,
+    queue_outputs,
+    queue_outputs_prefix,
     select_outputs,
     session_root_name,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "manifest_root",
     "map_path",
     "outputs_prefix",
+    "queue_outputs",
+    "queue_outputs_prefix",
     "refused_entries",
     "select_outputs",
     "session_root_name",

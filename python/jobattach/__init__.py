@@ -81,6 +81,7 @@ if TYPE_CHECKING:
         sync_with_options,
     )
     from .progress import ProgressCallback, ProgressReport
+    from .queue_outputs import QueueOutputsResult, download_queue_outputs
     from .snapshot import SnapshotResult, create_manifest
     from .submit import (
         LEFT_OUT,
@@ -187,6 +188,7 @@ _LAZY: dict[str, str] = {
     ),
     **dict.fromkeys(("AssetReferences", "read_asset_references"), ".asset_references"),
     **dict.fromkeys(("ProgressCallback", "ProgressReport"), ".progress"),
+    **dict.fromkeys(("QueueOutputsResult", "download_queue_outputs"), ".queue_outputs"),
     **dict.fromkeys(("SnapshotResult", "create_manifest"), ".snapshot"),
     **dict.fromkeys(
         (
@@ -265,6 +267,7 @@ __all__ = [
     "Phase",
     "ProgressCallback",
     "ProgressReport",
+    "QueueOutputsResult",
     "S3CheckCache",
     "S3Config",
     "S3Location",
@@ -288,6 +291,7 @@ __all__ = [
     "diff_manifests",
     "download_job_outputs",
     "download_manifests",
+    "download_queue_outputs",
     "hash_file",
     "hash_files",
     "merge_manifests",

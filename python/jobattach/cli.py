@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         Manifest,
         PathMappingRule,
         ProgressReport,
+        QueueOutputsResult,
         StorageProfile,
     )
 
@@ -199,9 +200,37 @@ def _parser() -> argparse.ArgumentParser:
     um.add_argument("--json", action="store_true", help="print the unmounted paths as JSON")
 
     outs = asub.add_parser(
-        "download-outputs", help="download a job's outputs (each task's latest run)"
+        "download-outputs",
+        help="download a job's outputs (each task's latest run), or a queue's as they come",
     )
-    _job_options(outs)
+    outs.add_argument("--bucket", required=True)
+    outs.add_argument("--root-prefix", required=True)
+    outs.add_argument("--farm-id", required=True)
+    outs.add_argument("--queue-id", required=True)
+    which = outs.add_mutually_exclusive_group(required=True)
+    which.add_argument("--job-id", help="this job's outputs")
+    which.add_argument(
+        "--queue-wide",
+        action="store_true",
+        help="every job's outputs written since --checkpoint, each session action's, found by"
+        " listing the queue's manifests in S3; the checkpoint is written after each job",
+    )
+    outs.add_argument("--step-id", default="", help="only this step's outputs")
+    outs.add_argument("--task-id", default="", help="only this task's outputs (needs --step-id)")
+    outs.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="with --queue-wide: the JSON file of what earlier runs downloaded (made when missing)",
+    )
+    outs.add_argument(
+        "--lookback",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --queue-wide: the longest an output manifest's upload takes"
+        " (default %(default)s)",
+    )
     outs.add_argument(
         "--dest",
         type=Path,
@@ -730,6 +759,10 @@ def _download_outputs(args: argparse.Namespace) -> int:
     from .submit import S3Location
     from .worker import download_job_outputs
 
+    if args.queue_wide:
+        return _download_queue_outputs(args)
+    if args.checkpoint is not None:
+        raise ValidationError("--checkpoint goes with --queue-wide")
     with _progress_line(args.json) as progress:
         result = download_job_outputs(
             S3Location(args.bucket, args.root_prefix),
@@ -749,13 +782,61 @@ def _download_outputs(args: argparse.Namespace) -> int:
     return _report_download(result, as_json=args.json)
 
 
-def _report_download(result: DownloadResult, *, as_json: bool) -> int:
+def _download_queue_outputs(args: argparse.Namespace) -> int:
+    from .queue_outputs import download_queue_outputs
+    from .submit import S3Location
+
+    if args.checkpoint is None:
+        raise ValidationError("--queue-wide needs --checkpoint FILE")
+    if args.step_id or args.task_id:
+        raise ValidationError("--step-id and --task-id go with --job-id, not --queue-wide")
+    with _progress_line(args.json) as progress:
+        r = download_queue_outputs(
+            S3Location(args.bucket, args.root_prefix),
+            args.farm_id,
+            args.queue_id,
+            args.checkpoint,
+            args.dest,
+            on_conflict=args.on_conflict,
+            include=args.include,
+            exclude=args.exclude,
+            job_user=_job_user(args),
+            path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
+            progress_callback=progress,
+            lookback=args.lookback,
+        )
+    if args.json:
+        jobs = {
+            job: {**_download_fields(result), "manifest_keys": r.manifest_keys[job]}
+            for job, result in r.jobs.items()
+        }
+        print(json.dumps({**_download_fields(r), "jobs": jobs}, indent=2))
+        return 0
+    for job, result in r.jobs.items():
+        for root, local in result.roots.items():
+            print(f"{job}: {root} -> {local}")
+    manifests = sum(map(len, r.manifest_keys.values()))
+    print(
+        f"jobattach: {manifests} new output manifests of {len(r.jobs)} jobs, {_counts(r)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _download_fields(result: object) -> dict[str, Any]:
+    """A download's result as JSON takes it: everything but the merged manifests (which are
+    for sync_outputs, not for reading) and what is spelled out otherwise."""
     import dataclasses
 
+    assert dataclasses.is_dataclass(result)
+    left_out = {"manifests", "jobs", "manifest_keys"}
+    fields = (f.name for f in dataclasses.fields(result) if f.name not in left_out)
+    return {name: getattr(result, name) for name in fields}
+
+
+def _report_download(result: DownloadResult, *, as_json: bool) -> int:
     if as_json:
-        # Everything but the merged manifests, which are for sync_outputs, not for reading.
-        fields = (f.name for f in dataclasses.fields(result) if f.name != "manifests")
-        print(json.dumps({name: getattr(result, name) for name in fields}, indent=2))
+        print(json.dumps(_download_fields(result), indent=2))
         return 0
     for root, local in result.roots.items():
         print(f"{root} -> {local}")
@@ -766,13 +847,7 @@ def _report_download(result: DownloadResult, *, as_json: bool) -> int:
             file=sys.stderr,
         )
         return 0
-    print(
-        f"jobattach: {result.total_files} files, {result.total_bytes / 1e6:.1f} MB:"
-        f" {result.processed_files} downloaded, {result.skipped_files} already there"
-        + "".join(f", {len(v)} {k}" for k, v in sorted(result.conflicts.items()))
-        + f"; {result.total_time:.2f} s",
-        file=sys.stderr,
-    )
+    print(f"jobattach: {_counts(result)}", file=sys.stderr)
     return 0
 
 
@@ -801,6 +876,16 @@ def _verify(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 3 if r.remaining else 0
+
+
+def _counts(r: DownloadResult | QueueOutputsResult) -> str:
+    """``4 files, 1.2 MB: 3 downloaded, 1 already there, 1 overwritten; 0.52 s``."""
+    return (
+        f"{r.total_files} files, {r.total_bytes / 1e6:.1f} MB:"
+        f" {r.processed_files} downloaded, {r.skipped_files} already there"
+        + "".join(f", {len(v)} {k}" for k, v in sorted(r.conflicts.items()))
+        + f"; {r.total_time:.2f} s"
+    )
 
 
 _ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -209,6 +209,11 @@ def output_manifests(
     as the official downloader picks them, in the order to merge them (oldest first)."""
     prefix = outputs_prefix(root_prefix, farm_id, queue_id, job_id, step_id, task_id)
     keys = select_outputs([(key, modified) for key, _, modified in bucket.listing(prefix)])
+    return stored_outputs(bucket, keys)
+
+
+def stored_outputs(bucket: Bucket, keys: Sequence[str]) -> list[StoredManifest]:
+    """The output manifests at ``keys``, validated, each with the root its metadata names."""
     found: list[StoredManifest] = []
     for key, (data, metadata) in zip(keys, bucket.get_many(keys)):
         root = manifest_root(metadata)
@@ -330,15 +335,45 @@ def download_job_outputs(
     bucket = Bucket(s3_location.bucket, s3 or S3Config())
     where = layout(s3_location.root_prefix)
     ids = (farm_id, queue_id, job_id, step_id, task_id)
+    stored = output_manifests(bucket, s3_location.root_prefix, *ids)
+    return download_output_manifests(
+        bucket,
+        where,
+        stored,
+        dest,
+        path_mapping_rules,
+        policy,
+        progress_callback,
+        t0,
+        filters=(include, exclude),
+        access=access,
+    )
+
+
+def download_output_manifests(
+    bucket: Bucket,
+    where: Layout,
+    stored: Sequence[StoredManifest],
+    dest: str | os.PathLike[str] | None,
+    rules: Sequence[PathMappingRule],
+    on_conflict: ConflictPolicy,
+    progress: ProgressCallback | None,
+    t0: float | None = None,
+    *,
+    filters: _Filters = ((), ()),
+    access: GroupAccess | None = None,
+) -> DownloadResult:
+    """Downloads the output manifests ``stored`` (in the order to merge them), each root
+    where :func:`download_job_outputs` puts it; ``t0`` is when the work began."""
+    t0 = time.perf_counter() if t0 is None else t0
     roots: dict[str, _Place] = {}
     by_root: dict[str, list[Manifest]] = {}
-    for stored in output_manifests(bucket, s3_location.root_prefix, *ids):
-        if stored.root not in roots:
-            props = {"rootPath": stored.root}
-            roots[stored.root] = _destination(props, dest, path_mapping_rules)
-        by_root.setdefault(stored.root, []).append(stored.manifest)
+    for s in stored:
+        if s.root not in roots:
+            roots[s.root] = _destination({"rootPath": s.root}, dest, rules)
+        by_root.setdefault(s.root, []).append(s.manifest)
     return _download_roots(
-        bucket, where, roots, by_root, (include, exclude), policy, progress_callback, t0, access
+        bucket, where, roots, by_root, filters, on_conflict, progress, t0, access
     )
 
 

@@ -14,7 +14,15 @@ import { call, EngineError } from "../dist/engine.js";
 import { REPO, scratch, thrown } from "./helpers.mjs";
 
 const CASES = path.join(REPO, "tests", "conformance");
-const U64 = new Set(["startUs", "lastModifiedUs", "rootLength", "pathMax", "nameMax"]);
+const U64 = new Set([
+  "startUs",
+  "lastModifiedUs",
+  "completeBeforeUs",
+  "lookbackUs",
+  "rootLength",
+  "pathMax",
+  "nameMax",
+]);
 
 const camel = (name) => name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 const kebab = (name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -55,6 +63,25 @@ const CALLS = {
   "sync.output-manifest": (a) => call([], (e) => object(e.sync.outputManifest(record(a.request)))),
   "sync.outputs-prefix": (a) => call([], (e) => e.sync.outputsPrefix(record(a.request))),
   "sync.select-outputs": (a) => call([], (e) => e.sync.selectOutputs(a.listing.map(record))),
+  "sync.queue-outputs-prefix": (a) =>
+    call([], (e) => e.sync.queueOutputsPrefix(a["root-prefix"], a["farm-id"], a["queue-id"])),
+  "sync.queue-outputs": (a) => {
+    const r = a.request;
+    const since = record({ ...r.since, done: r.since.done.map(record) });
+    const request = record({ ...r, listing: r.listing.map(record), since });
+    // Back to the cases' form: WIT names, integers as numbers.
+    const plain = (o) =>
+      Object.fromEntries(
+        Object.entries(o).map(([k, v]) => [kebab(k), typeof v === "bigint" ? Number(v) : v]),
+      );
+    return call([], (e) => {
+      const plan = e.sync.queueOutputs(request);
+      return {
+        batches: plan.batches.map((b) => ({ ...plain(b), outputs: b.outputs.map(plain) })),
+        after: { ...plain(plan.after), done: plan.after.done.map(plain) },
+      };
+    });
+  },
   "sync.manifest-root": (a) => call([], (e) => some(e.sync.manifestRoot(a.metadata))),
   "sync.map-path": (a) =>
     call([], (e) => some(e.sync.mapPath(a.rules.map(record), a.path, a.separator))),
