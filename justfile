@@ -27,11 +27,18 @@ demo *ARGS: setup build
 node: build
     scripts/node-host.sh build
 
-# Every test: the component's unit tests, the Python suite against real servers, the Node host's.
+# Every test: the component's unit tests, the Python suite against real servers, the Node host's,
+# and the built wheel's core tests on the oldest and the newest supported CPython.
 test *ARGS: setup build node
     scripts/cargo.sh test --quiet --locked --workspace --manifest-path component/Cargo.toml
     {{ py }} -m pytest {{ ARGS }}
     scripts/node-host.sh test
+    scripts/other-pythons.sh
+
+# The built wheel installed on other CPythons (default: the oldest and the newest supported),
+# and the core tests run there.
+other-pythons *MINORS: setup build
+    scripts/other-pythons.sh {{ MINORS }}
 
 # Benchmarks, printed as ratios against peers run side by side.
 bench: setup build node bench-env

