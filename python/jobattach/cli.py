@@ -26,7 +26,6 @@ from jobattach_host.sizes import shown_size
 if TYPE_CHECKING:
     from . import (
         DownloadResult,
-        JobUser,
         Manifest,
         PathMappingRule,
         ProgressReport,
@@ -376,10 +375,17 @@ def _download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _job_user(args: argparse.Namespace) -> JobUser | None:
+def _download_choices(args: argparse.Namespace) -> dict[str, Any]:
+    """What every download command takes from the options ``_download_options`` adds."""
     from .worker import JobUser
 
-    return JobUser(args.job_group) if args.job_group else None
+    return {
+        "on_conflict": args.on_conflict,
+        "include": args.include,
+        "exclude": args.exclude,
+        "job_user": JobUser(args.job_group) if args.job_group else None,
+        "path_mapping_rules": _path_mapping_rules(args.path_mapping_rules),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -730,11 +736,7 @@ def _download(args: argparse.Namespace) -> int:
             S3Location(args.bucket, args.root_prefix),
             _json_file(args.attachments),
             args.dest,
-            on_conflict=args.on_conflict,
-            include=args.include,
-            exclude=args.exclude,
-            job_user=_job_user(args),
-            path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
+            **_download_choices(args),
             progress_callback=progress,
             file_system=args.file_system,
             fallback=not args.no_fallback,
@@ -772,11 +774,7 @@ def _download_outputs(args: argparse.Namespace) -> int:
             args.dest,
             step_id=args.step_id,
             task_id=args.task_id,
-            on_conflict=args.on_conflict,
-            include=args.include,
-            exclude=args.exclude,
-            job_user=_job_user(args),
-            path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
+            **_download_choices(args),
             progress_callback=progress,
         )
     return _report_download(result, as_json=args.json)
@@ -797,11 +795,7 @@ def _download_queue_outputs(args: argparse.Namespace) -> int:
             args.queue_id,
             args.checkpoint,
             args.dest,
-            on_conflict=args.on_conflict,
-            include=args.include,
-            exclude=args.exclude,
-            job_user=_job_user(args),
-            path_mapping_rules=_path_mapping_rules(args.path_mapping_rules),
+            **_download_choices(args),
             progress_callback=progress,
             lookback=args.lookback,
         )
