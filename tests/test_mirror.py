@@ -98,9 +98,9 @@ def test_keys_that_would_escape_are_left_alone(
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_both_sides_local_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="between a local directory and s3"):
-        sync(tmp_path / "a", tmp_path / "b")
+def test_s3_to_s3_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="not S3 to S3"):
+        sync("s3://a/x", "s3://b/y")
 
 
 def test_cli_sync(bucket: Bucket, aws_env: S3Config, tmp_path: Path) -> None:

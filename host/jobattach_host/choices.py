@@ -29,7 +29,7 @@ ManifestKind = Literal["input", "output", "all"]
 #: The path syntax a root or a path mapping rule's source was written in.
 PathFormat = Literal["posix", "windows"]
 #: The phase a progress report is about.
-Phase = Literal["scanning", "hashing", "uploading", "downloading", "verifying"]
+Phase = Literal["scanning", "hashing", "uploading", "downloading", "copying", "verifying"]
 #: Why a snapshot left a path out of its manifest.
 SkipReason = Literal[
     "special-file",

@@ -388,6 +388,12 @@ def compare_file(folder: Directory, leaf: str, data: bytes) -> bool | None:
         return f.read(len(data) + 1) == data
 
 
+def open_file(folder: Directory, leaf: str) -> int:
+    """A read-only descriptor of the file ``leaf`` of ``folder``; a symlink there is refused
+    (``OSError``), never followed."""
+    return _open_at(folder, leaf, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), 0)
+
+
 def read_file(folder: Directory, leaf: str) -> bytes | None:
     """The bytes of the file ``leaf`` of ``folder`` (a symlink there is refused), or None
     when there is none."""

@@ -255,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ver.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    sy = sub.add_parser("sync", help="mirror a directory to s3://bucket/prefix, or back")
+    sy = sub.add_parser(
+        "sync", help="mirror a directory to s3://bucket/prefix or to another directory, or back"
+    )
     sy.add_argument("source", metavar="SRC")
     sy.add_argument("dest", metavar="DEST")
     sy.add_argument("--delete", action="store_true", help="remove what the source lacks")

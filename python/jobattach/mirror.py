@@ -1,13 +1,18 @@
-"""``sync(source, dest)``: mirror a directory to an S3 prefix or back, as rclone or s5cmd do.
+"""``sync(source, dest)``: mirror a directory to an S3 prefix or back, or to another
+directory, as rclone or s5cmd do.
 
 Objects are stored under their paths relative to the source. The component plans (what to
-copy, keep and delete); files move by path with boto3. Downloads land under a temporary name
-and are renamed into place with the object's modification time, so an unchanged tree syncs
-with no transfer either way.
+copy, keep and delete); files move by path with boto3. Downloads, and copies between two
+directories, land under a temporary name and are renamed into place with the source's
+modification time, so an unchanged tree syncs with no transfer either way. Between two
+directories every file is read through the handles of the source's folders and written
+through those of the destination's, never through a symlink.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import threading
@@ -21,11 +26,19 @@ from jobattach_host.choices import Phase
 from jobattach_host.destination import (
     Staging,
     Tree,
+    copy_fds,
     is_staging,
+    open_file,
     open_root,
     staging_names,
 )
-from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
+from jobattach_host.errors import (
+    Cancelled,
+    FileAccessError,
+    FileChangedError,
+    StorageError,
+    ValidationError,
+)
 from jobattach_host.host_files import list_tree
 from jobattach_host.s3config import ClientOptions, S3Config
 from jobattach_host.snapshot import Patterns, patterns
@@ -137,12 +150,14 @@ def sync(
     s3: S3Config | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> SyncStats:
-    """Mirrors ``source`` to ``dest``, one a local directory and the other
-    ``s3://bucket/prefix``, as ``rclone sync`` or ``s5cmd sync`` do (see the module's doc).
+    """Mirrors ``source`` to ``dest``, a local directory and ``s3://bucket/prefix`` either
+    way, or two local directories, as ``rclone sync`` or ``s5cmd sync`` do (see the module's
+    doc).
 
     Args:
         source: What to copy from: a local directory, or ``s3://bucket/prefix``.
-        dest: Where to copy to: the other kind.
+        dest: Where to copy to: a local directory, or (from a local one)
+            ``s3://bucket/prefix``.
         delete: Remove destination files the source lacks (refused when the source holds no
             files at all, which is more likely a mistyped source than a wish).
         dry_run: Plan and count, change nothing.
@@ -175,13 +190,14 @@ def sync_with_options(
     """:func:`sync` with its options gathered in a :class:`SyncOptions`."""
     t0 = time.perf_counter()
     src, dst = parse_path(source), parse_path(dest)
-    if isinstance(src, S3Path) == isinstance(dst, S3Path):
-        raise ValidationError("sync goes between a local directory and s3://bucket/prefix")
+    if isinstance(src, S3Path) and isinstance(dst, S3Path):
+        raise ValidationError("sync goes from or to a local directory, not S3 to S3")
     remote = src if isinstance(src, S3Path) else dst
-    assert isinstance(remote, S3Path)  # one side is S3, checked above
-    bucket = Bucket(remote.bucket, options.s3)
+    bucket = Bucket(remote.bucket, options.s3) if isinstance(remote, S3Path) else None
     if isinstance(src, LocalPath) and not src.path.is_dir():
         raise FileAccessError("the source directory does not exist", path=str(src.path))
+    if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
+        _refuse_overlap(src, dst)
     src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
     request = engine.MirrorRequest(
         source=[(p, s, m) for p, (s, m, _) in src_items.items()],
@@ -197,25 +213,37 @@ def sync_with_options(
     )
     plan = engine.plan_mirror(request)
     copy, gone, unchanged = plan.copy, plan.delete, plan.unchanged
-    local = src if isinstance(src, LocalPath) else dst
-    assert isinstance(local, LocalPath)
-    if local is dst:  # what it will hold: refused before anything is written, as a dry run says
+    if isinstance(dst, LocalPath):  # what it will hold: refused before anything is written
         kept_paths = copy + unchanged + plan.compare
         check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
     digests: dict[str, str] = {}
-    if options.by_hash:  # the component hashes the local side; S3 says what it recorded
-        wanted = plan.compare + (copy if isinstance(src, LocalPath) else [])
+    if options.by_hash:  # the component hashes local sides; S3 says what it recorded
+        local = src if isinstance(src, LocalPath) else dst
+        assert isinstance(local, LocalPath)
+        wanted = plan.compare + (copy if isinstance(dst, S3Path) else [])
         digests = dict(zip(wanted, hash_files(local.path, wanted)))
-        recorded = _recorded_digests(bucket, remote, plan.compare)
+        other: dict[str, str] = {}
+        if isinstance(remote, S3Path) and bucket is not None:
+            other = _recorded_digests(bucket, remote, plan.compare)
+        elif isinstance(dst, LocalPath):  # two directories: both sides hashed here
+            other = dict(zip(plan.compare, hash_files(dst.path, plan.compare)))
         for p in plan.compare:
-            (unchanged if recorded.get(p) == digests[p] else copy).append(p)
+            (unchanged if other.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
-        phase: Phase = "uploading" if isinstance(dst, S3Path) else "downloading"
+        phase: Phase = (
+            "uploading"
+            if isinstance(dst, S3Path)
+            else "downloading"
+            if isinstance(src, S3Path)
+            else "copying"
+        )
         total = sum(src_items[p][0] for p in copy)
         tally = Tally(Reporter(options.progress_callback).counts(phase), len(copy), total)
-        if isinstance(src, LocalPath) and isinstance(dst, S3Path):
+        if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
+            _copy(src, dst, copy, src_items, tally)
+        elif isinstance(src, LocalPath) and isinstance(dst, S3Path) and bucket is not None:
             _upload(src, dst, bucket, copy, digests, src_items, tally)
-        elif isinstance(src, S3Path) and isinstance(dst, LocalPath):
+        elif isinstance(src, S3Path) and isinstance(dst, LocalPath) and bucket is not None:
             _download(src, dst, bucket, copy, src_items, tally)
         if tally.cancelled.is_set():
             raise Cancelled(f"the sync was cancelled while {phase}")
@@ -242,9 +270,10 @@ def sync_with_options(
 Listed = tuple[int, int, "int | None"]
 
 
-def _listing(where: SyncPath, bucket: Bucket) -> dict[str, Listed]:
+def _listing(where: SyncPath, bucket: Bucket | None) -> dict[str, Listed]:
     """Path -> what is known of every file below ``where``."""
     if isinstance(where, S3Path):
+        assert bucket is not None
         n = len(where.prefix)
         listed = bucket.listing(where.prefix)
         return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
@@ -341,8 +370,70 @@ def _download(
             )
 
 
-def _delete(dst: SyncPath, bucket: Bucket, paths: list[str]) -> None:
+def _refuse_overlap(src: LocalPath, dst: LocalPath) -> None:
+    """Two directories one of which holds the other would sync into themselves."""
+    a, b = os.path.realpath(src.path), os.path.realpath(dst.path)
+    if a == b or b.startswith(os.path.join(a, "")) or a.startswith(os.path.join(b, "")):
+        raise ValidationError(
+            f"{src} and {dst} overlap: one is the other or holds it, so a sync would copy"
+            " into what it reads"
+        )
+
+
+def _copy(
+    src: LocalPath, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
+) -> None:
+    """Each file read through the handles of the source's folders (a symlink swapped in is
+    refused), copied by the kernel into this process's staging folder in the destination,
+    then renamed into place with the source's modification time to the nanosecond. A file
+    that changed while it was copied is taken out again and named: nothing partial stays."""
+    changed: list[str] = []
+    with contextlib.ExitStack() as stack:
+        src_tree = stack.enter_context(Tree(stack.enter_context(open_root(src.path))))
+        root = stack.enter_context(open_root(dst.path))
+        tree = stack.enter_context(Tree(root))
+        staging = stack.enter_context(Staging(root, avoid=[p.partition("/")[0] for p in paths]))
+        for i, rel in enumerate(paths):
+            if tally.cancelled.is_set():
+                return
+            size, mtime_us, ctime_ns = items[rel]
+            st = _copy_in(src_tree, rel, staging, str(i), src.path / rel)
+            if (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) != (size, mtime_us, ctime_ns):
+                changed.append(str(src.path / rel))
+                continue
+            found = tree.parent(rel, create=True)
+            assert found is not None  # made when missing
+            staging.place(str(i), *found, st.st_mtime_ns, copy=False)
+            tally.add(size, i)
+    if changed:
+        raise FileChangedError(
+            f"{len(changed)} files changed while they were copied and were not written (run"
+            f" the sync again once they are final): {', '.join(changed)}",
+            path=changed[0],
+        )
+
+
+def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> os.stat_result:
+    """Copies the source file ``rel`` into ``staging`` as ``name``; what the source was
+    once copied (its size and times, to tell a change)."""
+    try:
+        found = tree.parent(rel, create=False)
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "its folder is gone")
+        fd = open_file(*found)
+    except OSError as e:
+        raise FileAccessError(f"cannot read: {e.strerror}", path=str(shown)) from e
+    try:
+        with staging.create(name)() as out:
+            copy_fds(fd, out.fileno(), os.fstat(fd).st_size)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _delete(dst: SyncPath, bucket: Bucket | None, paths: list[str]) -> None:
     if isinstance(dst, S3Path):
+        assert bucket is not None
         bucket.delete(dst.key(p) for p in paths)
         return
     with open_root(dst.path) as root, Tree(root) as tree:

@@ -33,7 +33,8 @@ class ProgressReport:
 
     #: ``scanning`` (the totals are not known yet: they stay 0 while ``processed_files`` and
     #: ``processed_bytes`` count what was found so far), ``hashing``, ``uploading``,
-    #: ``downloading`` or ``verifying`` (objects of a content store told sound or not).
+    #: ``downloading``, ``copying`` (a sync between two directories) or ``verifying`` (objects
+    #: of a content store told sound or not).
     phase: Phase
     #: Files and bytes done so far in this phase (bytes move as large files' parts go, and may
     #: go back when a part is retried).
