@@ -89,6 +89,11 @@ class ClientOptions:
         return Patience(self.connect_timeout, self.read_timeout, self.stall_timeout)
 
 
+#: The client options every object store takes (S3's, and the others' where they have the
+#: same knobs): connections, timeouts, retries and part sizes, with the same presets.
+CloudClientOptions = ClientOptions
+
+
 @dataclass(frozen=True)
 class S3Config:
     """Where S3 is and who we are there; unset fields follow boto3's default chain

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     )
     from jobattach_host.hash_cache import HashCache
     from jobattach_host.s3_check_cache import S3CheckCache
-    from jobattach_host.s3config import ClientOptions, S3Config
+    from jobattach_host.s3config import ClientOptions, CloudClientOptions, S3Config
     from jobattach_host.snapshot import Patterns
     from jobattach_host.sqlite import CacheError
     from jobattach_host.sync import PathMappingRule
@@ -70,16 +70,7 @@ if TYPE_CHECKING:
         download_manifests,
         upload_manifest,
     )
-    from .mirror import (
-        LocalPath,
-        S3Path,
-        SyncOptions,
-        SyncPath,
-        SyncStats,
-        parse_path,
-        sync,
-        sync_with_options,
-    )
+    from .mirror import SyncOptions, SyncStats, sync, sync_with_options
     from .progress import ProgressCallback, ProgressReport
     from .queue_outputs import QueueOutputsResult, download_queue_outputs
     from .snapshot import SnapshotResult, create_manifest
@@ -95,6 +86,7 @@ if TYPE_CHECKING:
         submit_bundle_attachments,
         submit_bundle_attachments_async,
     )
+    from .sync_paths import GcsPath, LocalPath, S3Path, SshPath, SyncPath, parse_path
     from .verify import BadObject, VerifyResult, verify_content
     from .virtual import MountError, unmount
     from .worker import (
@@ -143,7 +135,7 @@ _LAZY: dict[str, str] = {
     ),
     **dict.fromkeys(("HashCache",), "jobattach_host.hash_cache"),
     **dict.fromkeys(("S3CheckCache",), "jobattach_host.s3_check_cache"),
-    **dict.fromkeys(("ClientOptions", "S3Config"), "jobattach_host.s3config"),
+    **dict.fromkeys(("ClientOptions", "CloudClientOptions", "S3Config"), "jobattach_host.s3config"),
     **dict.fromkeys(("Patterns",), "jobattach_host.snapshot"),
     **dict.fromkeys(("CacheError",), "jobattach_host.sqlite"),
     **dict.fromkeys(("PathMappingRule",), "jobattach_host.sync"),
@@ -174,17 +166,11 @@ _LAZY: dict[str, str] = {
         ".manifest_store",
     ),
     **dict.fromkeys(
-        (
-            "LocalPath",
-            "S3Path",
-            "SyncOptions",
-            "SyncPath",
-            "SyncStats",
-            "parse_path",
-            "sync",
-            "sync_with_options",
-        ),
+        ("SyncOptions", "SyncStats", "sync", "sync_with_options"),
         ".mirror",
+    ),
+    **dict.fromkeys(
+        ("GcsPath", "LocalPath", "S3Path", "SshPath", "SyncPath", "parse_path"), ".sync_paths"
     ),
     **dict.fromkeys(("AssetReferences", "read_asset_references"), ".asset_references"),
     **dict.fromkeys(("ProgressCallback", "ProgressReport"), ".progress"),
@@ -236,6 +222,7 @@ __all__ = [
     "CacheError",
     "Cancelled",
     "ClientOptions",
+    "CloudClientOptions",
     "ConflictPolicy",
     "DiskSpaceError",
     "DownloadResult",
@@ -244,6 +231,7 @@ __all__ = [
     "FileChangedError",
     "FileSystemLocation",
     "FileSystemMode",
+    "GcsPath",
     "Grant",
     "HashCache",
     "JobUser",
@@ -275,6 +263,7 @@ __all__ = [
     "SessionAction",
     "SkipReason",
     "SnapshotResult",
+    "SshPath",
     "StorageError",
     "StorageProfile",
     "SummaryStatistics",

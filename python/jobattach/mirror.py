@@ -47,48 +47,7 @@ from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
 
 from .progress import ProgressCallback, Reporter
-
-
-@dataclass(frozen=True)
-class S3Path:
-    """One side of a :func:`sync`: an S3 prefix (empty, or ending in ``/``) in a bucket."""
-
-    bucket: str
-    prefix: str
-
-    def key(self, rel: str) -> str:
-        """The object key of the relative path ``rel`` below this prefix."""
-        return f"{self.prefix}{rel}"
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-
-@dataclass(frozen=True)
-class LocalPath:
-    """One side of a :func:`sync`: a local directory."""
-
-    path: Path
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-
-#: Either side of a :func:`sync`, as :func:`parse_path` reads it.
-SyncPath = Union[S3Path, LocalPath]
-
-
-def parse_path(text: str | os.PathLike[str]) -> SyncPath:
-    """``s3://bucket/prefix`` as an :class:`S3Path` (the prefix ending in ``/``), anything
-    else as a local directory."""
-    s = os.fspath(text)
-    if not s.startswith("s3://"):
-        return LocalPath(Path(s))
-    bucket, _, prefix = s[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValidationError(f"{s!r} names no bucket")
-    prefix = prefix.strip("/")
-    return S3Path(bucket, f"{prefix}/" if prefix else "")
+from .sync_paths import GcsPath, LocalPath, S3Path, SshPath, SyncPath, parse_path
 
 
 @dataclass(frozen=True)
@@ -189,7 +148,7 @@ def sync_with_options(
 ) -> SyncStats:
     """:func:`sync` with its options gathered in a :class:`SyncOptions`."""
     t0 = time.perf_counter()
-    src, dst = parse_path(source), parse_path(dest)
+    src, dst = _side(parse_path(source)), _side(parse_path(dest))
     if isinstance(src, S3Path) and isinstance(dst, S3Path):
         raise ValidationError("sync goes from or to a local directory, not S3 to S3")
     remote = src if isinstance(src, S3Path) else dst
@@ -266,11 +225,21 @@ def sync_with_options(
     )
 
 
+#: The sides this module syncs.
+_Side = Union[S3Path, LocalPath]
+
+
+def _side(where: SyncPath) -> _Side:
+    if isinstance(where, (GcsPath, SshPath)):
+        raise ValidationError(f"{where}: this jobattach syncs with S3 and local directories only")
+    return where
+
+
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
 
 
-def _listing(where: SyncPath, bucket: Bucket | None) -> dict[str, Listed]:
+def _listing(where: _Side, bucket: Bucket | None) -> dict[str, Listed]:
     """Path -> what is known of every file below ``where``."""
     if isinstance(where, S3Path):
         assert bucket is not None
@@ -431,7 +400,7 @@ def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> 
         os.close(fd)
 
 
-def _delete(dst: SyncPath, bucket: Bucket | None, paths: list[str]) -> None:
+def _delete(dst: _Side, bucket: Bucket | None, paths: list[str]) -> None:
     if isinstance(dst, S3Path):
         assert bucket is not None
         bucket.delete(dst.key(p) for p in paths)
@@ -447,8 +416,10 @@ def _delete(dst: SyncPath, bucket: Bucket | None, paths: list[str]) -> None:
 
 __all__ = [
     "ClientOptions",
+    "GcsPath",
     "LocalPath",
     "S3Path",
+    "SshPath",
     "SyncOptions",
     "SyncPath",
     "SyncStats",
