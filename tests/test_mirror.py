@@ -204,7 +204,8 @@ def test_ctrl_c_stops_large_transfers_where_they_are(
 ) -> None:
     src = tmp_path / "plates"
     src.mkdir()
-    for i in range(4):
+    files = 8  # more than a loaded machine sends between the bar's first line and the signal
+    for i in range(files):
         (src / f"plate_{i}.exr").write_bytes(bytes([i]) * (64 << 20))  # in 16 MiB parts
     cli = str(Path(sys.executable).parent / "jobattach")
     leader, follower = pty.openpty()  # the bar shows on a terminal: we wait for it
@@ -215,12 +216,12 @@ def test_ctrl_c_stops_large_transfers_where_they_are(
     ) as proc:
         os.close(follower)
         drawn = b""
-        while not re.search(rb"uploading +\[[#-]+\] +[1-9]\d?%", drawn):  # under way
+        while not re.search(rb"uploading +\[[#-]+\] +\d\d?%", drawn):  # under way
             drawn += os.read(leader, 4096)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130
     os.close(leader)
-    assert len(bucket.keys("plates/")) < 4  # not every started file was finished
+    assert len(bucket.keys("plates/")) < files  # not every started file was finished
     assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
 
 
