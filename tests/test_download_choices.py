@@ -215,3 +215,20 @@ def test_outputs_and_the_cli_take_the_same_choices(job: dict[str, Any], tmp_path
         where, "farm-1", "queue-1", "job-1", tmp_path / "d", exclude=["*.exr"], s3=job["s3"]
     )
     assert [Path(p).name for p in _tree(Path(next(iter(again.roots.values()))))] == ["a.log"]
+
+
+def test_a_symlink_planted_at_a_copys_name_is_passed_over_never_written_through(
+    job: dict[str, Any], tmp_path: Path
+) -> None:
+    where = S3Location(job["bucket"].name, "JA")
+    sync_inputs(where, job["attachments"], tmp_path / "s", s3=job["s3"])
+    dest = tmp_path / "s" / session_root_name(str(job["root"]))
+    (dest / "noext").write_bytes(b"edited")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not the job's")
+    (dest / "noext (1)").symlink_to(victim)  # another process's trap at the first copy name
+    r = sync_inputs(where, job["attachments"], tmp_path / "s", on_conflict="create-copy")
+    assert r.copies == {str(dest / "noext"): str(dest / "noext (2)")}
+    assert victim.read_bytes() == b"not the job's"
+    assert (dest / "noext (2)").read_bytes() == TREE["noext"]
+    assert os.readlink(dest / "noext (1)") == str(victim)
