@@ -99,6 +99,11 @@ def test_an_upload_goes_where_the_official_upload_puts_it_and_reads_back_officia
     assert head["ContentType"] == "application/x-deadline-manifest-2023-03-03"
     assert head["Metadata"] == r.metadata
     assert json.loads(head["Metadata"]["asset-root-json"]) == str(root)
+    # The official's own metadata, as it sets it: the file's path as given.
+    theirs = session.client("s3").head_object(
+        Bucket=bucket.name, Key=f"OFFICIAL/Manifests/{prefix}/shot_input"
+    )["Metadata"]
+    assert head["Metadata"]["file-system-location-name"] == theirs["file-system-location-name"]
 
 
 def test_an_uploaded_manifest_is_a_job_input_the_official_download_fetches(

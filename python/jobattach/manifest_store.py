@@ -65,9 +65,10 @@ def upload_manifest(
     It goes to ``{root_prefix}/Manifests/{prefix}/{the file's name}``, validated and as the
     encoder writes it (the file's own bytes, for a manifest any tool wrote), with the metadata
     naming ``root`` (``asset-root``, which a download of outputs needs) and
-    ``file_system_location``. An object holding another manifest or other metadata at that
-    key is replaced only with ``overwrite``: a job may rely on it (``StorageError``
-    otherwise).
+    ``file_system_location`` (``file-system-location-name``; by default the file's path as
+    given, as the official ``deadline manifest upload`` sets it). An object holding another
+    manifest or other metadata at that key is replaced only with ``overwrite``: a job may rely
+    on it (``StorageError`` otherwise).
     """
     path = Path(manifest_file)
     try:
@@ -78,6 +79,10 @@ def upload_manifest(
         manifest = Manifest.decode(data)
     except ValidationError as e:
         raise ValidationError(e.reason, kind=e.kind, path=str(path)) from None
+    if file_system_location is None and os.fspath(manifest_file).isascii():
+        # As `deadline manifest upload` fills it: the file's path as given (S3 metadata is
+        # ASCII: a path that is not goes without it).
+        file_system_location = os.fspath(manifest_file)
     target = engine.stored_manifest(
         s3_location.root_prefix, prefix, path.name, root, file_system_location
     )
