@@ -20,7 +20,9 @@ from google.cloud import storage
 from jobattach import (
     Cancelled,
     CloudClientOptions,
+    FileChangedError,
     GcsConfig,
+    ProgressReport,
     StorageError,
     ValidationError,
     sync,
@@ -243,3 +245,48 @@ def test_cli_sync(bucket: storage.Bucket, gcs: GcsConfig, tmp_path: Path) -> Non
     assert down.returncode == 0, down.stderr
     assert "copied 4" in down.stderr
     assert (tmp_path / "dst" / "dir/b.bin").read_bytes() == files["dir/b.bin"]
+
+
+@pytest.mark.parametrize("rewrite", ["shorter", "same size and mtime"])
+def test_a_file_rewritten_while_synced_up_is_not_left_behind(
+    bucket: storage.Bucket, gcs: GcsConfig, tmp_path: Path, rewrite: str
+) -> None:
+    _tree(tmp_path / "src")
+    target = tmp_path / "src" / "dir" / "b.bin"
+    new = b"rewritten" if rewrite == "shorter" else b"r" * 3000
+
+    def rewrite_once_uploading(report: ProgressReport) -> bool:
+        if report.phase == "uploading" and target.read_bytes() != new:
+            target.write_bytes(new)
+            if rewrite == "same size and mtime":  # as `cp -p` leaves it
+                os.utime(target, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+        return True
+
+    with pytest.raises(FileChangedError) as raised:
+        sync(
+            tmp_path / "src", f"gs://{BUCKET}/w", gcs=gcs, progress_callback=rewrite_once_uploading
+        )
+    assert raised.value.path == str(target)
+    assert "w/dir/b.bin" not in _names(bucket, "w/")
+    again = sync(tmp_path / "src", f"gs://{BUCKET}/w", gcs=gcs)
+    assert again.processed_files == 1
+    assert bucket.get_blob("w/dir/b.bin").download_as_bytes() == new
+
+
+def test_credentials_that_cannot_be_read_are_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    config = GcsConfig(credentials_file=str(tmp_path / "missing.json"))
+    with pytest.raises(StorageError, match="cannot make a client"):
+        sync(tmp_path / "src", "gs://b/p", gcs=config)
+
+
+def test_without_the_library_the_error_names_the_extra(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    code = (
+        "import sys; sys.modules['google.cloud.storage'] = None\n"  # as if not installed
+        "import jobattach\n"
+        f"jobattach.sync({str(tmp_path / 'src')!r}, 'gs://b/p')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode != 0
+    assert "pip install 'jobattach[gcs]'" in out.stderr

@@ -105,12 +105,11 @@ class GcsBucket:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         opts = config.options
-        credentials = _credentials(config)
         project = config.project or ("<none>" if config.anonymous else None)
         client_options = {"api_endpoint": config.endpoint_url} if config.endpoint_url else None
         try:
             client = storage.Client(
-                project=project, credentials=credentials, client_options=client_options
+                project=project, credentials=_credentials(config), client_options=client_options
             )
         except Exception as e:  # no default credentials, an unreadable key file
             raise StorageError(f"gs://{name}: cannot make a client: {e}") from e

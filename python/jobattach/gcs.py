@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from typing import IO
 
-from jobattach_host.errors import Cancelled, FileAccessError, FileChangedError
+from jobattach_host.errors import Cancelled, FileAccessError, FileChangedError, StorageError
 from jobattach_host.gcs_store import DIGEST_KEY, Counted, GcsBucket, GcsConfig, Listed, each
 from jobattach_host.gcs_store import mtime_metadata as _mtime_metadata
 from jobattach_host.storage import Sink
@@ -62,15 +63,20 @@ class GcsRemote:
             except OSError as e:
                 raise FileAccessError(f"cannot read: {e.strerror}", path=str(src.path / rel)) from e
             with file:
-                generation = self.store.upload(
-                    name, Counted(file, _mover(tally, i)), size, metadata
-                )
-                st = os.fstat(file.fileno())
-            if (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) != items[rel]:
-                self.store.delete(name, generation)
-                with lock:
-                    changed.append(str(src.path / rel))
-                return
+                try:
+                    made: int | None = self.store.upload(
+                        name, Counted(file, _mover(tally, i)), size, metadata
+                    )
+                except StorageError:
+                    if _as_listed(file, items[rel]):
+                        raise
+                    made = None  # it changed under the upload: no object was made
+                if not _as_listed(file, items[rel]):
+                    if made is not None:
+                        self.store.delete(name, made)
+                    with lock:
+                        changed.append(str(src.path / rel))
+                    return
             tally.add(size, i)
 
         each(range(len(paths)), send, self._workers, tally.cancelled)
@@ -99,6 +105,12 @@ class GcsRemote:
 
     def _shown(self, rel: str) -> str:
         return self.store.shown(self.where.key(rel))
+
+
+def _as_listed(file: IO[bytes], listed: mirror.Listed) -> bool:
+    """Whether the open file is still as listed: size, mtime and ctime."""
+    st = os.fstat(file.fileno())
+    return (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) == listed
 
 
 def _mover(tally: Tally, i: int) -> Callable[[int], None]:
