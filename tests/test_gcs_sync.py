@@ -290,3 +290,28 @@ def test_without_the_library_the_error_names_the_extra(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode != 0
     assert "pip install 'jobattach[gcs]'" in out.stderr
+
+
+def test_an_object_replaced_after_it_was_listed_is_not_downloaded(
+    bucket: storage.Bucket, gcs: GcsConfig, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.bin").write_bytes(b"first")
+    sync(tmp_path / "src", f"gs://{BUCKET}/r", gcs=gcs)
+
+    def replace_once_downloading(report: ProgressReport) -> bool:
+        blob = bucket.blob("r/f.bin")
+        if report.phase == "downloading" and blob.download_as_bytes() == b"first":
+            blob.upload_from_string(b"other")  # same size, a new generation
+        return True
+
+    with pytest.raises(StorageError, match=r"gs://gcs-sync/r/f\.bin") as raised:
+        sync(
+            f"gs://{BUCKET}/r",
+            tmp_path / "dst",
+            gcs=gcs,
+            progress_callback=replace_once_downloading,
+        )
+    # the emulator ignores the generation asked for; the listed crc32c refuses what it sends
+    assert "crc32c" in str(raised.value)
+    assert os.listdir(tmp_path / "dst") == []

@@ -256,7 +256,8 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sy = sub.add_parser(
-        "sync", help="mirror a directory to s3://bucket/prefix or to another directory, or back"
+        "sync",
+        help="mirror a directory to s3:// or gs://bucket/prefix or to another directory, or back",
     )
     sy.add_argument("source", metavar="SRC")
     sy.add_argument("dest", metavar="DEST")
