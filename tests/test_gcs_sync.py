@@ -108,8 +108,11 @@ def test_up_down_identical_with_exact_times_and_an_unchanged_resync(
     again = sync(tmp_path / "src", f"gs://{BUCKET}/data", gcs=gcs)
     assert (again.processed_files, again.skipped_files) == (0, 5)
 
-    down = sync(f"gs://{BUCKET}/data", tmp_path / "dst", gcs=gcs)
+    reports: list[ProgressReport] = []
+    down = sync(f"gs://{BUCKET}/data", tmp_path / "dst", gcs=gcs, progress_callback=reports.append)
     assert down.processed_files == 5
+    assert {r.phase for r in reports} == {"downloading"}
+    assert (reports[-1].processed_files, reports[-1].processed_bytes) == (5, down.total_bytes)
     for rel, data in files.items():
         assert (tmp_path / "dst" / rel).read_bytes() == data
         assert os.stat(tmp_path / "dst" / rel).st_mtime_ns == 1_600_000_000_123_456_000
