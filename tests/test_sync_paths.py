@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobattach import GcsPath, LocalPath, S3Path, SshPath, ValidationError, parse_path, sync
+from jobattach import GcsPath, LocalPath, S3Path, SshPath, ValidationError, parse_path
 
 
 @pytest.mark.parametrize(
@@ -39,14 +39,3 @@ def test_each_form_is_its_own_type(text: str, want: object) -> None:
 def test_malformed_remote_paths_are_refused(text: str, why: str) -> None:
     with pytest.raises(ValidationError, match=why):
         parse_path(text)
-
-
-def test_a_gcs_path_is_never_synced_as_a_local_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "f").write_bytes(b"x")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValidationError, match="gs://b/p/"):
-        sync(tmp_path / "src", "gs://b/p")
-    assert not (tmp_path / "gs:").exists()

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         Phase,
         SkipReason,
     )
+    from jobattach_host.gcs_store import GcsConfig
     from jobattach_host.hash_cache import HashCache
     from jobattach_host.s3_check_cache import S3CheckCache
     from jobattach_host.s3config import ClientOptions, CloudClientOptions, S3Config
@@ -133,6 +134,7 @@ _LAZY: dict[str, str] = {
         ),
         "jobattach_host.choices",
     ),
+    **dict.fromkeys(("GcsConfig",), "jobattach_host.gcs_store"),
     **dict.fromkeys(("HashCache",), "jobattach_host.hash_cache"),
     **dict.fromkeys(("S3CheckCache",), "jobattach_host.s3_check_cache"),
     **dict.fromkeys(("ClientOptions", "CloudClientOptions", "S3Config"), "jobattach_host.s3config"),
@@ -231,6 +233,7 @@ __all__ = [
     "FileChangedError",
     "FileSystemLocation",
     "FileSystemMode",
+    "GcsConfig",
     "GcsPath",
     "Grant",
     "HashCache",

@@ -256,7 +256,8 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sy = sub.add_parser(
-        "sync", help="mirror a directory to s3://bucket/prefix or to another directory, or back"
+        "sync",
+        help="mirror a directory to s3:// or gs://bucket/prefix or to another directory, or back",
     )
     sy.add_argument("source", metavar="SRC")
     sy.add_argument("dest", metavar="DEST")
@@ -270,6 +271,9 @@ def _parser() -> argparse.ArgumentParser:
         help="compare files of the same size by xxh3-128, not by time",
     )
     sy.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    sy.add_argument("--gcs-credentials", metavar="FILE", help="gs://: a service account's key")
+    sy.add_argument("--gcs-endpoint", metavar="URL", help="gs://: another endpoint (an emulator)")
+    sy.add_argument("--gcs-anonymous", action="store_true", help="gs://: send no credentials")
 
     d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
     d.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting a local one")
@@ -896,8 +900,13 @@ _ATTACHMENTS_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def _sync(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .mirror import sync
+    from .mirror import GcsConfig, sync
 
+    gcs = GcsConfig(
+        credentials_file=args.gcs_credentials,
+        anonymous=args.gcs_anonymous,
+        endpoint_url=args.gcs_endpoint,
+    )
     with _progress_line(args.json) as progress:
         stats = sync(
             args.source,
@@ -907,6 +916,7 @@ def _sync(args: argparse.Namespace) -> int:
             include=tuple(args.include),
             exclude=tuple(args.exclude),
             by_hash=args.hash,
+            gcs=gcs,
             progress_callback=progress,
         )
     if args.json:

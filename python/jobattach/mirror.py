@@ -1,5 +1,5 @@
-"""``sync(source, dest)``: mirror a directory to an S3 prefix or back, or to another
-directory, as rclone or s5cmd do.
+"""``sync(source, dest)``: mirror a directory to an S3 or Google Cloud Storage prefix or
+back, or to another directory, as rclone or s5cmd do.
 
 Objects are stored under their paths relative to the source. The component plans (what to
 copy, keep and delete); files move by path with boto3. Downloads, and copies between two
@@ -17,9 +17,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Protocol, Union
 
 from jobattach_host import engine, hash_files
 from jobattach_host.choices import Phase
@@ -39,10 +40,11 @@ from jobattach_host.errors import (
     StorageError,
     ValidationError,
 )
+from jobattach_host.gcs_store import DIGEST_KEY, GcsConfig
 from jobattach_host.host_files import list_tree
 from jobattach_host.s3config import ClientOptions, S3Config
 from jobattach_host.snapshot import Patterns, patterns
-from jobattach_host.storage import Bucket, Transfer
+from jobattach_host.storage import Bucket, Sink, Transfer
 from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
 
@@ -67,6 +69,8 @@ class SyncOptions:
     by_hash: bool = False
     #: Credentials, endpoint and client options (default: boto3's chain).
     s3: S3Config = field(default_factory=S3Config)
+    #: The same for ``gs://`` (default: the default credential chain).
+    gcs: GcsConfig = field(default_factory=GcsConfig)
     #: Gets a report of the transfer ("uploading" or "downloading") at most ten times a
     #: second; returning False cancels it (:class:`Cancelled`): files already copied stay,
     #: nothing partial does.
@@ -107,14 +111,16 @@ def sync(
     exclude: Patterns = (),
     by_hash: bool = False,
     s3: S3Config | None = None,
+    gcs: GcsConfig | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> SyncStats:
-    """Mirrors ``source`` to ``dest``, a local directory and ``s3://bucket/prefix`` either
-    way, or two local directories, as ``rclone sync`` or ``s5cmd sync`` do (see the module's
-    doc).
+    """Mirrors ``source`` to ``dest``, a local directory and ``s3://bucket/prefix`` (or
+    ``gs://bucket/prefix``) either way, or two local directories, as ``rclone sync`` or
+    ``s5cmd sync`` do (see the module's doc).
 
     Args:
-        source: What to copy from: a local directory, or ``s3://bucket/prefix``.
+        source: What to copy from: a local directory, ``s3://bucket/prefix`` or
+            ``gs://bucket/prefix``.
         dest: Where to copy to: a local directory, or (from a local one)
             ``s3://bucket/prefix``.
         delete: Remove destination files the source lacks (refused when the source holds no
@@ -125,6 +131,7 @@ def sync(
         exclude: Glob patterns (one, or several) of the relative paths to leave out.
         by_hash: Compare files of the same size by xxh3-128 instead of by time.
         s3: Credentials, endpoint and client options (default: boto3's chain).
+        gcs: The same for ``gs://bucket/prefix`` (default: the default credential chain).
         progress_callback: Gets a :class:`ProgressReport` at most ten times a second;
             returning False cancels with ``Cancelled`` (files already copied stay, whole).
 
@@ -138,6 +145,7 @@ def sync(
         exclude=tuple(patterns(exclude)),
         by_hash=by_hash,
         s3=s3 or S3Config(),
+        gcs=gcs or GcsConfig(),
         progress_callback=progress_callback,
     )
     return sync_with_options(source, dest, options)
@@ -149,15 +157,15 @@ def sync_with_options(
     """:func:`sync` with its options gathered in a :class:`SyncOptions`."""
     t0 = time.perf_counter()
     src, dst = _side(parse_path(source)), _side(parse_path(dest))
-    if isinstance(src, S3Path) and isinstance(dst, S3Path):
-        raise ValidationError("sync goes from or to a local directory, not S3 to S3")
-    remote = src if isinstance(src, S3Path) else dst
-    bucket = Bucket(remote.bucket, options.s3) if isinstance(remote, S3Path) else None
+    if not isinstance(src, LocalPath) and not isinstance(dst, LocalPath):
+        raise ValidationError("sync goes from or to a local directory, not bucket to bucket")
     if isinstance(src, LocalPath) and not src.path.is_dir():
         raise FileAccessError("the source directory does not exist", path=str(src.path))
     if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
         _refuse_overlap(src, dst)
-    src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
+    remote = _remote(src if not isinstance(src, LocalPath) else dst, options)
+    src_items = remote.listing() if remote and remote.where == src else _local_listing(src)
+    dst_items = remote.listing() if remote and remote.where == dst else _local_listing(dst)
     request = engine.MirrorRequest(
         source=[(p, s, m) for p, (s, m, _) in src_items.items()],
         dest=[(p, s, m) for p, (s, m, _) in dst_items.items()],
@@ -176,37 +184,40 @@ def sync_with_options(
         kept_paths = copy + unchanged + plan.compare
         check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
     digests: dict[str, str] = {}
-    if options.by_hash:  # the component hashes local sides; S3 says what it recorded
+    if options.by_hash:  # the component hashes local sides; a bucket says what it recorded
         local = src if isinstance(src, LocalPath) else dst
         assert isinstance(local, LocalPath)
-        wanted = plan.compare + (copy if isinstance(dst, S3Path) else [])
+        wanted = plan.compare + (copy if remote and remote.where == dst else [])
         digests = dict(zip(wanted, hash_files(local.path, wanted)))
-        other: dict[str, str] = {}
-        if isinstance(remote, S3Path) and bucket is not None:
-            other = _recorded_digests(bucket, remote, plan.compare)
-        elif isinstance(dst, LocalPath):  # two directories: both sides hashed here
+        if remote is not None:
+            other = remote.recorded_digests(plan.compare)
+        else:  # two directories: both sides hashed here
+            assert isinstance(dst, LocalPath)
             other = dict(zip(plan.compare, hash_files(dst.path, plan.compare)))
         for p in plan.compare:
             (unchanged if other.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
         phase: Phase = (
-            "uploading"
-            if isinstance(dst, S3Path)
-            else "downloading"
-            if isinstance(src, S3Path)
-            else "copying"
+            "copying" if remote is None else "uploading" if remote.where == dst else "downloading"
         )
         total = sum(src_items[p][0] for p in copy)
         tally = Tally(Reporter(options.progress_callback).counts(phase), len(copy), total)
-        if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
+        if remote is None:
+            assert isinstance(src, LocalPath)
+            assert isinstance(dst, LocalPath)
             _copy(src, dst, copy, src_items, tally)
-        elif isinstance(src, LocalPath) and isinstance(dst, S3Path) and bucket is not None:
-            _upload(src, dst, bucket, copy, digests, src_items, tally)
-        elif isinstance(src, S3Path) and isinstance(dst, LocalPath) and bucket is not None:
-            _download(src, dst, bucket, copy, src_items, tally)
+        elif isinstance(src, LocalPath):
+            remote.upload(src, copy, digests, src_items, tally)
+        else:
+            assert isinstance(dst, LocalPath)
+            remote.download(dst, copy, src_items, tally)
         if tally.cancelled.is_set():
             raise Cancelled(f"the sync was cancelled while {phase}")
-        _delete(dst, bucket, gone)
+        if remote is not None and remote.where == dst:
+            remote.delete(gone)
+        else:
+            assert isinstance(dst, LocalPath)
+            _delete_local(dst, gone)
 
     def size(paths: list[str]) -> int:
         return sum(src_items[p][0] for p in paths)
@@ -226,26 +237,115 @@ def sync_with_options(
 
 
 #: The sides this module syncs.
-_Side = Union[S3Path, LocalPath]
-
-
-def _side(where: SyncPath) -> _Side:
-    if isinstance(where, (GcsPath, SshPath)):
-        raise ValidationError(f"{where}: this jobattach syncs with S3 and local directories only")
-    return where
-
+_Side = Union[S3Path, GcsPath, LocalPath]
 
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
 
 
-def _listing(where: _Side, bucket: Bucket | None) -> dict[str, Listed]:
-    """Path -> what is known of every file below ``where``."""
+def _side(where: SyncPath) -> _Side:
+    if isinstance(where, SshPath):
+        raise ValidationError(f"{where}: this jobattach syncs with buckets and local directories")
+    return where
+
+
+class _Remote(Protocol):
+    """A bucket's side of a sync: what it lists, holds and is sent."""
+
+    @property
+    def where(self) -> S3Path | GcsPath: ...
+
+    def listing(self) -> dict[str, Listed]:
+        """Path -> what is known of every object below the prefix."""
+
+    def recorded_digests(self, paths: list[str]) -> dict[str, str]:
+        """The ``xxh128`` each object's metadata records (none for objects written without)."""
+
+    def upload(
+        self,
+        src: LocalPath,
+        paths: list[str],
+        digests: dict[str, str],
+        items: dict[str, Listed],
+        tally: Tally,
+    ) -> None: ...
+
+    def download(
+        self, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
+    ) -> None: ...
+
+    def delete(self, paths: list[str]) -> None: ...
+
+
+def _remote(where: _Side, options: SyncOptions) -> _Remote | None:
     if isinstance(where, S3Path):
-        assert bucket is not None
-        n = len(where.prefix)
-        listed = bucket.listing(where.prefix)
+        return _S3(where, Bucket(where.bucket, options.s3))
+    if isinstance(where, GcsPath):
+        from .gcs import GcsRemote
+
+        return GcsRemote(where, options.gcs)
+    return None
+
+
+class _S3:
+    def __init__(self, where: S3Path, bucket: Bucket) -> None:
+        self.where, self.bucket = where, bucket
+
+    def listing(self) -> dict[str, Listed]:
+        n = len(self.where.prefix)
+        listed = self.bucket.listing(self.where.prefix)
         return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
+
+    def recorded_digests(self, paths: list[str]) -> dict[str, str]:
+        found = self.bucket.metadata_many([self.where.key(rel) for rel in paths])
+        return {rel: m[DIGEST_KEY] for rel, m in zip(paths, found) if m and m.get(DIGEST_KEY)}
+
+    def upload(
+        self,
+        src: LocalPath,
+        paths: list[str],
+        digests: dict[str, str],
+        items: dict[str, Listed],
+        tally: Tally,
+    ) -> None:
+        """Uploads ``paths``; a file whose size, mtime or ctime changed while it was sent (its
+        object may be torn, or not match the digest recorded with it) is deleted again and
+        named."""
+        contents = [Content("", src.path / rel, *items[rel]) for rel in paths]
+        transfers = [
+            Transfer(
+                self.where.key(rel), c.path, c.size, recorded(digests.get(rel)), digests.get(rel)
+            )
+            for rel, c in zip(paths, contents)
+        ]
+        upload_unchanged(self.bucket, contents, transfers, tally, "Sync")
+
+    def download(
+        self, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
+    ) -> None:
+        def fetch(sinks: list[Sink], placed: Callable[[int], None]) -> None:
+            transfers = [
+                Transfer(self.where.key(rel), dst.path / rel, items[rel][0], sink=sink)
+                for rel, sink in zip(paths, sinks)
+            ]
+            self.bucket.download_files(
+                transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
+            )
+
+        download_into(dst, paths, items, tally, self.where.key, fetch)
+
+    def delete(self, paths: list[str]) -> None:
+        self.bucket.delete(self.where.key(p) for p in paths)
+
+
+def recorded(digest: str | None) -> dict[str, str] | None:
+    """The metadata that records an upload's xxh3-128 for later ``by_hash`` comparisons."""
+    return {DIGEST_KEY: digest} if digest else None
+
+
+def _local_listing(where: _Side) -> dict[str, Listed]:
+    """Path -> what is known of every file below the directory ``where``."""
+    assert isinstance(where, LocalPath)
     try:
         if not where.path.exists():
             return {}
@@ -273,46 +373,17 @@ def _staging(path: Path) -> bool:
         return True  # gone since it was listed: a staging folder removed as its download ended
 
 
-def _upload(
-    src: LocalPath,
-    dst: S3Path,
-    bucket: Bucket,
-    paths: list[str],
-    digests: dict[str, str],
-    items: dict[str, Listed],
-    tally: Tally,
-) -> None:
-    """Uploads ``paths``; a file whose size, mtime or ctime changed while it was sent (its
-    object may be torn, or not match the digest recorded with it) is deleted again and named."""
-    contents = [Content("", src.path / rel, *items[rel]) for rel in paths]
-    transfers = [
-        Transfer(dst.key(rel), c.path, c.size, _recorded(digests.get(rel)), digests.get(rel))
-        for rel, c in zip(paths, contents)
-    ]
-    upload_unchanged(bucket, contents, transfers, tally, "Sync")
-
-
-def _recorded(digest: str | None) -> dict[str, str] | None:
-    return {"xxh128": digest} if digest else None
-
-
-def _recorded_digests(bucket: Bucket, remote: S3Path, paths: list[str]) -> dict[str, str]:
-    """The ``xxh128`` each object's metadata records (none for objects written without)."""
-    found = bucket.metadata_many([remote.key(rel) for rel in paths])
-    return {rel: m["xxh128"] for rel, m in zip(paths, found) if m and m.get("xxh128")}
-
-
-def _download(
-    src: S3Path,
+def download_into(
     dst: LocalPath,
-    bucket: Bucket,
     paths: list[str],
     items: dict[str, Listed],
     tally: Tally,
+    shown: Callable[[str], str],
+    fetch: Callable[[list[Sink], Callable[[int], None]], None],
 ) -> None:
-    """Each object into this process's staging folder, then, once complete and of its listed
-    size, renamed into place through the handles of its folders with the object's time;
-    nothing partial stays behind."""
+    """``fetch(sinks, placed)`` writes each object into this process's staging folder and
+    calls ``placed(i)`` once it is complete: then, of its listed size, it is renamed into place
+    through the handles of its folders with the object's time; nothing partial stays behind."""
     with open_root(dst.path) as root, Tree(root) as tree:
         lock = threading.Lock()  # transfers end on many threads; one places at a time
         with Staging(root, avoid=[p.partition("/")[0] for p in paths]) as staging:
@@ -322,7 +393,7 @@ def _download(
                 got = staging.size(str(i))
                 if got != size:
                     why = f"the object has {got} bytes where its listing says {size}"
-                    raise StorageError(why, path=src.key(paths[i]))
+                    raise StorageError(why, path=shown(paths[i]))
                 with lock:
                     found = tree.parent(paths[i], create=True)
                     assert found is not None  # made when missing
@@ -330,13 +401,7 @@ def _download(
                     staging.place(str(i), *found, mtime * 1000, copy=False)
                 tally.add(size, i)
 
-            transfers = [
-                Transfer(src.key(rel), dst.path / rel, items[rel][0], sink=staging.create(str(i)))
-                for i, rel in enumerate(paths)
-            ]
-            bucket.download_files(
-                transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
-            )
+            fetch([staging.create(str(i)) for i in range(len(paths))], placed)
 
 
 def _refuse_overlap(src: LocalPath, dst: LocalPath) -> None:
@@ -400,11 +465,7 @@ def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> 
         os.close(fd)
 
 
-def _delete(dst: _Side, bucket: Bucket | None, paths: list[str]) -> None:
-    if isinstance(dst, S3Path):
-        assert bucket is not None
-        bucket.delete(dst.key(p) for p in paths)
-        return
+def _delete_local(dst: LocalPath, paths: list[str]) -> None:
     with open_root(dst.path) as root, Tree(root) as tree:
         for p in paths:
             try:
@@ -416,6 +477,7 @@ def _delete(dst: _Side, bucket: Bucket | None, paths: list[str]) -> None:
 
 __all__ = [
     "ClientOptions",
+    "GcsConfig",
     "GcsPath",
     "LocalPath",
     "S3Path",
