@@ -256,7 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sy = sub.add_parser(
-        "sync", help="mirror a directory to s3://bucket/prefix or to another directory, or back"
+        "sync",
+        help="mirror a directory to s3://bucket/prefix, user@host:/path (SSH) or another"
+        " directory, or back",
     )
     sy.add_argument("source", metavar="SRC")
     sy.add_argument("dest", metavar="DEST")
@@ -270,6 +272,15 @@ def _parser() -> argparse.ArgumentParser:
         help="compare files of the same size by xxh3-128, not by time",
     )
     sy.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    sy.add_argument("--ssh-key", metavar="FILE", help="the private key for an SSH side")
+    sy.add_argument("--ssh-known-hosts", metavar="FILE", help="default: ~/.ssh/known_hosts")
+    sy.add_argument(
+        "--ssh-host-key-policy",
+        choices=["strict", "accept-new", "insecure"],
+        default="strict",
+        help="an unknown host key: refused, recorded and trusted, or accepted unchecked",
+    )
+    sy.add_argument("--ssh-port", type=int, metavar="N", help="over the path's port (22)")
 
     d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
     d.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting a local one")
@@ -897,7 +908,14 @@ def _sync(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .mirror import sync
+    from .ssh import SshConfig
 
+    ssh = SshConfig(
+        key_file=args.ssh_key,
+        known_hosts=args.ssh_known_hosts,
+        host_key_policy=args.ssh_host_key_policy,
+        port=args.ssh_port,
+    )
     with _progress_line(args.json) as progress:
         stats = sync(
             args.source,
@@ -907,6 +925,7 @@ def _sync(args: argparse.Namespace) -> int:
             include=tuple(args.include),
             exclude=tuple(args.exclude),
             by_hash=args.hash,
+            ssh=ssh,
             progress_callback=progress,
         )
     if args.json:

@@ -1,5 +1,5 @@
-"""``sync(source, dest)``: mirror a directory to an S3 prefix or back, or to another
-directory, as rclone or s5cmd do.
+"""``sync(source, dest)``: mirror a directory to an S3 prefix or a folder on a host over SSH
+(:mod:`jobattach.ssh`) or back, or to another directory, as rclone or s5cmd do.
 
 Objects are stored under their paths relative to the source. The component plans (what to
 copy, keep and delete); files move by path with boto3. Downloads, and copies between two
@@ -17,9 +17,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Protocol
 
 from jobattach_host import engine, hash_files
 from jobattach_host.choices import Phase
@@ -47,6 +48,7 @@ from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
 
 from .progress import ProgressCallback, Reporter
+from .ssh import SshConfig
 from .sync_paths import GcsPath, LocalPath, S3Path, SshPath, SyncPath, parse_path
 
 
@@ -67,6 +69,8 @@ class SyncOptions:
     by_hash: bool = False
     #: Credentials, endpoint and client options (default: boto3's chain).
     s3: S3Config = field(default_factory=S3Config)
+    #: How to reach and trust a host when a side is ``user@host:/path`` or ``ssh://...``.
+    ssh: SshConfig | None = None
     #: Gets a report of the transfer ("uploading" or "downloading") at most ten times a
     #: second; returning False cancels it (:class:`Cancelled`): files already copied stay,
     #: nothing partial does.
@@ -107,6 +111,7 @@ def sync(
     exclude: Patterns = (),
     by_hash: bool = False,
     s3: S3Config | None = None,
+    ssh: SshConfig | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> SyncStats:
     """Mirrors ``source`` to ``dest``, a local directory and ``s3://bucket/prefix`` either
@@ -114,9 +119,10 @@ def sync(
     doc).
 
     Args:
-        source: What to copy from: a local directory, or ``s3://bucket/prefix``.
-        dest: Where to copy to: a local directory, or (from a local one)
-            ``s3://bucket/prefix``.
+        source: What to copy from: a local directory, ``s3://bucket/prefix``, or a folder
+            on a host, ``user@host:/path`` or ``ssh://user@host:port/path``.
+        dest: Where to copy to: a local directory, or (from a local one) an S3 prefix or a
+            folder on a host.
         delete: Remove destination files the source lacks (refused when the source holds no
             files at all, which is more likely a mistyped source than a wish).
         dry_run: Plan and count, change nothing.
@@ -125,6 +131,8 @@ def sync(
         exclude: Glob patterns (one, or several) of the relative paths to leave out.
         by_hash: Compare files of the same size by xxh3-128 instead of by time.
         s3: Credentials, endpoint and client options (default: boto3's chain).
+        ssh: How to reach and trust the host of an SSH side (default: the agent, the
+            user's known_hosts, strictly).
         progress_callback: Gets a :class:`ProgressReport` at most ten times a second;
             returning False cancels with ``Cancelled`` (files already copied stay, whole).
 
@@ -138,6 +146,7 @@ def sync(
         exclude=tuple(patterns(exclude)),
         by_hash=by_hash,
         s3=s3 or S3Config(),
+        ssh=ssh,
         progress_callback=progress_callback,
     )
     return sync_with_options(source, dest, options)
@@ -148,16 +157,30 @@ def sync_with_options(
 ) -> SyncStats:
     """:func:`sync` with its options gathered in a :class:`SyncOptions`."""
     t0 = time.perf_counter()
-    src, dst = _side(parse_path(source)), _side(parse_path(dest))
-    if isinstance(src, S3Path) and isinstance(dst, S3Path):
-        raise ValidationError("sync goes from or to a local directory, not S3 to S3")
-    remote = src if isinstance(src, S3Path) else dst
-    bucket = Bucket(remote.bucket, options.s3) if isinstance(remote, S3Path) else None
+    src, dst = parse_path(source), parse_path(dest)
+    if not isinstance(src, LocalPath) and not isinstance(dst, LocalPath):
+        kinds = (type(src).__name__[: -len("Path")], type(dst).__name__[: -len("Path")])
+        raise ValidationError(f"sync goes from or to a local directory, not {' to '.join(kinds)}")
     if isinstance(src, LocalPath) and not src.path.is_dir():
         raise FileAccessError("the source directory does not exist", path=str(src.path))
     if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
         _refuse_overlap(src, dst)
-    src_items, dst_items = _listing(src, bucket), _listing(dst, bucket)
+    with contextlib.ExitStack() as stack:
+        remote = None
+        if not isinstance(src, LocalPath):
+            remote = stack.enter_context(_remote(src, options, creates=False))
+        elif not isinstance(dst, LocalPath):
+            remote = stack.enter_context(_remote(dst, options, creates=not options.dry_run))
+        return _mirror(src, dst, remote, options, t0)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: with may swallow)
+
+
+def _mirror(
+    src: SyncPath, dst: SyncPath, remote: Remote | None, options: SyncOptions, t0: float
+) -> SyncStats:
+    """Plans with the component and carries the plan out, ``remote`` being the side that is
+    not a local directory (None: both are)."""
+    src_items, dst_items = _side_listing(src, remote), _side_listing(dst, remote)
     request = engine.MirrorRequest(
         source=[(p, s, m) for p, (s, m, _) in src_items.items()],
         dest=[(p, s, m) for p, (s, m, _) in dst_items.items()],
@@ -176,37 +199,40 @@ def sync_with_options(
         kept_paths = copy + unchanged + plan.compare
         check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
     digests: dict[str, str] = {}
-    if options.by_hash:  # the component hashes local sides; S3 says what it recorded
+    if options.by_hash:  # the component hashes local sides; the remote says what it knows
         local = src if isinstance(src, LocalPath) else dst
         assert isinstance(local, LocalPath)
-        wanted = plan.compare + (copy if isinstance(dst, S3Path) else [])
+        wanted = plan.compare + (copy if not isinstance(dst, LocalPath) else [])
         digests = dict(zip(wanted, hash_files(local.path, wanted)))
-        other: dict[str, str] = {}
-        if isinstance(remote, S3Path) and bucket is not None:
-            other = _recorded_digests(bucket, remote, plan.compare)
-        elif isinstance(dst, LocalPath):  # two directories: both sides hashed here
+        if remote is not None:
+            other = remote.digests(plan.compare)
+        else:  # two directories: both sides hashed here
+            assert isinstance(dst, LocalPath)
             other = dict(zip(plan.compare, hash_files(dst.path, plan.compare)))
         for p in plan.compare:
             (unchanged if other.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
         phase: Phase = (
-            "uploading"
-            if isinstance(dst, S3Path)
+            "copying"
+            if remote is None
+            else "uploading"
+            if isinstance(src, LocalPath)
             else "downloading"
-            if isinstance(src, S3Path)
-            else "copying"
         )
         total = sum(src_items[p][0] for p in copy)
         tally = Tally(Reporter(options.progress_callback).counts(phase), len(copy), total)
         if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
             _copy(src, dst, copy, src_items, tally)
-        elif isinstance(src, LocalPath) and isinstance(dst, S3Path) and bucket is not None:
-            _upload(src, dst, bucket, copy, digests, src_items, tally)
-        elif isinstance(src, S3Path) and isinstance(dst, LocalPath) and bucket is not None:
-            _download(src, dst, bucket, copy, src_items, tally)
+        elif isinstance(src, LocalPath) and remote is not None:
+            remote.upload(src, copy, digests, src_items, tally)
+        elif isinstance(dst, LocalPath) and remote is not None:
+            remote.download(dst, copy, src_items, tally)
         if tally.cancelled.is_set():
             raise Cancelled(f"the sync was cancelled while {phase}")
-        _delete(dst, bucket, gone)
+        if remote is not None and not isinstance(dst, LocalPath):
+            remote.delete(gone)
+        elif isinstance(dst, LocalPath):
+            _delete_local(dst, gone)
 
     def size(paths: list[str]) -> int:
         return sum(src_items[p][0] for p in paths)
@@ -225,27 +251,99 @@ def sync_with_options(
     )
 
 
-#: The sides this module syncs.
-_Side = Union[S3Path, LocalPath]
-
-
-def _side(where: SyncPath) -> _Side:
-    if isinstance(where, (GcsPath, SshPath)):
-        raise ValidationError(f"{where}: this jobattach syncs with S3 and local directories only")
-    return where
-
-
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
 
 
-def _listing(where: _Side, bucket: Bucket | None) -> dict[str, Listed]:
-    """Path -> what is known of every file below ``where``."""
+class Remote(Protocol):
+    """The side of a sync that is not a local directory: an S3 prefix, or a folder on a host
+    over SSH. Relative paths come from the component's plan."""
+
+    def listing(self) -> dict[str, Listed]:
+        """Path -> what is known of every file below the remote root."""
+
+    def digests(self, paths: list[str]) -> dict[str, str]:
+        """The xxh3-128 digests the remote knows of ``paths`` (missing: not known)."""
+
+    def upload(
+        self,
+        src: LocalPath,
+        paths: list[str],
+        digests: dict[str, str],
+        items: dict[str, Listed],
+        tally: Tally,
+    ) -> None:
+        """Copies ``paths`` of ``src`` here with their modification times."""
+
+    def download(
+        self, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
+    ) -> None:
+        """Copies ``paths`` from here into ``dst`` with their modification times."""
+
+    def delete(self, paths: list[str]) -> None:
+        """Removes ``paths`` here; gone already is no error."""
+
+
+@contextlib.contextmanager
+def _remote(where: SyncPath, options: SyncOptions, *, creates: bool) -> Iterator[Remote]:
+    """The remote side ``where`` names, open for the sync; ``creates``: its root is made
+    when missing (a destination that will be written)."""
     if isinstance(where, S3Path):
-        assert bucket is not None
-        n = len(where.prefix)
-        listed = bucket.listing(where.prefix)
+        yield S3Remote(where, Bucket(where.bucket, options.s3))
+    elif isinstance(where, SshPath):
+        from .ssh import connect
+
+        with connect(where, options.ssh or SshConfig(), creates=creates) as remote:
+            yield remote
+    else:
+        raise ValidationError(f"{where}: this jobattach syncs with S3, SSH and local directories")
+
+
+def _side_listing(where: SyncPath, remote: Remote | None) -> dict[str, Listed]:
+    if isinstance(where, LocalPath):
+        return _listing(where)
+    assert remote is not None
+    return remote.listing()
+
+
+@dataclass(frozen=True)
+class S3Remote:
+    """An S3 prefix as a side of a sync; files move by path with boto3."""
+
+    where: S3Path
+    bucket: Bucket
+
+    def listing(self) -> dict[str, Listed]:
+        n = len(self.where.prefix)
+        listed = self.bucket.listing(self.where.prefix)
         return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
+
+    def digests(self, paths: list[str]) -> dict[str, str]:
+        """The ``xxh128`` each object's metadata records (none for objects written without)."""
+        found = self.bucket.metadata_many([self.where.key(rel) for rel in paths])
+        return {rel: m["xxh128"] for rel, m in zip(paths, found) if m and m.get("xxh128")}
+
+    def upload(
+        self,
+        src: LocalPath,
+        paths: list[str],
+        digests: dict[str, str],
+        items: dict[str, Listed],
+        tally: Tally,
+    ) -> None:
+        _upload(src, self.where, self.bucket, paths, digests, items, tally)
+
+    def download(
+        self, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
+    ) -> None:
+        _download(self.where, dst, self.bucket, paths, items, tally)
+
+    def delete(self, paths: list[str]) -> None:
+        self.bucket.delete(self.where.key(p) for p in paths)
+
+
+def _listing(where: LocalPath) -> dict[str, Listed]:
+    """Path -> what is known of every file below the local directory ``where``."""
     try:
         if not where.path.exists():
             return {}
@@ -294,12 +392,6 @@ def _upload(
 
 def _recorded(digest: str | None) -> dict[str, str] | None:
     return {"xxh128": digest} if digest else None
-
-
-def _recorded_digests(bucket: Bucket, remote: S3Path, paths: list[str]) -> dict[str, str]:
-    """The ``xxh128`` each object's metadata records (none for objects written without)."""
-    found = bucket.metadata_many([remote.key(rel) for rel in paths])
-    return {rel: m["xxh128"] for rel, m in zip(paths, found) if m and m.get("xxh128")}
 
 
 def _download(
@@ -385,6 +477,15 @@ def _copy(
 def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> os.stat_result:
     """Copies the source file ``rel`` into ``staging`` as ``name``; what the source was
     once copied (its size and times, to tell a change)."""
+    with read_local(tree, rel, shown) as (fd, st), staging.create(name)() as out:
+        copy_fds(fd, out.fileno(), st.st_size)
+        return os.fstat(fd)
+
+
+@contextlib.contextmanager
+def read_local(tree: Tree, rel: str, shown: Path) -> Iterator[tuple[int, os.stat_result]]:
+    """The source file ``rel`` open for reading through the handles of its folders (a
+    symlink swapped in is refused), and what it was when opened."""
     try:
         found = tree.parent(rel, create=False)
         if found is None:
@@ -393,18 +494,12 @@ def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> 
     except OSError as e:
         raise FileAccessError(f"cannot read: {e.strerror}", path=str(shown)) from e
     try:
-        with staging.create(name)() as out:
-            copy_fds(fd, out.fileno(), os.fstat(fd).st_size)
-        return os.fstat(fd)
+        yield fd, os.fstat(fd)
     finally:
         os.close(fd)
 
 
-def _delete(dst: _Side, bucket: Bucket | None, paths: list[str]) -> None:
-    if isinstance(dst, S3Path):
-        assert bucket is not None
-        bucket.delete(dst.key(p) for p in paths)
-        return
+def _delete_local(dst: LocalPath, paths: list[str]) -> None:
     with open_root(dst.path) as root, Tree(root) as tree:
         for p in paths:
             try:
@@ -419,6 +514,7 @@ __all__ = [
     "GcsPath",
     "LocalPath",
     "S3Path",
+    "SshConfig",
     "SshPath",
     "SyncOptions",
     "SyncPath",
