@@ -17,6 +17,7 @@ import pytest
 from jobattach.cli import main
 from jobattach.mirror import SyncStats, sync
 from jobattach.ssh import SshConfig
+from jobattach.sync_paths import SshPath
 from jobattach_host.errors import Cancelled, StorageError
 
 SSHD = "/usr/sbin/sshd"
@@ -188,6 +189,16 @@ def test_unknown_host_key(server: Server, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not in"):
         sync(src, server.at(remote), ssh=server.config(known_hosts=str(empty)))
     assert not remote.exists()
+    # insecure takes any key and records none
+    assert (
+        sync(
+            src,
+            server.at(remote),
+            ssh=server.config(known_hosts=str(empty), host_key_policy="insecure"),
+        ).processed_files
+        == 3
+    )
+    assert empty.read_text() == ""
     # accept-new records it; strict then trusts it
     sync(
         src,
@@ -248,3 +259,21 @@ def test_cli(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     url = f"ssh://{server.user}@127.0.0.1:{server.port}{remote}"
     assert main(["sync", url, str(tmp_path / "back"), *args[2:]]) == 0
     assert _files(tmp_path / "back") == _files(src)
+
+
+def test_the_sftp_walk_lists_as_find_does_to_the_second(server: Server, tmp_path: Path) -> None:
+    """Hosts without GNU find are walked over SFTP: the same files, times in whole seconds."""
+    from jobattach.ssh import connect
+    from jobattach.sync_paths import parse_path
+
+    remote = tmp_path / "remote"
+    _tree(remote, FILES)
+    (remote / "sub/link").symlink_to(remote / "a.txt")
+    (remote / "dirlink").symlink_to(remote / "sub")
+    where = parse_path(server.at(remote))
+    assert isinstance(where, SshPath)
+    with connect(where, server.config(), creates=False) as side:
+        found = side.listing()
+        walked = side._walk()
+    assert sorted(found) == sorted(FILES)
+    assert walked == {p: (s, m // 1_000_000 * 1_000_000, c) for p, (s, m, c) in found.items()}
