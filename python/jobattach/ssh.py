@@ -23,6 +23,7 @@ import os
 import shlex
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +186,11 @@ class SshRemote:
 
     def _run(self, command: str) -> bytes | None:
         """The output of ``command`` on the host; None when it fails."""
-        _, out, _ = self.client.exec_command(command)
+        _, out, err = self.client.exec_command(command)
+        drain = threading.Thread(target=err.read, daemon=True)  # unread, it would stall out
+        drain.start()
         data: bytes = out.read()
+        drain.join()
         return data if out.channel.recv_exit_status() == 0 else None
 
     def listing(self) -> dict[str, Listed]:
