@@ -18,7 +18,7 @@ from jobattach.cli import main
 from jobattach.mirror import SyncStats, sync
 from jobattach.ssh import SshConfig
 from jobattach.sync_paths import SshPath
-from jobattach_host.errors import Cancelled, StorageError
+from jobattach_host.errors import Cancelled, FileAccessError, StorageError
 
 SSHD = "/usr/sbin/sshd"
 
@@ -169,6 +169,8 @@ def test_include_exclude_and_dry_run(server: Server, tmp_path: Path) -> None:
     dry = sync(src, server.at(remote), ssh=cfg, dry_run=True)
     assert (dry.processed_files, dry.dry_run) == (3, True)
     assert not remote.exists()  # a dry run makes not even the folder
+    with pytest.raises(FileAccessError, match="source directory does not exist"):
+        sync(server.at(remote), tmp_path / "back", ssh=cfg)
     sync(src, server.at(remote), ssh=cfg, include="sub/**", exclude="*.bin")
     assert sorted(_files(remote)) == ["sub/deep/c"]
 
@@ -272,7 +274,7 @@ def test_the_sftp_walk_lists_as_find_does_to_the_second(server: Server, tmp_path
     (remote / "dirlink").symlink_to(remote / "sub")
     where = parse_path(server.at(remote))
     assert isinstance(where, SshPath)
-    with connect(where, server.config(), creates=False) as side:
+    with connect(where, server.config(), source=True) as side:
         found = side.listing()
         walked = side._walk()
     assert sorted(found) == sorted(FILES)

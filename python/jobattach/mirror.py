@@ -168,9 +168,9 @@ def sync_with_options(
     with contextlib.ExitStack() as stack:
         remote = None
         if not isinstance(src, LocalPath):
-            remote = stack.enter_context(_remote(src, options, creates=False))
+            remote = stack.enter_context(_remote(src, options, source=True))
         elif not isinstance(dst, LocalPath):
-            remote = stack.enter_context(_remote(dst, options, creates=not options.dry_run))
+            remote = stack.enter_context(_remote(dst, options, source=False))
         return _mirror(src, dst, remote, options, t0)
     raise AssertionError("unreachable")  # pragma: no cover (mypy: with may swallow)
 
@@ -285,15 +285,15 @@ class Remote(Protocol):
 
 
 @contextlib.contextmanager
-def _remote(where: SyncPath, options: SyncOptions, *, creates: bool) -> Iterator[Remote]:
-    """The remote side ``where`` names, open for the sync; ``creates``: its root is made
-    when missing (a destination that will be written)."""
+def _remote(where: SyncPath, options: SyncOptions, *, source: bool) -> Iterator[Remote]:
+    """The remote side ``where`` names, open for the sync; ``source``: it is read from (else
+    written to, unless a dry run)."""
     if isinstance(where, S3Path):
         yield S3Remote(where, Bucket(where.bucket, options.s3))
     elif isinstance(where, SshPath):
         from .ssh import connect
 
-        with connect(where, options.ssh or SshConfig(), creates=creates) as remote:
+        with connect(where, options.ssh or SshConfig(), source, options.dry_run) as remote:
             yield remote
     else:
         raise ValidationError(f"{where}: this jobattach syncs with S3, SSH and local directories")

@@ -80,8 +80,11 @@ def _paramiko() -> Any:
 
 
 @contextlib.contextmanager
-def connect(where: SshPath, config: SshConfig, *, creates: bool) -> Iterator[SshRemote]:
-    """``where`` open over SSH and SFTP; ``creates``: its folder is made when missing."""
+def connect(
+    where: SshPath, config: SshConfig, source: bool, dry_run: bool = False
+) -> Iterator[SshRemote]:
+    """``where`` open over SSH and SFTP; a missing folder is refused as a ``source``, made as
+    a destination (unless ``dry_run``: then it lists empty)."""
     pm = _paramiko()
     client = pm.SSHClient()
     try:
@@ -107,7 +110,7 @@ def connect(where: SshPath, config: SshConfig, *, creates: bool) -> Iterator[Ssh
             raise StorageError(f"{where}: cannot connect on port {port}: {e}") from None
         sftp = client.open_sftp()
         try:
-            yield SshRemote(where, client, sftp, _root(sftp, where, creates=creates))
+            yield SshRemote(where, client, sftp, _root(sftp, where, source, dry_run))
         finally:
             sftp.close()
     finally:
@@ -147,13 +150,15 @@ class _AcceptAny:
         return None
 
 
-def _root(sftp: paramiko.SFTPClient, where: SshPath, *, creates: bool) -> str:
-    """The remote folder's real path; made (each missing folder on the way) if ``creates``."""
+def _root(sftp: paramiko.SFTPClient, where: SshPath, source: bool, dry_run: bool) -> str:
+    """The remote folder's real path (see :func:`connect`); "" for one a dry run lacks."""
     try:
         root = sftp.normalize(where.path)
         st = sftp.stat(root)
     except OSError:
-        if not creates:
+        if source:
+            raise FileAccessError("the source directory does not exist", path=str(where)) from None
+        if dry_run:
             return ""  # nothing there: an empty listing
         path = "" if where.path.startswith("/") else sftp.normalize(".")
         for part in where.path.split("/"):
