@@ -16,6 +16,7 @@ import pytest
 
 from jobattach.cli import main
 from jobattach.mirror import SyncStats, sync
+from jobattach.progress import ProgressReport
 from jobattach.ssh import SshConfig
 from jobattach.sync_paths import SshPath
 from jobattach_host.errors import Cancelled, FileAccessError, StorageError
@@ -279,3 +280,28 @@ def test_the_sftp_walk_lists_as_find_does_to_the_second(server: Server, tmp_path
         walked = side._walk()
     assert sorted(found) == sorted(FILES)
     assert walked == {p: (s, m // 1_000_000 * 1_000_000, c) for p, (s, m, c) in found.items()}
+
+
+def test_cancelled_in_the_middle_of_a_file_leaves_nothing_partial(
+    server: Server, tmp_path: Path
+) -> None:
+    src, remote, back = tmp_path / "src", tmp_path / "remote", tmp_path / "back"
+    _tree(src, {"big": b"\1" * (64 << 20)})
+    cfg = server.config()
+    seen: list[ProgressReport] = []
+
+    def stop_midway(report: ProgressReport) -> bool:
+        seen.append(report)
+        return not 0 < report.processed_bytes < report.total_bytes
+
+    with pytest.raises(Cancelled):
+        sync(src, server.at(remote), ssh=cfg, progress_callback=stop_midway)
+    assert list(remote.iterdir()) == []  # neither the file nor its temporary
+    sync(src, server.at(remote), ssh=cfg)
+    with pytest.raises(Cancelled):
+        sync(server.at(remote), back, ssh=cfg, progress_callback=stop_midway)
+    assert list(back.iterdir()) == []  # nor a staging folder
+    assert [r.phase for r in seen if 0 < r.processed_bytes < r.total_bytes] == [
+        "uploading",
+        "downloading",
+    ]

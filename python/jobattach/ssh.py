@@ -24,7 +24,7 @@ import shlex
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 HostKeyPolicy = Literal["strict", "accept-new", "insecure"]
 
 _CHUNK = 1 << 20
+
+#: Told of each chunk's bytes as a file moves; False: cancelled, stop.
+Moved = Callable[[int], bool]
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,14 @@ def _root(sftp: paramiko.SFTPClient, where: SshPath, source: bool, dry_run: bool
     return root
 
 
+def _mover(tally: Tally, item: int) -> Moved:
+    def moved(nbytes: int) -> bool:
+        tally.moved(item, nbytes)
+        return not tally.cancelled.is_set()
+
+    return moved
+
+
 class SshRemote:
     """A folder on a host as a side of a sync (see the module's doc)."""
 
@@ -245,8 +256,9 @@ class SshRemote:
                     self._fetch(rel, out, None)
             return dict(zip(paths, hash_files(tmp, paths)))
 
-    def _fetch(self, rel: str, out: IO[bytes], moved: Any) -> None:
-        """Copies the remote regular file ``rel`` into ``out``."""
+    def _fetch(self, rel: str, out: IO[bytes], moved: Moved | None) -> bool:
+        """Copies the remote regular file ``rel`` into ``out``; False when ``moved`` said to
+        stop."""
         path = self._path(rel)
         try:
             if not stat.S_ISREG(self.sftp.lstat(path).st_mode or 0):
@@ -255,10 +267,11 @@ class SshRemote:
                 f.prefetch()
                 while chunk := f.read(_CHUNK):
                     out.write(chunk)
-                    if moved is not None:
-                        moved(len(chunk))
+                    if moved is not None and not moved(len(chunk)):
+                        return False
         except OSError as e:
             raise StorageError(f"cannot read: {e}", path=self._shown(rel)) from None
+        return True
 
     def _shown(self, rel: str) -> str:
         return f"{self.where.user + '@' if self.where.user else ''}{self.where.host}:" + (
@@ -277,7 +290,8 @@ class SshRemote:
                     return
                 size, mtime_us, _ = items[rel]
                 with staging.create(str(i))() as out:
-                    self._fetch(rel, out, lambda n, i=i: tally.moved(i, n))
+                    if not self._fetch(rel, out, _mover(tally, i)):
+                        return  # cancelled: the staging folder goes, and what it held
                 got = staging.size(str(i))
                 if got != size:
                     why = f"the file has {got} bytes where its listing says {size}"
@@ -307,7 +321,9 @@ class SshRemote:
                 folder = self._folder(rel)
                 temp = f"{folder}/{engine.internal_name('temporary')}"
                 with read_local(tree, rel, src.path / rel) as (fd, before):
-                    self._send(fd, temp, lambda n, i=i: tally.moved(i, n))
+                    if not self._send(fd, temp, _mover(tally, i)):
+                        self._remove(temp)  # cancelled: nothing partial stays
+                        return
                     after = os.fstat(fd)
                 size, mtime_us, ctime_ns = items[rel]
                 if (after.st_size, after.st_mtime_ns // 1000, after.st_ctime_ns) != (
@@ -348,16 +364,19 @@ class SshRemote:
             self._folders.add(folder)
         return folder
 
-    def _send(self, fd: int, temp: str, moved: Any) -> None:
+    def _send(self, fd: int, temp: str, moved: Moved) -> bool:
+        """Writes ``fd`` to the new remote file ``temp``; False when ``moved`` said to stop."""
         try:
             with self.sftp.open(temp, "wx") as out:
                 out.set_pipelined(True)
                 while chunk := os.read(fd, _CHUNK):
                     out.write(chunk)
-                    moved(len(chunk))
+                    if not moved(len(chunk)):
+                        return False
         except OSError as e:
             self._remove(temp)
             raise StorageError(f"cannot write: {e}", path=f"{self.where.host}:{temp}") from None
+        return True
 
     def _finish(self, temp: str, target: str, mtime_ns: int) -> None:
         """Gives ``temp`` its time and renames it over ``target`` (a symlink there is
