@@ -8,6 +8,7 @@ import getpass
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from jobattach.mirror import SyncStats, sync
 from jobattach.progress import ProgressReport
 from jobattach.ssh import SshConfig
 from jobattach.sync_paths import SshPath
-from jobattach_host.errors import Cancelled, FileAccessError, StorageError
+from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
 
 SSHD = "/usr/sbin/sshd"
 
@@ -305,3 +306,16 @@ def test_cancelled_in_the_middle_of_a_file_leaves_nothing_partial(
         "uploading",
         "downloading",
     ]
+
+
+def test_no_server_and_no_paramiko_are_named(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    _tree(src, FILES)
+    closed = server.config(port=_free_port())
+    with pytest.raises(StorageError, match="cannot connect on port"):
+        sync(src, server.at(tmp_path / "remote"), ssh=closed)
+    monkeypatch.setitem(sys.modules, "paramiko", None)  # as if the ssh extra were missing
+    with pytest.raises(ValidationError, match=r"pip install jobattach\[ssh\]"):
+        sync(src, server.at(tmp_path / "remote"), ssh=server.config())
