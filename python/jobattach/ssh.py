@@ -126,6 +126,7 @@ def _trust(pm: Any, client: paramiko.SSHClient, config: SshConfig) -> None:
         return
     known = config.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
     if config.host_key_policy == "accept-new":
+        Path(known).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         Path(known).touch(exist_ok=True)  # load_host_keys makes it the file new keys go to
         client.load_host_keys(known)
         client.set_missing_host_key_policy(pm.AutoAddPolicy())
@@ -169,8 +170,11 @@ def _root(sftp: paramiko.SFTPClient, where: SshPath, source: bool, dry_run: bool
             if part:
                 with contextlib.suppress(OSError):
                     sftp.mkdir(path)
-        root = sftp.normalize(where.path)
-        st = sftp.stat(root)
+        try:
+            root = sftp.normalize(where.path)
+            st = sftp.stat(root)
+        except OSError as e:
+            raise FileAccessError(f"cannot make the folder: {e}", path=str(where)) from None
     if not stat.S_ISDIR(st.st_mode or 0):
         raise FileAccessError("is not a directory", path=str(where))
     return root
