@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
@@ -318,3 +320,15 @@ def test_no_server_and_no_paramiko_are_named(
     monkeypatch.setitem(sys.modules, "paramiko", None)  # as if the ssh extra were missing
     with pytest.raises(ValidationError, match=r"pip install jobattach\[ssh\]"):
         sync(src, server.at(tmp_path / "remote"), ssh=server.config())
+
+
+def test_a_relative_path_is_below_the_users_home(server: Server, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _tree(src, FILES)
+    name = f"jobattach-ssh-test-{tmp_path.name}"
+    home = Path(pwd.getpwnam(server.user).pw_dir)
+    try:
+        sync(src, f"{server.user}@127.0.0.1:{name}/sub", ssh=server.config())
+        assert _files(home / name / "sub") == _files(src)
+    finally:
+        shutil.rmtree(home / name, ignore_errors=True)
