@@ -22,7 +22,13 @@ from jobattach.mirror import SyncStats, sync
 from jobattach.progress import ProgressReport
 from jobattach.ssh import SshConfig
 from jobattach.sync_paths import SshPath
-from jobattach_host.errors import Cancelled, FileAccessError, StorageError, ValidationError
+from jobattach_host.errors import (
+    Cancelled,
+    FileAccessError,
+    FileChangedError,
+    StorageError,
+    ValidationError,
+)
 
 SSHD = "/usr/sbin/sshd"
 
@@ -332,3 +338,18 @@ def test_a_relative_path_is_below_the_users_home(server: Server, tmp_path: Path)
         assert _files(home / name / "sub") == _files(src)
     finally:
         shutil.rmtree(home / name, ignore_errors=True)
+
+
+def test_a_file_changed_after_listing_is_not_sent(server: Server, tmp_path: Path) -> None:
+    src, remote = tmp_path / "src", tmp_path / "remote"
+    _tree(src, FILES)
+
+    def change_once(report: ProgressReport) -> bool:
+        if report.processed_files == 0:  # listed, not sent yet
+            (src / "a.txt").write_bytes(b"longer than it was")
+        return True
+
+    with pytest.raises(FileChangedError, match=r"a\.txt"):
+        sync(src, server.at(remote), ssh=server.config(), progress_callback=change_once)
+    assert sorted(_files(remote)) == ["sub/b.bin", "sub/deep/c"]  # the others, and no temporary
+    assert sorted(p.name for p in remote.iterdir()) == ["sub"]

@@ -457,18 +457,28 @@ def _copy(
         for i, rel in enumerate(paths):
             if tally.cancelled.is_set():
                 return
-            size, mtime_us, ctime_ns = items[rel]
+            size = items[rel][0]
             st = _copy_in(src_tree, rel, staging, str(i), src.path / rel)
-            if (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) != (size, mtime_us, ctime_ns):
+            if not as_listed(st, items[rel]):
                 changed.append(str(src.path / rel))
                 continue
             found = tree.parent(rel, create=True)
             assert found is not None  # made when missing
             staging.place(str(i), *found, st.st_mtime_ns, copy=False)
             tally.add(size, i)
+    refuse_changed(changed, "copied")
+
+
+def as_listed(st: os.stat_result, listed: Listed) -> bool:
+    """Whether a local file is as it was listed (size, mtime and ctime)."""
+    return (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) == listed
+
+
+def refuse_changed(changed: list[str], verb: str) -> None:
+    """Names the local files that changed while they were ``verb`` (and were not written)."""
     if changed:
         raise FileChangedError(
-            f"{len(changed)} files changed while they were copied and were not written (run"
+            f"{len(changed)} files changed while they were {verb} and were not written (run"
             f" the sync again once they are final): {', '.join(changed)}",
             path=changed[0],
         )

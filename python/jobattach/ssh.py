@@ -315,7 +315,7 @@ class SshRemote:
     ) -> None:
         """Each local file read through the handles of its folders, written under a temporary
         name in its remote folder, given its time, and renamed over its target."""
-        from .mirror import read_local
+        from .mirror import as_listed, read_local, refuse_changed
 
         changed: list[str] = []
         with open_root(src.path) as root, Tree(root) as tree:
@@ -329,23 +329,13 @@ class SshRemote:
                         self._remove(temp)  # cancelled: nothing partial stays
                         return
                     after = os.fstat(fd)
-                size, mtime_us, ctime_ns = items[rel]
-                if (after.st_size, after.st_mtime_ns // 1000, after.st_ctime_ns) != (
-                    size,
-                    mtime_us,
-                    ctime_ns,
-                ) or before.st_size != after.st_size:
+                if not as_listed(after, items[rel]) or before.st_size != after.st_size:
                     self._remove(temp)
                     changed.append(str(src.path / rel))
                     continue
                 self._finish(temp, self._path(rel), after.st_mtime_ns)
-                tally.add(size, i)
-        if changed:
-            raise FileChangedError(
-                f"{len(changed)} files changed while they were sent and were not written (run"
-                f" the sync again once they are final): {', '.join(changed)}",
-                path=changed[0],
-            )
+                tally.add(after.st_size, i)
+        refuse_changed(changed, "sent")
 
     def _folder(self, rel: str) -> str:
         """The remote folder of ``rel``, made where missing; a symlink or file on the way is
