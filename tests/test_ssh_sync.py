@@ -170,6 +170,12 @@ def test_by_hash_compares_contents(server: Server, tmp_path: Path) -> None:
     stats = sync(src, server.at(remote), ssh=cfg, by_hash=True)
     assert _counts(stats) == (1, 2, 0)
     assert (remote / "sub/b.bin").read_bytes() == FILES["sub/b.bin"]
+    # and the other way: the host's files hashed here
+    (src / "sub/b.bin").write_bytes(bytes(len(FILES["sub/b.bin"])))
+    os.utime(src / "a.txt", ns=(2, 2))
+    stats = sync(server.at(remote), src, ssh=cfg, by_hash=True)
+    assert _counts(stats) == (1, 2, 0)
+    assert (src / "sub/b.bin").read_bytes() == FILES["sub/b.bin"]
 
 
 def test_include_exclude_and_dry_run(server: Server, tmp_path: Path) -> None:
