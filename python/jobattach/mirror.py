@@ -70,7 +70,7 @@ class SyncOptions:
     #: Credentials, endpoint and client options (default: boto3's chain).
     s3: S3Config = field(default_factory=S3Config)
     #: How to reach and trust a host when a side is ``user@host:/path`` or ``ssh://...``.
-    ssh: SshConfig | None = None
+    ssh: SshConfig = field(default_factory=SshConfig)
     #: Gets a report of the transfer ("uploading" or "downloading") at most ten times a
     #: second; returning False cancels it (:class:`Cancelled`): files already copied stay,
     #: nothing partial does.
@@ -146,7 +146,7 @@ def sync(
         exclude=tuple(patterns(exclude)),
         by_hash=by_hash,
         s3=s3 or S3Config(),
-        ssh=ssh,
+        ssh=ssh or SshConfig(),
         progress_callback=progress_callback,
     )
     return sync_with_options(source, dest, options)
@@ -293,7 +293,7 @@ def _remote(where: SyncPath, options: SyncOptions, *, source: bool) -> Iterator[
     elif isinstance(where, SshPath):
         from .ssh import connect
 
-        with connect(where, options.ssh or SshConfig(), source, options.dry_run) as remote:
+        with connect(where, options.ssh, source, options.dry_run) as remote:
             yield remote
     else:
         raise ValidationError(f"{where}: this jobattach syncs with S3, SSH and local directories")
