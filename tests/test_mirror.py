@@ -99,7 +99,7 @@ def test_keys_that_would_escape_are_left_alone(
 
 
 def test_s3_to_s3_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="not bucket to bucket"):
+    with pytest.raises(ValidationError, match="from or to a local directory, not"):
         sync("s3://a/x", "s3://b/y")
 
 

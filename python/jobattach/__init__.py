@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from .progress import ProgressCallback, ProgressReport
     from .queue_outputs import QueueOutputsResult, download_queue_outputs
     from .snapshot import SnapshotResult, create_manifest
+    from .ssh import HostKeyPolicy, SshConfig
     from .submit import (
         LEFT_OUT,
         BundleSubmitOptions,
@@ -178,6 +179,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("ProgressCallback", "ProgressReport"), ".progress"),
     **dict.fromkeys(("QueueOutputsResult", "download_queue_outputs"), ".queue_outputs"),
     **dict.fromkeys(("SnapshotResult", "create_manifest"), ".snapshot"),
+    **dict.fromkeys(("HostKeyPolicy", "SshConfig"), ".ssh"),
     **dict.fromkeys(
         (
             "LEFT_OUT",
@@ -237,6 +239,7 @@ __all__ = [
     "GcsPath",
     "Grant",
     "HashCache",
+    "HostKeyPolicy",
     "JobUser",
     "LeftOutReason",
     "LocalPath",
@@ -266,6 +269,7 @@ __all__ = [
     "SessionAction",
     "SkipReason",
     "SnapshotResult",
+    "SshConfig",
     "SshPath",
     "StorageError",
     "StorageProfile",

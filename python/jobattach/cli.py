@@ -257,7 +257,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sy = sub.add_parser(
         "sync",
-        help="mirror a directory to s3:// or gs://bucket/prefix or to another directory, or back",
+        help="mirror a directory to s3:// or gs://bucket/prefix, user@host:/path (SSH) or"
+        " another directory, or back",
     )
     sy.add_argument("source", metavar="SRC")
     sy.add_argument("dest", metavar="DEST")
@@ -274,6 +275,15 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--gcs-credentials", metavar="FILE", help="gs://: a service account's key")
     sy.add_argument("--gcs-endpoint", metavar="URL", help="gs://: another endpoint (an emulator)")
     sy.add_argument("--gcs-anonymous", action="store_true", help="gs://: send no credentials")
+    sy.add_argument("--ssh-key", metavar="FILE", help="the private key for an SSH side")
+    sy.add_argument("--ssh-known-hosts", metavar="FILE", help="default: ~/.ssh/known_hosts")
+    sy.add_argument(
+        "--ssh-host-key-policy",
+        choices=["strict", "accept-new", "insecure"],
+        default="strict",
+        help="an unknown host key: refused, recorded and trusted, or accepted unchecked",
+    )
+    sy.add_argument("--ssh-port", type=int, metavar="N", help="over the path's port (22)")
 
     d = sub.add_parser("demo", help="submit a sample tree's attachments to a local S3 server")
     d.add_argument("--endpoint-url", help="use this S3 endpoint instead of starting a local one")
@@ -901,11 +911,18 @@ def _sync(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .mirror import GcsConfig, sync
+    from .ssh import SshConfig
 
     gcs = GcsConfig(
         credentials_file=args.gcs_credentials,
         anonymous=args.gcs_anonymous,
         endpoint_url=args.gcs_endpoint,
+    )
+    ssh = SshConfig(
+        key_file=args.ssh_key,
+        known_hosts=args.ssh_known_hosts,
+        host_key_policy=args.ssh_host_key_policy,
+        port=args.ssh_port,
     )
     with _progress_line(args.json) as progress:
         stats = sync(
@@ -917,6 +934,7 @@ def _sync(args: argparse.Namespace) -> int:
             exclude=tuple(args.exclude),
             by_hash=args.hash,
             gcs=gcs,
+            ssh=ssh,
             progress_callback=progress,
         )
     if args.json:

@@ -36,7 +36,7 @@ class GcsRemote:
         self._objects = {o.name[n:]: o for o in self.store.listing(self.where.prefix)}
         return {rel: (o.size, o.mtime_us, None) for rel, o in self._objects.items()}
 
-    def recorded_digests(self, paths: list[str]) -> dict[str, str]:
+    def digests(self, paths: list[str]) -> dict[str, str]:
         found = {rel: self._objects[rel].metadata.get(DIGEST_KEY) for rel in paths}
         return {rel: d for rel, d in found.items() if d}
 

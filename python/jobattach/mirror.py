@@ -1,5 +1,5 @@
-"""``sync(source, dest)``: mirror a directory to an S3 or Google Cloud Storage prefix or
-back, or to another directory, as rclone or s5cmd do.
+"""``sync(source, dest)``: mirror a directory to an S3 prefix or a folder on a host over SSH
+(:mod:`jobattach.ssh`) or back, or to another directory, as rclone or s5cmd do.
 
 Objects are stored under their paths relative to the source. The component plans (what to
 copy, keep and delete); files move by path with boto3. Downloads, and copies between two
@@ -17,10 +17,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Union
+from typing import Protocol
 
 from jobattach_host import engine, hash_files
 from jobattach_host.choices import Phase
@@ -49,6 +49,7 @@ from jobattach_host.sync import check_holdable
 from jobattach_host.upload import Content, Tally, upload_unchanged
 
 from .progress import ProgressCallback, Reporter
+from .ssh import SshConfig
 from .sync_paths import GcsPath, LocalPath, S3Path, SshPath, SyncPath, parse_path
 
 
@@ -69,8 +70,10 @@ class SyncOptions:
     by_hash: bool = False
     #: Credentials, endpoint and client options (default: boto3's chain).
     s3: S3Config = field(default_factory=S3Config)
-    #: The same for ``gs://`` (default: the default credential chain).
+    #: Credentials, endpoint and client options for ``gs://`` (default: the default chain).
     gcs: GcsConfig = field(default_factory=GcsConfig)
+    #: How to reach and trust a host when a side is ``user@host:/path`` or ``ssh://...``.
+    ssh: SshConfig = field(default_factory=SshConfig)
     #: Gets a report of the transfer ("uploading" or "downloading") at most ten times a
     #: second; returning False cancels it (:class:`Cancelled`): files already copied stay,
     #: nothing partial does.
@@ -112,17 +115,18 @@ def sync(
     by_hash: bool = False,
     s3: S3Config | None = None,
     gcs: GcsConfig | None = None,
+    ssh: SshConfig | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> SyncStats:
-    """Mirrors ``source`` to ``dest``, a local directory and ``s3://bucket/prefix`` (or
-    ``gs://bucket/prefix``) either way, or two local directories, as ``rclone sync`` or
-    ``s5cmd sync`` do (see the module's doc).
+    """Mirrors ``source`` to ``dest``, a local directory and ``s3://bucket/prefix`` either
+    way, or two local directories, as ``rclone sync`` or ``s5cmd sync`` do (see the module's
+    doc).
 
     Args:
-        source: What to copy from: a local directory, ``s3://bucket/prefix`` or
-            ``gs://bucket/prefix``.
-        dest: Where to copy to: a local directory, or (from a local one)
-            ``s3://bucket/prefix``.
+        source: What to copy from: a local directory, ``s3://`` or ``gs://bucket/prefix``, or
+            a folder on a host, ``user@host:/path`` or ``ssh://user@host:port/path``.
+        dest: Where to copy to: a local directory, or (from a local one) an S3 or GCS prefix
+            or a folder on a host.
         delete: Remove destination files the source lacks (refused when the source holds no
             files at all, which is more likely a mistyped source than a wish).
         dry_run: Plan and count, change nothing.
@@ -132,6 +136,8 @@ def sync(
         by_hash: Compare files of the same size by xxh3-128 instead of by time.
         s3: Credentials, endpoint and client options (default: boto3's chain).
         gcs: The same for ``gs://bucket/prefix`` (default: the default credential chain).
+        ssh: How to reach and trust the host of an SSH side (default: the agent, the
+            user's known_hosts, strictly).
         progress_callback: Gets a :class:`ProgressReport` at most ten times a second;
             returning False cancels with ``Cancelled`` (files already copied stay, whole).
 
@@ -146,6 +152,7 @@ def sync(
         by_hash=by_hash,
         s3=s3 or S3Config(),
         gcs=gcs or GcsConfig(),
+        ssh=ssh or SshConfig(),
         progress_callback=progress_callback,
     )
     return sync_with_options(source, dest, options)
@@ -156,16 +163,30 @@ def sync_with_options(
 ) -> SyncStats:
     """:func:`sync` with its options gathered in a :class:`SyncOptions`."""
     t0 = time.perf_counter()
-    src, dst = _side(parse_path(source)), _side(parse_path(dest))
+    src, dst = parse_path(source), parse_path(dest)
     if not isinstance(src, LocalPath) and not isinstance(dst, LocalPath):
-        raise ValidationError("sync goes from or to a local directory, not bucket to bucket")
+        kinds = (type(src).__name__[: -len("Path")], type(dst).__name__[: -len("Path")])
+        raise ValidationError(f"sync goes from or to a local directory, not {' to '.join(kinds)}")
     if isinstance(src, LocalPath) and not src.path.is_dir():
         raise FileAccessError("the source directory does not exist", path=str(src.path))
     if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
         _refuse_overlap(src, dst)
-    remote = _remote(src if not isinstance(src, LocalPath) else dst, options)
-    src_items = remote.listing() if remote and remote.where == src else _local_listing(src)
-    dst_items = remote.listing() if remote and remote.where == dst else _local_listing(dst)
+    with contextlib.ExitStack() as stack:
+        remote = None
+        if not isinstance(src, LocalPath):
+            remote = stack.enter_context(_remote(src, options, source=True))
+        elif not isinstance(dst, LocalPath):
+            remote = stack.enter_context(_remote(dst, options, source=False))
+        return _mirror(src, dst, remote, options, t0)
+    raise AssertionError("unreachable")  # pragma: no cover (mypy: with may swallow)
+
+
+def _mirror(
+    src: SyncPath, dst: SyncPath, remote: Remote | None, options: SyncOptions, t0: float
+) -> SyncStats:
+    """Plans with the component and carries the plan out, ``remote`` being the side that is
+    not a local directory (None: both are)."""
+    src_items, dst_items = _side_listing(src, remote), _side_listing(dst, remote)
     request = engine.MirrorRequest(
         source=[(p, s, m) for p, (s, m, _) in src_items.items()],
         dest=[(p, s, m) for p, (s, m, _) in dst_items.items()],
@@ -184,13 +205,13 @@ def sync_with_options(
         kept_paths = copy + unchanged + plan.compare
         check_holdable({dst.path: [(p, src_items[p][1]) for p in kept_paths]})
     digests: dict[str, str] = {}
-    if options.by_hash:  # the component hashes local sides; a bucket says what it recorded
+    if options.by_hash:  # the component hashes local sides; the remote says what it knows
         local = src if isinstance(src, LocalPath) else dst
         assert isinstance(local, LocalPath)
-        wanted = plan.compare + (copy if remote and remote.where == dst else [])
+        wanted = plan.compare + (copy if not isinstance(dst, LocalPath) else [])
         digests = dict(zip(wanted, hash_files(local.path, wanted)))
         if remote is not None:
-            other = remote.recorded_digests(plan.compare)
+            other = remote.digests(plan.compare)
         else:  # two directories: both sides hashed here
             assert isinstance(dst, LocalPath)
             other = dict(zip(plan.compare, hash_files(dst.path, plan.compare)))
@@ -198,25 +219,25 @@ def sync_with_options(
             (unchanged if other.get(p) == digests[p] else copy).append(p)
     if not options.dry_run:
         phase: Phase = (
-            "copying" if remote is None else "uploading" if remote.where == dst else "downloading"
+            "copying"
+            if remote is None
+            else "uploading"
+            if isinstance(src, LocalPath)
+            else "downloading"
         )
         total = sum(src_items[p][0] for p in copy)
         tally = Tally(Reporter(options.progress_callback).counts(phase), len(copy), total)
-        if remote is None:
-            assert isinstance(src, LocalPath)
-            assert isinstance(dst, LocalPath)
+        if isinstance(src, LocalPath) and isinstance(dst, LocalPath):
             _copy(src, dst, copy, src_items, tally)
-        elif isinstance(src, LocalPath):
+        elif isinstance(src, LocalPath) and remote is not None:
             remote.upload(src, copy, digests, src_items, tally)
-        else:
-            assert isinstance(dst, LocalPath)
+        elif isinstance(dst, LocalPath) and remote is not None:
             remote.download(dst, copy, src_items, tally)
         if tally.cancelled.is_set():
             raise Cancelled(f"the sync was cancelled while {phase}")
-        if remote is not None and remote.where == dst:
+        if remote is not None and not isinstance(dst, LocalPath):
             remote.delete(gone)
-        else:
-            assert isinstance(dst, LocalPath)
+        elif isinstance(dst, LocalPath):
             _delete_local(dst, gone)
 
     def size(paths: list[str]) -> int:
@@ -236,30 +257,19 @@ def sync_with_options(
     )
 
 
-#: The sides this module syncs.
-_Side = Union[S3Path, GcsPath, LocalPath]
-
 #: A listed file: size, mtime in microseconds, and (local files) ctime in nanoseconds.
 Listed = tuple[int, int, "int | None"]
 
 
-def _side(where: SyncPath) -> _Side:
-    if isinstance(where, SshPath):
-        raise ValidationError(f"{where}: this jobattach syncs with buckets and local directories")
-    return where
-
-
-class _Remote(Protocol):
-    """A bucket's side of a sync: what it lists, holds and is sent."""
-
-    @property
-    def where(self) -> S3Path | GcsPath: ...
+class Remote(Protocol):
+    """The side of a sync that is not a local directory: an S3 prefix, or a folder on a host
+    over SSH. Relative paths come from the component's plan."""
 
     def listing(self) -> dict[str, Listed]:
-        """Path -> what is known of every object below the prefix."""
+        """Path -> what is known of every file below the remote root."""
 
-    def recorded_digests(self, paths: list[str]) -> dict[str, str]:
-        """The ``xxh128`` each object's metadata records (none for objects written without)."""
+    def digests(self, paths: list[str]) -> dict[str, str]:
+        """The xxh3-128 digests the remote knows of ``paths`` (missing: not known)."""
 
     def upload(
         self,
@@ -268,35 +278,58 @@ class _Remote(Protocol):
         digests: dict[str, str],
         items: dict[str, Listed],
         tally: Tally,
-    ) -> None: ...
+    ) -> None:
+        """Copies ``paths`` of ``src`` here with their modification times."""
 
     def download(
         self, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
-    ) -> None: ...
+    ) -> None:
+        """Copies ``paths`` from here into ``dst`` with their modification times."""
 
-    def delete(self, paths: list[str]) -> None: ...
+    def delete(self, paths: list[str]) -> None:
+        """Removes ``paths`` here; gone already is no error."""
 
 
-def _remote(where: _Side, options: SyncOptions) -> _Remote | None:
+@contextlib.contextmanager
+def _remote(where: SyncPath, options: SyncOptions, *, source: bool) -> Iterator[Remote]:
+    """The remote side ``where`` names, open for the sync; ``source``: it is read from (else
+    written to, unless a dry run)."""
     if isinstance(where, S3Path):
-        return _S3(where, Bucket(where.bucket, options.s3))
-    if isinstance(where, GcsPath):
+        yield S3Remote(where, Bucket(where.bucket, options.s3))
+    elif isinstance(where, SshPath):
+        from .ssh import connect
+
+        with connect(where, options.ssh, source, options.dry_run) as remote:
+            yield remote
+    elif isinstance(where, GcsPath):
         from .gcs import GcsRemote
 
-        return GcsRemote(where, options.gcs)
-    return None
+        yield GcsRemote(where, options.gcs)
+    else:
+        raise ValidationError(f"{where}: this jobattach syncs with S3, SSH and local directories")
 
 
-class _S3:
-    def __init__(self, where: S3Path, bucket: Bucket) -> None:
-        self.where, self.bucket = where, bucket
+def _side_listing(where: SyncPath, remote: Remote | None) -> dict[str, Listed]:
+    if isinstance(where, LocalPath):
+        return _listing(where)
+    assert remote is not None
+    return remote.listing()
+
+
+@dataclass(frozen=True)
+class S3Remote:
+    """An S3 prefix as a side of a sync; files move by path with boto3."""
+
+    where: S3Path
+    bucket: Bucket
 
     def listing(self) -> dict[str, Listed]:
         n = len(self.where.prefix)
         listed = self.bucket.listing(self.where.prefix)
         return {k[n:]: (s, m, None) for k, s, m in listed if not k.endswith("/")}
 
-    def recorded_digests(self, paths: list[str]) -> dict[str, str]:
+    def digests(self, paths: list[str]) -> dict[str, str]:
+        """The ``xxh128`` each object's metadata records (none for objects written without)."""
         found = self.bucket.metadata_many([self.where.key(rel) for rel in paths])
         return {rel: m[DIGEST_KEY] for rel, m in zip(paths, found) if m and m.get(DIGEST_KEY)}
 
@@ -308,44 +341,19 @@ class _S3:
         items: dict[str, Listed],
         tally: Tally,
     ) -> None:
-        """Uploads ``paths``; a file whose size, mtime or ctime changed while it was sent (its
-        object may be torn, or not match the digest recorded with it) is deleted again and
-        named."""
-        contents = [Content("", src.path / rel, *items[rel]) for rel in paths]
-        transfers = [
-            Transfer(
-                self.where.key(rel), c.path, c.size, recorded(digests.get(rel)), digests.get(rel)
-            )
-            for rel, c in zip(paths, contents)
-        ]
-        upload_unchanged(self.bucket, contents, transfers, tally, "Sync")
+        _upload(src, self.where, self.bucket, paths, digests, items, tally)
 
     def download(
         self, dst: LocalPath, paths: list[str], items: dict[str, Listed], tally: Tally
     ) -> None:
-        def fetch(sinks: list[Sink], placed: Callable[[int], None]) -> None:
-            transfers = [
-                Transfer(self.where.key(rel), dst.path / rel, items[rel][0], sink=sink)
-                for rel, sink in zip(paths, sinks)
-            ]
-            self.bucket.download_files(
-                transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
-            )
-
-        download_into(dst, paths, items, tally, self.where.key, fetch)
+        _download(self.where, dst, self.bucket, paths, items, tally)
 
     def delete(self, paths: list[str]) -> None:
         self.bucket.delete(self.where.key(p) for p in paths)
 
 
-def recorded(digest: str | None) -> dict[str, str] | None:
-    """The metadata that records an upload's xxh3-128 for later ``by_hash`` comparisons."""
-    return {DIGEST_KEY: digest} if digest else None
-
-
-def _local_listing(where: _Side) -> dict[str, Listed]:
-    """Path -> what is known of every file below the directory ``where``."""
-    assert isinstance(where, LocalPath)
+def _listing(where: LocalPath) -> dict[str, Listed]:
+    """Path -> what is known of every file below the local directory ``where``."""
     try:
         if not where.path.exists():
             return {}
@@ -371,6 +379,50 @@ def _staging(path: Path) -> bool:
         return is_staging(path.lstat())
     except OSError:
         return True  # gone since it was listed: a staging folder removed as its download ended
+
+
+def _upload(
+    src: LocalPath,
+    dst: S3Path,
+    bucket: Bucket,
+    paths: list[str],
+    digests: dict[str, str],
+    items: dict[str, Listed],
+    tally: Tally,
+) -> None:
+    """Uploads ``paths``; a file whose size, mtime or ctime changed while it was sent (its
+    object may be torn, or not match the digest recorded with it) is deleted again and named."""
+    contents = [Content("", src.path / rel, *items[rel]) for rel in paths]
+    transfers = [
+        Transfer(dst.key(rel), c.path, c.size, recorded(digests.get(rel)), digests.get(rel))
+        for rel, c in zip(paths, contents)
+    ]
+    upload_unchanged(bucket, contents, transfers, tally, "Sync")
+
+
+def recorded(digest: str | None) -> dict[str, str] | None:
+    """The metadata that records an upload's xxh3-128 for later ``by_hash`` comparisons."""
+    return {DIGEST_KEY: digest} if digest else None
+
+
+def _download(
+    src: S3Path,
+    dst: LocalPath,
+    bucket: Bucket,
+    paths: list[str],
+    items: dict[str, Listed],
+    tally: Tally,
+) -> None:
+    def fetch(sinks: list[Sink], placed: Callable[[int], None]) -> None:
+        transfers = [
+            Transfer(src.key(rel), dst.path / rel, items[rel][0], sink=sink)
+            for rel, sink in zip(paths, sinks)
+        ]
+        bucket.download_files(
+            transfers, done=placed, cancelled=tally.cancelled, progress=tally.moved
+        )
+
+    download_into(dst, paths, items, tally, src.key, fetch)
 
 
 def download_into(
@@ -430,18 +482,28 @@ def _copy(
         for i, rel in enumerate(paths):
             if tally.cancelled.is_set():
                 return
-            size, mtime_us, ctime_ns = items[rel]
+            size = items[rel][0]
             st = _copy_in(src_tree, rel, staging, str(i), src.path / rel)
-            if (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) != (size, mtime_us, ctime_ns):
+            if not as_listed(st, items[rel]):
                 changed.append(str(src.path / rel))
                 continue
             found = tree.parent(rel, create=True)
             assert found is not None  # made when missing
             staging.place(str(i), *found, st.st_mtime_ns, copy=False)
             tally.add(size, i)
+    refuse_changed(changed, "copied")
+
+
+def as_listed(st: os.stat_result, listed: Listed) -> bool:
+    """Whether a local file is as it was listed (size, mtime and ctime)."""
+    return (st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns) == listed
+
+
+def refuse_changed(changed: list[str], verb: str) -> None:
+    """Names the local files that changed while they were ``verb`` (and were not written)."""
     if changed:
         raise FileChangedError(
-            f"{len(changed)} files changed while they were copied and were not written (run"
+            f"{len(changed)} files changed while they were {verb} and were not written (run"
             f" the sync again once they are final): {', '.join(changed)}",
             path=changed[0],
         )
@@ -450,6 +512,15 @@ def _copy(
 def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> os.stat_result:
     """Copies the source file ``rel`` into ``staging`` as ``name``; what the source was
     once copied (its size and times, to tell a change)."""
+    with read_local(tree, rel, shown) as (fd, st), staging.create(name)() as out:
+        copy_fds(fd, out.fileno(), st.st_size)
+        return os.fstat(fd)
+
+
+@contextlib.contextmanager
+def read_local(tree: Tree, rel: str, shown: Path) -> Iterator[tuple[int, os.stat_result]]:
+    """The source file ``rel`` open for reading through the handles of its folders (a
+    symlink swapped in is refused), and what it was when opened."""
     try:
         found = tree.parent(rel, create=False)
         if found is None:
@@ -458,9 +529,7 @@ def _copy_in(tree: Tree, rel: str, staging: Staging, name: str, shown: Path) -> 
     except OSError as e:
         raise FileAccessError(f"cannot read: {e.strerror}", path=str(shown)) from e
     try:
-        with staging.create(name)() as out:
-            copy_fds(fd, out.fileno(), os.fstat(fd).st_size)
-        return os.fstat(fd)
+        yield fd, os.fstat(fd)
     finally:
         os.close(fd)
 
@@ -481,6 +550,7 @@ __all__ = [
     "GcsPath",
     "LocalPath",
     "S3Path",
+    "SshConfig",
     "SshPath",
     "SyncOptions",
     "SyncPath",
